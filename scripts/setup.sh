@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything moorage and its tests need on a Debian host (run as root):
+# Debian's Docker engine and registry, a running dockerd, a local registry on 127.0.0.1:5000
+# holding the test image (busybox-static, `docker import`ed: nothing is pulled from the internet),
+# and the project's virtualenv in .venv.
+#
+#   scripts/setup.sh            everything
+#   scripts/setup.sh engine     only packages, engine, registry and image (what the tests call)
+#
+# Each step checks first and does nothing when its part is already there, so calling it again is cheap.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${MOORAGE_TEST_STATE:-/var/lib/moorage-test}
+REGISTRY=127.0.0.1:5000
+TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
+APT_PACKAGES=(docker.io docker-registry busybox-static curl)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+    local deadline=$((SECONDS + $1)) what=$2
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            log "timed out waiting for $what"
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+packages() {
+    local missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) && return
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+engine() {
+    docker info >/dev/null 2>&1 && return
+    log "starting dockerd (log: $WORK/dockerd.log)"
+    mkdir -p "$WORK"
+    # setsid + closed stdio: the engine must outlive this script and never hold a caller's pipes open.
+    setsid dockerd >"$WORK/dockerd.log" 2>&1 </dev/null &
+    wait_for 60 "the Docker engine" docker info
+}
+
+registry() {
+    curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 && return
+    log "starting docker-registry on $REGISTRY"
+    mkdir -p "$WORK/registry/data"
+    cat >"$WORK/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+EOF
+    setsid docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/registry.log" 2>&1 </dev/null &
+    wait_for 30 "the registry" curl -fsS "http://$REGISTRY/v2/"
+}
+
+image() {
+    if ! docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
+        log "building $TEST_IMAGE from busybox-static"
+        local rootfs
+        rootfs=$(mktemp -d)
+        mkdir -p "$rootfs"/{bin,etc,tmp,www}
+        cp /bin/busybox "$rootfs/bin/busybox"
+        for applet in $("$rootfs/bin/busybox" --list); do
+            [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
+        done
+        echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+        echo 'nobody:x:65534:65534:nobody:/:/bin/false' >>"$rootfs/etc/passwd"
+        printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+        echo 'moorage test page' >"$rootfs/www/index.html"
+        tar -C "$rootfs" -c . | docker import \
+            -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' -m 'moorage test image' - "$TEST_IMAGE" >/dev/null
+        rm -rf "$rootfs"
+    fi
+    if ! curl -fsS "http://$REGISTRY/v2/moorage-test/busybox/tags/list" 2>/dev/null | grep -q '"latest"'; then
+        log "pushing $TEST_IMAGE"
+        docker push -q "$TEST_IMAGE" >/dev/null
+    fi
+}
+
+venv() {
+    if [ ! -x "$ROOT/.venv/bin/python" ]; then
+        log "creating $ROOT/.venv"
+        python3 -m venv "$ROOT/.venv"
+    fi
+    log "installing moorage and its test dependencies into .venv"
+    "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
+}
+
+case "${1:-all}" in
+    all) packages; engine; registry; image; venv ;;
+    engine) packages; engine; registry; image ;;
+    *) echo "usage: $0 [all|engine]" >&2; exit 64 ;;
+esac

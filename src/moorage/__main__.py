@@ -1,0 +1,113 @@
+"""The command line: `moorage serve` runs the daemon, `moorage keygen` makes an API key."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from .app import create_app
+from .auth import hash_key, new_key
+from .config import (
+    EXIT_CONFIG,
+    KEY_NAME,
+    KEY_NAME_RULE,
+    ApiKey,
+    ConfigError,
+    Role,
+    Settings,
+    key_toml,
+    load_settings,
+    resolve_config_path,
+)
+from .keystore import generated_admin_key
+
+_LOGGER = logging.getLogger("moorage")
+
+
+def setup_logging() -> None:
+    # journald stamps each line itself; elsewhere the time is worth having.
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(level=logging.INFO, format=f"{stamp}%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def ensure_key(settings: Settings) -> Settings:
+    """With no key configured, use (and on first start make and print) the generated admin key."""
+    if settings.auth.api_keys:
+        return settings
+    key, plain, path = generated_admin_key(settings.server.state_dir)
+    if plain is None:
+        _LOGGER.info("no key in the config: using the generated admin key whose hash is in %s", path)
+    else:
+        print(
+            "No API key is configured, so an admin key was generated. It is shown only this once:\n\n"
+            f"    {plain}\n\n"
+            f"Only its SHA-256 is kept, in {path}. Send it as the X-API-Key header.",
+            flush=True,
+        )
+    return settings.with_keys((key,))
+
+
+def serve(args: argparse.Namespace) -> int:
+    setup_logging()
+    path = resolve_config_path(args.config)
+    settings = ensure_key(load_settings(path))
+    host = args.host if args.host is not None else settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    _LOGGER.info("moorage listening on http://%s:%d (config %s, engine %s)", host, port, path, settings.docker.url)
+    web.run_app(create_app(settings), host=host, port=port, print=None, handler_cancellation=True)
+    return 0
+
+
+def keygen(args: argparse.Namespace) -> int:
+    plain = new_key()
+    key = ApiKey(name=args.name, role=Role(args.role), sha256=hash_key(plain))
+    print(f"# API key {key.name!r} (role {key.role.value}); shown only this once:\n{plain}\n")
+    print(f"# Add this to the config (only the hash is stored):\n{key_toml(key)}", end="")
+    return 0
+
+
+def key_name(value: str) -> str:
+    """argparse type: the name as the config will check it, so that the printed block always loads."""
+    if not KEY_NAME.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: {KEY_NAME_RULE}")
+    return value
+
+
+def tcp_port(value: str) -> int:
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1..65535")
+    return port
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="moorage", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the daemon")
+    run.add_argument("--config", help="config file (default: $MOORAGE_CONFIG, /etc/moorage/config.toml, ./config.toml)")
+    run.add_argument("--host", help="address to listen on (overrides [server] host)")
+    run.add_argument("--port", type=tcp_port, help="port to listen on (overrides [server] port)")
+    run.set_defaults(func=serve)
+    make = commands.add_parser("keygen", help="make a new API key and print it with its config block")
+    make.add_argument("--name", required=True, type=key_name, help="a name for the key (shown in logs, never the key)")
+    make.add_argument("--role", required=True, choices=[r.value for r in Role])
+    make.set_defaults(func=keygen)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(f"moorage: configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""The HTTP API: one module per resource, each with its own RouteTableDef."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import containers, health
+
+
+def setup_routes(app: web.Application) -> None:
+    for module in (health, containers):
+        app.router.add_routes(module.routes)

@@ -1,0 +1,51 @@
+"""Containers: list and inspect."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from ..auth import requires
+from ..config import Role
+from ..engine import docker
+from ..envelope import ok
+from ..schemas.containers import ContainerDetailSchema, ContainerListQuery, ContainerRef, ContainerSummarySchema
+from ..validation import load_path, load_query
+from .paths import API_PREFIX
+
+routes = web.RouteTableDef()
+
+_SUMMARY = ContainerSummarySchema()
+_DETAIL = ContainerDetailSchema()
+
+
+def engine_filters(query: dict) -> str:
+    """The list query as the engine's `filters`; the engine filters, moorage pages (Docker's limit is not a page)."""
+    filters: dict[str, list[str]] = {}
+    if "status" in query:
+        filters["status"] = [query["status"]]
+    if "name" in query:
+        # The engine reads `name` as a regular expression; the query admits only [a-zA-Z0-9_.-], so "." is all to escape.
+        filters["name"] = [query["name"].replace(".", r"\.")]
+    if query.get("label"):
+        filters["label"] = query["label"]
+    return json.dumps(filters)
+
+
+@routes.get(f"{API_PREFIX}/containers")
+@requires(Role.VIEWER)
+async def list_containers(request: web.Request) -> web.Response:
+    query = load_query(request, ContainerListQuery())
+    found = await docker(request).containers.list(all=True, filters=engine_filters(query))
+    found.sort(key=lambda c: c["Created"], reverse=True)
+    page = found[query["offset"] : query["offset"] + query["limit"]]
+    return ok({"total": len(found), "items": _SUMMARY.dump(page, many=True)})
+
+
+@routes.get(f"{API_PREFIX}/containers/{{container_id}}")
+@requires(Role.VIEWER)
+async def get_container(request: web.Request) -> web.Response:
+    ref = load_path(request, ContainerRef())["container_id"]
+    inspected = await docker(request).containers.container(ref).show()
+    return ok(_DETAIL.dump(inspected))

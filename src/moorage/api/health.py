@@ -1,0 +1,29 @@
+"""Liveness and readiness probes: public, so that systemd and load balancers need no key."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import public
+from ..engine import docker
+from ..envelope import ok
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+@public
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and serving; says nothing about the engine, so a down engine never restarts us."""
+    return ok({"status": "up"})
+
+
+@routes.get("/readyz")
+@public
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the Docker engine answers; 503 in the error format when it does not.
+
+    Public, so it names no versions: those are for authenticated callers.
+    """
+    await docker(request).version()
+    return ok({"status": "ready"})

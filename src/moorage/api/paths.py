@@ -1,0 +1,3 @@
+"""Where the versioned API is mounted."""
+
+API_PREFIX = "/api/v1"

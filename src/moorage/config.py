@@ -1,0 +1,187 @@
+"""Settings: config.toml read with tomllib, validated by marshmallow, frozen into dataclasses.
+
+A bad file must stop start-up with a message naming the key and the file, so every section
+raises on unknown keys and the CLI turns `ConfigError` into exit status `EXIT_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from .validation import flatten_errors
+
+EXIT_CONFIG = 2
+DEFAULT_PATHS = (Path("/etc/moorage/config.toml"), Path("config.toml"))
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        return _ROLE_RANK[self] >= _ROLE_RANK[needed]
+
+
+_ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    role: Role
+    sha256: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    state_dir: Path = Path("/var/lib/moorage")
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    url: str = "unix:///var/run/docker.sock"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    api_keys: tuple[ApiKey, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    docker: DockerSettings = DockerSettings()
+    auth: AuthSettings = AuthSettings()
+
+    def with_keys(self, keys: tuple[ApiKey, ...]) -> Settings:
+        return replace(self, auth=replace(self.auth, api_keys=keys))
+
+
+def default_state_dir() -> str:
+    # systemd's StateDirectory= sets this; it may hold several colon-separated paths.
+    from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return from_systemd or str(ServerSettings.state_dir)
+
+
+class _Section(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ServerSchema(_Section):
+    host = fields.String(load_default=ServerSettings.host, validate=validate.Length(min=1))
+    port = fields.Integer(strict=True, load_default=ServerSettings.port, validate=validate.Range(1, 65535))
+    state_dir = fields.String(load_default=default_state_dir, validate=validate.Length(min=1))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> ServerSettings:
+        return ServerSettings(host=data["host"], port=data["port"], state_dir=Path(data["state_dir"]))
+
+
+class DockerSchema(_Section):
+    url = fields.String(
+        load_default=DockerSettings.url,
+        validate=validate.Regexp(r"^(unix|tcp|http|https)://.+", error="must be a unix://, tcp:// or http(s):// URL"),
+    )
+    timeout = fields.Float(load_default=DockerSettings.timeout, validate=validate.Range(min=0, min_inclusive=False))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> DockerSettings:
+        return DockerSettings(**data)
+
+
+KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+KEY_NAME_RULE = "letters, digits, _ . @ - (at most 64, starting with a letter or digit)"
+
+
+class ApiKeySchema(_Section):
+    name = fields.String(required=True, validate=validate.Regexp(KEY_NAME, error=KEY_NAME_RULE))
+    role = fields.Enum(Role, by_value=True, required=True)
+    sha256 = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="must be the 64 hex digits of a SHA-256"),
+    )
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> ApiKey:
+        return ApiKey(name=data["name"], role=data["role"], sha256=data["sha256"].lower())
+
+
+class AuthSchema(_Section):
+    api_keys = fields.List(fields.Nested(ApiKeySchema), load_default=list)
+
+    @validates_schema
+    def distinct(self, data: dict[str, Any], **_: Any) -> None:
+        keys: list[ApiKey] = data.get("api_keys", [])
+        for attr in ("name", "sha256"):
+            values = [getattr(key, attr) for key in keys]
+            if len(values) != len(set(values)):
+                raise ValidationError(f"two keys have the same {attr}", "api_keys")
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> AuthSettings:
+        return AuthSettings(api_keys=tuple(data["api_keys"]))
+
+
+class SettingsSchema(_Section):
+    # A missing section is loaded from {} so that its defaults are computed like a present one's.
+    server = fields.Nested(ServerSchema, load_default=lambda: ServerSchema().load({}))
+    docker = fields.Nested(DockerSchema, load_default=lambda: DockerSchema().load({}))
+    auth = fields.Nested(AuthSchema, load_default=lambda: AuthSchema().load({}))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> Settings:
+        return Settings(**data)
+
+
+def settings_from_mapping(data: Mapping[str, Any], source: str = "<settings>") -> Settings:
+    try:
+        return SettingsSchema().load(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in flatten_errors(err.messages))
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def load_settings(path: Path) -> Settings:
+    return settings_from_mapping(read_toml(path), str(path))
+
+
+def resolve_config_path(cli_path: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """--config, else $MOORAGE_CONFIG, else /etc/moorage/config.toml, else ./config.toml."""
+    if cli_path:
+        return Path(cli_path)
+    if env.get("MOORAGE_CONFIG"):
+        return Path(env["MOORAGE_CONFIG"])
+    return next((path for path in DEFAULT_PATHS if path.exists()), DEFAULT_PATHS[-1])
+
+
+def key_toml(key: ApiKey) -> str:
+    """The `[[auth.api_keys]]` block for a key: what keygen prints and the generated-key file holds."""
+    return f'[[auth.api_keys]]\nname = "{key.name}"\nrole = "{key.role.value}"\nsha256 = "{key.sha256}"\n'

@@ -1,0 +1,26 @@
+"""The Docker engine client: one for the application's life, opened and closed with it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiodocker
+import aiohttp
+from aiohttp import web
+
+from .keys import DOCKER, SETTINGS
+
+
+async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: aiodocker opens no connection here, so a stopped engine does not stop start-up."""
+    settings = app[SETTINGS].docker
+    docker = aiodocker.Docker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
+    app[DOCKER] = docker
+    try:
+        yield
+    finally:
+        await docker.close()
+
+
+def docker(request: web.Request) -> aiodocker.Docker:
+    return request.config_dict[DOCKER]

@@ -1,0 +1,81 @@
+"""Errors that carry their HTTP status, and the one place where engine errors become API errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aiodocker.exceptions import DockerError
+
+# aiodocker reports "cannot connect to the engine" as this pseudo status.
+DOCKER_UNREACHABLE = 900
+
+
+class ApiError(Exception):
+    status = 500
+    default_message = "internal server error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        errors: Sequence[Mapping[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+        super().__init__(self.message)
+
+
+class BadRequest(ApiError):
+    status = 400
+    default_message = "bad request"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    default_message = "a valid API key is required"
+
+
+class Forbidden(ApiError):
+    status = 403
+    default_message = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    default_message = "not found"
+
+
+class Conflict(ApiError):
+    status = 409
+    default_message = "conflict"
+
+
+class BadGateway(ApiError):
+    status = 502
+    default_message = "the Docker engine answered with an error"
+
+
+class EngineUnavailable(ApiError):
+    status = 503
+    default_message = "the Docker engine is not reachable"
+
+
+class EngineTimeout(ApiError):
+    status = 504
+    default_message = "the Docker engine did not answer in time"
+
+
+_BY_ENGINE_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    404: NotFound,
+    409: Conflict,
+    DOCKER_UNREACHABLE: EngineUnavailable,
+}
+
+
+def from_docker_error(err: DockerError) -> ApiError:
+    """Map an engine error to ours, keeping Docker's own text: it is what a Docker user knows."""
+    cls = _BY_ENGINE_STATUS.get(err.status, BadGateway)
+    return cls(str(err.message).strip() or None)

@@ -1,0 +1,12 @@
+"""Every typed key for shared state on the application and on requests, in one place."""
+
+from __future__ import annotations
+
+import aiodocker
+from aiohttp import web
+
+from .config import ApiKey, Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DOCKER = web.AppKey("docker", aiodocker.Docker)
+PRINCIPAL = web.RequestKey("principal", ApiKey)

@@ -1,0 +1,104 @@
+"""The error middleware (every failure in the error envelope) and the auth middleware (default deny)."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiodocker.exceptions import DockerError
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from marshmallow import ValidationError
+
+from . import envelope
+from .auth import declared_role, is_public, match_key
+from .config import ApiKey, Role
+from .errors import ApiError, BadGateway, EngineTimeout, EngineUnavailable, Forbidden, Unauthorized, from_docker_error
+from .keys import PRINCIPAL, SETTINGS
+from .validation import validation_failed
+
+_LOGGER = logging.getLogger(__name__)
+
+# Headers of aiohttp's own exceptions that describe its plain-text body, not ours.
+_BODY_HEADERS = {"Content-Type", "Content-Length"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k not in _BODY_HEADERS}
+        return envelope.error(exc.status, exc.reason, headers=headers)
+    except Exception as exc:
+        err = as_api_error(exc)
+        if err.status >= 500:
+            _LOGGER.log(
+                logging.WARNING if err.status > 500 else logging.ERROR,
+                "%s %s failed: %s",
+                request.method,
+                request.path,
+                err.message,
+                exc_info=err.status == 500,
+            )
+        return envelope.error(err.status, err.message, err.errors, err.headers)
+
+
+def as_api_error(exc: Exception) -> ApiError:
+    """Whatever a handler raised, as the ApiError the client is told about."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return validation_failed(exc, "request")
+    if isinstance(exc, DockerError):
+        return from_docker_error(exc)
+    if isinstance(exc, TimeoutError):
+        return EngineTimeout()
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return EngineUnavailable(f"{EngineUnavailable.default_message}: {exc}")
+    if isinstance(exc, aiohttp.ClientError):
+        return BadGateway(f"{BadGateway.default_message}: {exc}")
+    # The traceback goes to the log only; the client learns nothing about the internals.
+    return ApiError()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route_handler = request.match_info.handler
+    if is_public(route_handler):
+        return await handler(request)
+    key = authenticate(request)
+    needed = declared_role(route_handler)
+    if request.match_info.http_exception is None:
+        if not isinstance(needed, Role):
+            raise Forbidden("this route declares no role and is refused")
+        if not key.role.allows(needed):
+            raise Forbidden(
+                f"role {needed.value} or higher is required; key {key.name!r} has role {key.role.value}",
+                errors=[{"field": "role", "message": f"requires {needed.value}"}],
+            )
+    request[PRINCIPAL] = key
+    return await handler(request)
+
+
+def authenticate(request: web.Request) -> ApiKey:
+    """The key presented as X-API-Key or as a Bearer token; 401 when absent or unknown."""
+    presented = request.headers.get("X-API-Key")
+    field = "X-API-Key"
+    if presented is None:
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            presented, field = credentials.strip(), "Authorization"
+    challenge = {"WWW-Authenticate": 'Bearer realm="moorage"'}
+    if not presented:
+        raise Unauthorized(
+            "authentication required: send an API key in X-API-Key or Authorization: Bearer",
+            errors=[{"field": "X-API-Key", "message": "missing"}],
+            headers=challenge,
+        )
+    key = match_key(request.config_dict[SETTINGS].auth.api_keys, presented)
+    if key is None:
+        raise Unauthorized("invalid API key", errors=[{"field": field, "message": "not a valid key"}], headers=challenge)
+    return key

@@ -1,0 +1,1 @@
+"""marshmallow schemas: requests are loaded strictly, engine payloads dumped into moorage's own shape."""

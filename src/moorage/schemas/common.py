@@ -1,0 +1,43 @@
+"""Fields and helpers shared by the resource schemas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import RAISE, Schema, fields
+
+# Docker writes this for "never" (a container that has not started or finished yet).
+_DOCKER_ZERO_TIME = "0001-01-01T"
+
+
+class RequestSchema(Schema):
+    """Requests are strict: a field we do not know is an error, not silently dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def docker_time(value: int | float | str | None) -> str | None:
+    """Unix seconds (list payloads) or Docker's nanosecond RFC 3339 (inspect) as RFC 3339 UTC seconds."""
+    if value is None or value == "" or (isinstance(value, str) and value.startswith(_DOCKER_ZERO_TIME)):
+        return None
+    if isinstance(value, (int, float)):
+        return rfc3339(datetime.fromtimestamp(value, UTC))
+    # Python parses at most microseconds: cut Docker's nanoseconds before the zone.
+    head, dot, tail = value.partition(".")
+    if dot:
+        zone_at = next((i for i, ch in enumerate(tail) if ch in "Z+-"), len(tail))
+        value = head + tail[zone_at:]
+    return rfc3339(datetime.fromisoformat(value))
+
+
+class DockerTime(fields.Field):
+    """Dumps an engine timestamp (either form) as RFC 3339 UTC with a Z, or null for Docker's zero time."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return docker_time(value)
