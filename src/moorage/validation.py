@@ -16,9 +16,6 @@ FieldError = dict[str, str]
 def flatten_errors(messages: Any, path: str = "") -> list[FieldError]:
     """marshmallow's nested error dict as one `{field, message}` per bad field, `field` a dotted path."""
     if isinstance(messages, Mapping):
-        # A Dict field reports a bad value as {KEY: {"value": [...]}}: the key is the field's path.
-        if set(messages) <= {"key", "value"} and path:
-            return [{"field": path, "message": _join(v)} for v in messages.values()]
         out: list[FieldError] = []
         for key, sub in messages.items():
             sub_path = path if key == "_schema" else f"{path}.{key}" if path else str(key)

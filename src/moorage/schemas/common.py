@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE, Schema, ValidationError, fields
 
 # Docker writes this for "never" (a container that has not started or finished yet).
 _DOCKER_ZERO_TIME = "0001-01-01T"
@@ -41,3 +41,16 @@ class DockerTime(fields.Field):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return docker_time(value)
+
+
+class KeyedDict(fields.Dict):
+    """A Dict whose errors are keyed by the entry, `ports.80/tcp`, not marshmallow's `ports.80/tcp.value`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as err:
+            if not isinstance(err.messages, dict):
+                raise
+            keyed = {entry: problems.get("key", problems.get("value")) for entry, problems in err.messages.items()}
+            raise ValidationError(keyed, valid_data=err.valid_data) from None

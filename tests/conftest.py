@@ -1,0 +1,191 @@
+"""Fixtures: a real Docker engine and registry (set up by scripts/setup.sh), the app, labelled containers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from moorage.app import create_app
+from moorage.auth import hash_key, new_key
+from moorage.config import Settings, settings_from_mapping
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_IMAGE = "127.0.0.1:5000/moorage-test/busybox:latest"
+# Every container a test makes carries this label, so that nothing a test leaves can be mistaken for the host's.
+TEST_LABEL = "moorage.test"
+
+MakeContainer = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine() -> Iterator[None]:
+    """Install and start the engine, the registry and the test image if needed; sweep test containers after."""
+    subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "engine"], check=True)
+    yield
+    leftovers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={TEST_LABEL}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    if leftovers:
+        subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True, check=False)
+
+
+def make_settings(tmp_path: Path, keys: dict[str, str], **sections: dict[str, Any]) -> Settings:
+    """Settings as a config file would give them; `keys` maps a key name to its role."""
+    raw_keys = [{"name": name, "role": role, "sha256": hash_key(plain_key(name))} for name, role in keys.items()]
+    server = {"state_dir": str(tmp_path / "state"), **sections.pop("server", {})}
+    return settings_from_mapping({"server": server, "auth": {"api_keys": raw_keys}, **sections})
+
+
+_PLAIN_KEYS: dict[str, str] = {}
+
+
+def plain_key(name: str) -> str:
+    """One random key per name for the whole run: tests never hard-code a key."""
+    return _PLAIN_KEYS.setdefault(name, new_key())
+
+
+@pytest.fixture
+def api_key() -> str:
+    return plain_key("test-admin")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, {"test-admin": "admin"})
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, api_key: str) -> TestClient:
+    """A client of a fresh app, sending the admin key."""
+    return await aiohttp_client(create_app(settings), headers={"X-API-Key": api_key})
+
+
+@pytest.fixture
+async def anon(aiohttp_client: Any, settings: Settings) -> TestClient:
+    """A client of a fresh app, sending no credentials."""
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def docker() -> AsyncIterator[aiodocker.Docker]:
+    """The test's own engine client, for setting up and checking what the daemon did."""
+    async with aiodocker.Docker() as client:
+        yield client
+
+
+@pytest.fixture
+def case_label() -> str:
+    """A label value unique to this test, to list only its own containers."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def make_container(docker: aiodocker.Docker, case_label: str) -> AsyncIterator[MakeContainer]:
+    """Create (and optionally start) a labelled container; all of them are removed after the test, pass or fail."""
+    made: list[str] = []
+
+    async def make(
+        *,
+        name: str | None = None,
+        cmd: list[str] | None = None,
+        start: bool = False,
+        labels: dict[str, str] | None = None,
+        host_config: dict[str, Any] | None = None,
+        **config: Any,
+    ) -> dict[str, Any]:
+        body = {
+            "Image": TEST_IMAGE,
+            "Cmd": cmd or ["sleep", "600"],
+            "Labels": {TEST_LABEL: case_label, **(labels or {})},
+            "HostConfig": host_config or {},
+            **config,
+        }
+        container = await docker.containers.create(body, name=name or f"mt-{uuid.uuid4().hex[:10]}")
+        made.append(container.id)
+        if start:
+            await container.start()
+        return await container.show()
+
+    yield make
+    for container_id in made:
+        try:
+            await docker.containers.container(container_id).delete(force=True, v=True)
+        except aiodocker.DockerError as err:
+            if err.status != 404:
+                raise
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Daemon:
+    """A `moorage serve` child process, as systemd or an operator would run it."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = config.with_suffix(".log")
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moorage", "serve", "--config", str(config), "--port", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+
+    def wait_healthy(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"moorage exited with {self.proc.returncode}: {self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"moorage did not listen within {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def spawn_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def spawn(config_text: str, env: dict[str, str] | None = None) -> Daemon:
+        config = tmp_path / f"moorage-{len(started)}.toml"
+        config.write_text(config_text)
+        daemon = Daemon(config, free_port(), env)
+        started.append(daemon)
+        daemon.wait_healthy()
+        return daemon
+
+    yield spawn
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.stop()
+
+
+async def get_json(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    async with session.get(url, **kwargs) as resp:
+        return resp.status, await resp.json()

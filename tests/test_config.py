@@ -1,0 +1,130 @@
+"""Settings: the file is checked key by key, defaults come from the right places, keys are only hashes."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from moorage.auth import hash_key, match_key, new_key
+from moorage.config import ConfigError, Role, load_settings, resolve_config_path, settings_from_mapping
+from moorage.keystore import generated_admin_key
+
+from .conftest import ROOT
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_config_loads_with_its_documented_defaults() -> None:
+    settings = load_settings(ROOT / "config.toml")
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8000)
+    assert settings.docker.url == "unix:///var/run/docker.sock"
+    assert settings.auth.api_keys == ()
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    settings = load_settings(write(tmp_path, ""))
+    assert settings.server.state_dir == Path("/var/lib/moorage")
+    assert settings.server.port == 8000
+
+
+def test_state_dir_defaults_to_systemds_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/private/moorage:/var/lib/other")
+    assert load_settings(write(tmp_path, "")).server.state_dir == Path("/var/lib/private/moorage")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[server]\nprot = 8000\n", "server.prot"),
+        ("[sever]\nport = 8000\n", "sever"),
+        ('[server]\nport = "8000"\n', "server.port"),
+        ("[server]\nport = 70000\n", "server.port"),
+        ("[server]\nport = 80.5\n", "server.port"),
+        ('[docker]\nurl = "/var/run/docker.sock"\n', "docker.url"),
+        ("[docker]\ntimeout = 0\n", "docker.timeout"),
+        ('[[auth.api_keys]]\nname = "a"\nrole = "root"\nsha256 = "' + "0" * 64 + '"\n', "auth.api_keys.0.role"),
+        ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\nsha256 = "abc"\n', "auth.api_keys.0.sha256"),
+        ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\n', "auth.api_keys.0.sha256"),
+        ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\nkey = "x"\nsha256 = "' + "0" * 64 + '"\n', "auth.api_keys.0.key"),
+        (
+            '[[auth.api_keys]]\nname = "a"\nrole = "admin"\nsha256 = "' + "0" * 64 + '"\n'
+            '[[auth.api_keys]]\nname = "a"\nrole = "viewer"\nsha256 = "' + "1" * 64 + '"\n',
+            "auth.api_keys",
+        ),
+    ],
+)
+def test_a_bad_key_or_type_is_named_with_the_file(tmp_path: Path, text: str, named: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"{named}:" in message
+
+
+def test_not_toml_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server\nport = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path)
+
+
+def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_path("/x/cli.toml", {"MOORAGE_CONFIG": "/x/env.toml"}) == Path("/x/cli.toml")
+    assert resolve_config_path(None, {"MOORAGE_CONFIG": "/x/env.toml"}) == Path("/x/env.toml")
+    expected = Path("/etc/moorage/config.toml") if Path("/etc/moorage/config.toml").exists() else Path("config.toml")
+    assert resolve_config_path(None, {}) == expected
+
+
+def test_keys_are_matched_by_hash_and_carry_their_role() -> None:
+    admin, viewer = new_key(), new_key()
+    settings = settings_from_mapping(
+        {
+            "auth": {
+                "api_keys": [
+                    {"name": "a", "role": "admin", "sha256": hash_key(admin).upper()},
+                    {"name": "v", "role": "viewer", "sha256": hash_key(viewer)},
+                ]
+            }
+        }
+    )
+    keys = settings.auth.api_keys
+    assert match_key(keys, admin).role is Role.ADMIN  # type: ignore[union-attr]
+    assert match_key(keys, viewer).name == "v"  # type: ignore[union-attr]
+    assert match_key(keys, admin + "x") is None
+    assert admin not in repr(settings) and hash_key(admin) not in repr(settings)
+
+
+def test_new_keys_are_random_and_long() -> None:
+    keys = {new_key() for _ in range(100)}
+    assert len(keys) == 100
+    assert all(k.startswith("mrg_") and len(k) >= 40 for k in keys)
+
+
+def test_the_generated_admin_key_is_made_once_and_only_its_hash_kept(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    key, plain, path = generated_admin_key(state)
+    assert plain is not None and key.role is Role.ADMIN and key.sha256 == hash_key(plain)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert plain not in path.read_text()
+    again, plain_again, _ = generated_admin_key(state)
+    assert plain_again is None and again == key
+
+
+def test_an_unwritable_state_dir_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="state_dir"):
+        generated_admin_key(blocker / "state")

@@ -1,0 +1,60 @@
+"""A stopped engine: moorage still starts and says so with 503s, never a hang or a 500."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from moorage.app import create_app
+
+from .conftest import Daemon, get_json, make_settings, plain_key
+from .test_auth import assert_error
+
+
+@pytest.fixture(params=["no-socket", "refusing-socket"])
+def dead_engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An engine URL where nothing answers: no socket file at all, or a socket nobody accepts on."""
+    path = tmp_path / "docker.sock"
+    if request.param == "no-socket":
+        yield f"unix://{path}"
+        return
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))  # bound, never listening: connect() is refused, as after dockerd died
+        yield f"unix://{path}"
+
+
+async def test_app_answers_503_when_the_engine_is_down(aiohttp_client: Any, tmp_path: Path, dead_engine_url: str) -> None:
+    settings = make_settings(tmp_path, {"test-admin": "admin"}, docker={"url": dead_engine_url})
+    client = await aiohttp_client(create_app(settings), headers={"X-API-Key": plain_key("test-admin")})
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert_error(await ready.json(), 503)
+    for path in ("/api/v1/containers", "/api/v1/containers/abc"):
+        started = time.monotonic()
+        resp = await client.get(path)
+        assert resp.status == 503, path
+        assert_error(await resp.json(), 503)
+        assert time.monotonic() - started < 2
+
+
+async def test_serve_starts_against_a_stopped_engine(
+    tmp_path: Path, dead_engine_url: str, spawn_daemon: Callable[..., Daemon]
+) -> None:
+    config = f'[server]\nstate_dir = "{tmp_path}/state"\n[docker]\nurl = "{dead_engine_url}"\n'
+    daemon = spawn_daemon(config)
+    [key] = [word for word in daemon.output().split() if word.startswith("mrg_")]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        status, body = await get_json(session, f"{daemon.url}/healthz")
+        assert status == 200 and body["data"]["status"] == "up"
+        status, body = await get_json(session, f"{daemon.url}/api/v1/containers", headers={"X-API-Key": key})
+        assert status == 503
+        assert_error(body, 503)
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.output()
