@@ -36,9 +36,15 @@ def setup_logging() -> None:
 
 
 def ensure_key(settings: Settings) -> Settings:
-    """With no key configured, use (and on first start make and print) the generated admin key."""
+    """With no key configured, use (and on first start make and print) the generated admin key.
+
+    Not under journald, where printing it would keep the key in the journal.
+    """
     if settings.auth.api_keys:
         return settings
+    if os.environ.get("JOURNAL_STREAM"):
+        # Printed under systemd, the key would be kept in the journal: a secret in a log.
+        raise ConfigError("no [[auth.api_keys]] configured: make one with `moorage keygen` and add it to the config")
     key, plain, path = generated_admin_key(settings.server.state_dir)
     if plain is None:
         _LOGGER.info("no key in the config: using the generated admin key whose hash is in %s", path)
