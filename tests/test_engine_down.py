@@ -14,7 +14,7 @@ import pytest
 from moorage.app import create_app
 
 from .conftest import Daemon, get_json, make_settings, plain_key
-from .test_auth import assert_error
+from .test_auth import assert_error, concrete_routes
 
 
 @pytest.fixture(params=["no-socket", "refusing-socket"])
@@ -58,3 +58,13 @@ async def test_serve_starts_against_a_stopped_engine(
         assert_error(body, 503)
     assert daemon.stop() == 0
     assert "Traceback" not in daemon.output()
+
+
+async def test_every_api_route_answers_503_not_500_when_the_engine_is_down(aiohttp_client: Any, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, {"test-admin": "admin"}, docker={"url": f"unix://{tmp_path}/absent.sock"})
+    client = await aiohttp_client(create_app(settings), headers={"X-API-Key": plain_key("test-admin")})
+    for method, path, _ in concrete_routes(client.app):
+        if path.startswith("/api/v1/"):
+            resp = await client.request(method, path)
+            assert resp.status == 503, f"{method} {path}: {await resp.text()}"
+            assert_error(await resp.json(), 503)

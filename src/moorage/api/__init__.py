@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import containers, health
+from . import containers, health, lifecycle
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (health, containers):
+    for module in (health, containers, lifecycle):
         app.router.add_routes(module.routes)

@@ -1,4 +1,4 @@
-"""Containers: list and inspect."""
+"""Containers: list, inspect, delete."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..config import Role
 from ..engine import docker
 from ..envelope import ok
 from ..schemas.containers import ContainerDetailSchema, ContainerListQuery, ContainerRef, ContainerSummarySchema
+from ..schemas.lifecycle import DeleteQuery
 from ..validation import load_path, load_query
 from .paths import API_PREFIX
 
@@ -49,3 +50,15 @@ async def get_container(request: web.Request) -> web.Response:
     ref = load_path(request, ContainerRef())["container_id"]
     inspected = await docker(request).containers.container(ref).show()
     return ok(_DETAIL.dump(inspected))
+
+
+@routes.delete(f"{API_PREFIX}/containers/{{container_id}}")
+@requires(Role.ADMIN)
+async def delete_container(request: web.Request) -> web.Response:
+    """Like `docker rm [-f] [-v]`; a running container without force is the engine's 409."""
+    query = load_query(request, DeleteQuery())
+    ref = load_path(request, ContainerRef())["container_id"]
+    # Inspect first: the answer names the full id, whatever reference the caller used.
+    container_id = (await docker(request).containers.container(ref).show())["Id"]
+    await docker(request).containers.container(container_id).delete(force=query["force"], v=query["volumes"])
+    return ok({"id": container_id})

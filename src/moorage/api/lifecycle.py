@@ -1,0 +1,64 @@
+"""Container lifecycle: start, stop, restart, pause, unpause, kill. Each answers with the state after it.
+
+Starting a running container or stopping a stopped one is not an error: the engine answers 304
+and moorage answers 200 with the unchanged state, so scripts can converge without checking first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiodocker.containers import DockerContainer
+from aiohttp import web
+
+from ..auth import requires
+from ..config import Role
+from ..engine import docker
+from ..envelope import ok
+from ..keys import SETTINGS
+from ..schemas.containers import ContainerDetailSchema, ContainerRef
+from ..schemas.common import RequestSchema
+from ..schemas.lifecycle import KillQuery, NoQuery, StopQuery
+from ..validation import load_path, load_query
+from .paths import API_PREFIX
+
+routes = web.RouteTableDef()
+
+_DETAIL = ContainerDetailSchema()
+
+# An action gets the container, its loaded query and the engine call's timeout.
+Action = Callable[[DockerContainer, dict[str, Any], aiohttp.ClientTimeout], Awaitable[None]]
+
+ACTIONS: dict[str, tuple[type[RequestSchema], Action]] = {
+    "start": (NoQuery, lambda c, q, t: c.start()),
+    "stop": (StopQuery, lambda c, q, t: c.stop(t=q["timeout"], timeout=t)),
+    "restart": (StopQuery, lambda c, q, t: c.restart(t=q["timeout"], timeout=t)),
+    "pause": (NoQuery, lambda c, q, t: c.pause()),
+    "unpause": (NoQuery, lambda c, q, t: c.unpause()),
+    "kill": (KillQuery, lambda c, q, t: c.kill(signal=q["signal"], timeout=t)),
+}
+
+
+def grace_timeout(request: web.Request, seconds: int) -> aiohttp.ClientTimeout:
+    """The engine waits up to `seconds` for the container before it answers: allow for that, and no more."""
+    return aiohttp.ClientTimeout(total=seconds + request.config_dict[SETTINGS].docker.timeout)
+
+
+def action_handler(name: str, schema: type[RequestSchema], action: Action) -> Callable[[web.Request], Awaitable[web.Response]]:
+    @requires(Role.OPERATOR)
+    async def handle(request: web.Request) -> web.Response:
+        query = load_query(request, schema())
+        container = docker(request).containers.container(load_path(request, ContainerRef())["container_id"])
+        await action(container, query, grace_timeout(request, query.get("timeout", 0)))
+        return ok(_DETAIL.dump(await container.show()))
+
+    handle.__name__ = handle.__qualname__ = name
+    return handle
+
+
+for _name, (_schema, _action) in ACTIONS.items():
+    routes.post(f"{API_PREFIX}/containers/{{container_id}}/{_name}", name=f"container-{_name}")(
+        action_handler(_name, _schema, _action)
+    )
