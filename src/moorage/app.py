@@ -18,7 +18,9 @@ async def hide_server_version(request: web.Request, response: web.StreamResponse
 
 def create_app(settings: Settings) -> web.Application:
     # The error middleware is outermost, so that auth failures are rendered by it too.
-    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=settings.server.max_body_size
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(engine_ctx)
     app.on_response_prepare.append(hide_server_version)

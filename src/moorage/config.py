@@ -51,6 +51,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     state_dir: Path = Path("/var/lib/moorage")
+    max_body_size: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,13 @@ class ServerSchema(_Section):
     host = fields.String(load_default=ServerSettings.host, validate=validate.Length(min=1))
     port = fields.Integer(strict=True, load_default=ServerSettings.port, validate=validate.Range(1, 65535))
     state_dir = fields.String(load_default=default_state_dir, validate=validate.Length(min=1))
+    max_body_size = fields.Integer(
+        strict=True, load_default=ServerSettings.max_body_size, validate=validate.Range(1024, 64 * 1024 * 1024)
+    )
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ServerSettings:
-        return ServerSettings(host=data["host"], port=data["port"], state_dir=Path(data["state_dir"]))
+        return ServerSettings(**{**data, "state_dir": Path(data["state_dir"])})
 
 
 class DockerSchema(_Section):

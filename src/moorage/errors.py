@@ -52,6 +52,11 @@ class Conflict(ApiError):
     default_message = "conflict"
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+    default_message = "unsupported media type"
+
+
 class BadGateway(ApiError):
     status = 502
     default_message = "the Docker engine answered with an error"

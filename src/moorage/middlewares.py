@@ -31,7 +31,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k not in _BODY_HEADERS}
-        return envelope.error(exc.status, exc.reason, headers=headers)
+        # aiohttp's own text says more than the reason where it has one (413 names the limit).
+        message = exc.reason if exc.text == f"{exc.status}: {exc.reason}" else exc.text
+        return envelope.error(exc.status, message, headers=headers)
     except Exception as exc:
         err = as_api_error(exc)
         if err.status >= 500:

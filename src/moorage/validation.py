@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields
 
-from .errors import BadRequest
+from .errors import BadRequest, UnsupportedMediaType
 
 FieldError = dict[str, str]
 
@@ -63,3 +64,48 @@ def load_path(request: web.Request, schema: Schema) -> Any:
         return schema.load(dict(request.match_info))
     except ValidationError as err:
         raise validation_failed(err, "path") from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Go's decoder lets the last duplicate win and matches keys case-insensitively (moby#41868):
+    # a body whose keys repeat could mean one thing to a checker and another to the engine.
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def load_json(request: web.Request, schema: Schema) -> Any:
+    """Load a JSON object body: 415 for another type, 413 past client_max_size, 400 for anything malformed."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.content_type}",
+            errors=[{"field": "Content-Type", "message": "must be application/json"}],
+        )
+    raw = await request.read()
+    try:
+        data = json.loads(raw, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+    except _DuplicateKey as err:
+        raise BadRequest(
+            f"duplicate key in JSON body: {err.key}", errors=[{"field": err.key, "message": "given more than once"}]
+        ) from None
+    except (ValueError, RecursionError) as err:
+        raise BadRequest(f"malformed JSON body: {err}", errors=[{"field": "body", "message": "not valid JSON"}]) from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object", errors=[{"field": "body", "message": "not an object"}])
+    try:
+        return schema.load(data)
+    except ValidationError as err:
+        raise validation_failed(err, "request body") from None
