@@ -17,7 +17,9 @@ from .conftest import Daemon, get_json
 
 
 def moorage(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "moorage", *args], capture_output=True, text=True, timeout=30, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "moorage", *args], capture_output=True, text=True, timeout=30, **kwargs
+    )  # type: ignore[call-overload]
 
 
 def test_keygen_prints_the_key_once_and_a_block_that_loads() -> None:

@@ -52,7 +52,10 @@ def test_state_dir_defaults_to_systemds_state_directory(tmp_path: Path, monkeypa
         ('[[auth.api_keys]]\nname = "a"\nrole = "root"\nsha256 = "' + "0" * 64 + '"\n', "auth.api_keys.0.role"),
         ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\nsha256 = "abc"\n', "auth.api_keys.0.sha256"),
         ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\n', "auth.api_keys.0.sha256"),
-        ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\nkey = "x"\nsha256 = "' + "0" * 64 + '"\n', "auth.api_keys.0.key"),
+        (
+            '[[auth.api_keys]]\nname = "a"\nrole = "admin"\nkey = "x"\nsha256 = "' + "0" * 64 + '"\n',
+            "auth.api_keys.0.key",
+        ),
         (
             '[[auth.api_keys]]\nname = "a"\nrole = "admin"\nsha256 = "' + "0" * 64 + '"\n'
             '[[auth.api_keys]]\nname = "a"\nrole = "viewer"\nsha256 = "' + "1" * 64 + '"\n',

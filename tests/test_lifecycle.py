@@ -76,7 +76,7 @@ async def test_kill_sends_the_signal(
 ) -> None:
     # A shell with a TERM trap would swallow it; this one exits by the signal's default action.
     running = await make_container(start=True, cmd=["sh", "-c", "trap 'exit 143' TERM; sleep 600 & wait"])
-    status, body = await act(client, running, "kill", f"?signal={signal}" if signal else "")
+    status, _ = await act(client, running, "kill", f"?signal={signal}" if signal else "")
     assert status == 200
     await docker.containers.container(running["Id"]).wait()
     assert (await engine_state(docker, running))["ExitCode"] == exit_code

@@ -102,5 +102,7 @@ def authenticate(request: web.Request) -> ApiKey:
         )
     key = match_key(request.config_dict[SETTINGS].auth.api_keys, presented)
     if key is None:
-        raise Unauthorized("invalid API key", errors=[{"field": field, "message": "not a valid key"}], headers=challenge)
+        raise Unauthorized(
+            "invalid API key", errors=[{"field": field, "message": "not a valid key"}], headers=challenge
+        )
     return key

@@ -41,7 +41,7 @@ def load_query(request: web.Request, schema: Schema) -> Any:
     """Load the query string; a parameter given twice is an error unless its field is a List."""
     data: dict[str, Any] = {}
     problems: dict[str, Any] = {}
-    for name in request.query.keys():
+    for name in dict.fromkeys(request.query):
         values = request.query.getall(name)
         if isinstance(schema.fields.get(name), fields.List):
             data[name] = values
@@ -102,7 +102,9 @@ async def load_json(request: web.Request, schema: Schema) -> Any:
             f"duplicate key in JSON body: {err.key}", errors=[{"field": err.key, "message": "given more than once"}]
         ) from None
     except (ValueError, RecursionError) as err:
-        raise BadRequest(f"malformed JSON body: {err}", errors=[{"field": "body", "message": "not valid JSON"}]) from None
+        raise BadRequest(
+            f"malformed JSON body: {err}", errors=[{"field": "body", "message": "not valid JSON"}]
+        ) from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", errors=[{"field": "body", "message": "not an object"}])
     try:

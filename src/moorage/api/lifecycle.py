@@ -18,8 +18,8 @@ from ..config import Role
 from ..engine import docker
 from ..envelope import ok
 from ..keys import SETTINGS
-from ..schemas.containers import ContainerDetailSchema, ContainerRef
 from ..schemas.common import RequestSchema
+from ..schemas.containers import ContainerDetailSchema, ContainerRef
 from ..schemas.lifecycle import KillQuery, NoQuery, StopQuery
 from ..validation import load_path, load_query
 from .paths import API_PREFIX
@@ -46,7 +46,9 @@ def grace_timeout(request: web.Request, seconds: int) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=seconds + request.config_dict[SETTINGS].docker.timeout)
 
 
-def action_handler(name: str, schema: type[RequestSchema], action: Action) -> Callable[[web.Request], Awaitable[web.Response]]:
+def action_handler(
+    name: str, schema: type[RequestSchema], action: Action
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     @requires(Role.OPERATOR)
     async def handle(request: web.Request) -> web.Response:
         query = load_query(request, schema())
