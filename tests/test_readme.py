@@ -1,49 +1,75 @@
-"""The README's examples work as written against a running daemon (only the port differs)."""
+"""The README's examples work as written against a running daemon (only the daemon's port differs)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiodocker
 import pytest
 
-from .conftest import ROOT, Daemon, MakeContainer
+from .conftest import ROOT, Daemon
 
 EXAMPLES = (ROOT / "README.md").read_text().split("## Examples", 1)[1].split("\n## ", 1)[0]
+EXAMPLE_NAME = "test-container"
+EXAMPLE_PORT = 8080
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", EXAMPLES, re.S)
+def block(language: str) -> str:
+    [code] = re.findall(rf"```{language}\n(.*?)```", EXAMPLES, re.S)
+    return code
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> tuple[Daemon, str]:
+async def daemon(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon], docker: aiodocker.Docker
+) -> AsyncIterator[tuple[Daemon, str]]:
     started = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\n')
     [key] = [word for word in started.output().split() if word.startswith("mrg_")]
-    return started, key
+    yield started, key
+    try:
+        await docker.containers.container(EXAMPLE_NAME).delete(force=True)
+    except aiodocker.DockerError as err:
+        if err.status != 404:
+            raise
 
 
-def run_example(kind: list[str], code: str, daemon: tuple[Daemon, str]) -> str:
+def run_example(command: list[str], code: str, daemon: tuple[Daemon, str]) -> str:
     started, key = daemon
     code = code.replace("localhost:8000", f"localhost:{started.port}")
-    done = subprocess.run([*kind, code], capture_output=True, text=True, timeout=60, env={"MOORAGE_KEY": key, "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [*command, code], capture_output=True, text=True, timeout=60, env={"MOORAGE_KEY": key, "PATH": "/usr/bin:/bin"}
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-@pytest.mark.parametrize("index", range(len(blocks("bash"))))
-async def test_curl_examples(daemon: tuple[Daemon, str], make_container: MakeContainer, index: int) -> None:
-    await make_container(start=True, labels={"app": "web"})
-    out = run_example(["bash", "-euo", "pipefail", "-c"], blocks("bash")[index], daemon)
-    assert '"code":200' in out and '"message":"success"' in out
+def served_page() -> str:
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{EXAMPLE_PORT}/index.html", timeout=1) as page:
+                return page.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
-async def test_python_example(daemon: tuple[Daemon, str], make_container: MakeContainer) -> None:
-    made = await make_container(start=True)
-    [code] = blocks("python")
-    out = run_example([sys.executable, "-c"], code, daemon)
-    assert "'code': 200" in out and "'running': True" in out
-    assert made["Id"] in out or made["Name"].lstrip("/") in out
+async def test_curl_examples(daemon: tuple[Daemon, str], docker: aiodocker.Docker) -> None:
+    out = run_example(["bash", "-euo", "pipefail", "-c"], block("bash"), daemon)
+    assert '"code":201' in out and f'"name":"{EXAMPLE_NAME}"' in out
+    assert out.count('"code":200') == 4
+    with pytest.raises(aiodocker.DockerError):
+        await docker.containers.container(EXAMPLE_NAME).show()
+
+
+async def test_python_example_creates_a_container_that_serves(daemon: tuple[Daemon, str]) -> None:
+    out = run_example([sys.executable, "-c"], block("python"), daemon)
+    assert "'code': 201" in out and "'running': True" in out
+    assert "moorage test page" in served_page()

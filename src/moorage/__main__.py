@@ -79,7 +79,7 @@ def keygen(args: argparse.Namespace) -> int:
 
 def key_name(value: str) -> str:
     """argparse type: the name as the config will check it, so that the printed block always loads."""
-    if not KEY_NAME.match(value):
+    if not KEY_NAME.fullmatch(value):
         raise argparse.ArgumentTypeError(f"{value!r}: {KEY_NAME_RULE}")
     return value
 

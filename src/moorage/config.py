@@ -17,6 +17,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from .policy import PolicySchema, PolicySettings
+from .schemas.fields import matches
 from .validation import flatten_errors
 
 EXIT_CONFIG = 2
@@ -67,9 +69,10 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    server: ServerSettings = ServerSettings()
-    docker: DockerSettings = DockerSettings()
-    auth: AuthSettings = AuthSettings()
+    server: ServerSettings = field(default_factory=ServerSettings)
+    docker: DockerSettings = field(default_factory=DockerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_keys(self, keys: tuple[ApiKey, ...]) -> Settings:
         return replace(self, auth=replace(self.auth, api_keys=keys))
@@ -102,7 +105,7 @@ class ServerSchema(_Section):
 class DockerSchema(_Section):
     url = fields.String(
         load_default=DockerSettings.url,
-        validate=validate.Regexp(r"^(unix|tcp|http|https)://.+", error="must be a unix://, tcp:// or http(s):// URL"),
+        validate=matches(r"(unix|tcp|http|https)://.+", "must be a unix://, tcp:// or http(s):// URL"),
     )
     timeout = fields.Float(load_default=DockerSettings.timeout, validate=validate.Range(min=0, min_inclusive=False))
 
@@ -111,16 +114,16 @@ class DockerSchema(_Section):
         return DockerSettings(**data)
 
 
-KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+# Match with `fullmatch` (or `matches`): `re.match` and a `$` would take a trailing newline.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 KEY_NAME_RULE = "letters, digits, _ . @ - (at most 64, starting with a letter or digit)"
 
 
 class ApiKeySchema(_Section):
-    name = fields.String(required=True, validate=validate.Regexp(KEY_NAME, error=KEY_NAME_RULE))
+    name = fields.String(required=True, validate=matches(KEY_NAME, KEY_NAME_RULE))
     role = fields.Enum(Role, by_value=True, required=True)
     sha256 = fields.String(
-        required=True,
-        validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="must be the 64 hex digits of a SHA-256"),
+        required=True, validate=matches(r"[0-9a-fA-F]{64}", "must be the 64 hex digits of a SHA-256")
     )
 
     @post_load
@@ -149,18 +152,25 @@ class SettingsSchema(_Section):
     server = fields.Nested(ServerSchema, load_default=lambda: ServerSchema().load({}))
     docker = fields.Nested(DockerSchema, load_default=lambda: DockerSchema().load({}))
     auth = fields.Nested(AuthSchema, load_default=lambda: AuthSchema().load({}))
+    policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> Settings:
-        return Settings(**data)
+        # moorage's own state and the engine's socket are never bind-mountable, wherever they are.
+        protected = [str(data["server"].state_dir)]
+        if data["docker"].url.startswith("unix://"):
+            protected.append(data["docker"].url.removeprefix("unix://"))
+        policy = replace(data["policy"], protected_paths=tuple(protected))
+        return Settings(**{**data, "policy": policy})
 
 
 def settings_from_mapping(data: Mapping[str, Any], source: str = "<settings>") -> Settings:
     try:
-        return SettingsSchema().load(data)
+        settings: Settings = SettingsSchema().load(data)
     except ValidationError as err:
         problems = "; ".join(f"{e['field']}: {e['message']}" for e in flatten_errors(err.messages))
         raise ConfigError(f"{source}: {problems}") from None
+    return settings
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Containers: list, inspect, delete."""
+"""Containers: list, inspect, create, delete."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from ..auth import requires
 from ..config import Role
 from ..engine import docker
 from ..envelope import ok
+from ..keys import SETTINGS
+from ..provision import create_container
 from ..schemas.containers import ContainerDetailSchema, ContainerListQuery, ContainerRef, ContainerSummarySchema
+from ..schemas.create import ContainerCreateSchema
 from ..schemas.lifecycle import DeleteQuery
-from ..validation import load_path, load_query
+from ..validation import load_json, load_path, load_query
 from .paths import API_PREFIX
 
 routes = web.RouteTableDef()
@@ -27,7 +30,8 @@ def engine_filters(query: dict) -> str:
     if "status" in query:
         filters["status"] = [query["status"]]
     if "name" in query:
-        # The engine reads `name` as a regular expression; the query admits only [a-zA-Z0-9_.-], so "." is all to escape.
+        # The engine reads `name` as a regular expression; the query admits only [a-zA-Z0-9_.-],
+        # so "." is all there is to escape.
         filters["name"] = [query["name"].replace(".", r"\.")]
     if query.get("label"):
         filters["label"] = query["label"]
@@ -42,6 +46,15 @@ async def list_containers(request: web.Request) -> web.Response:
     found.sort(key=lambda c: c["Created"], reverse=True)
     page = found[query["offset"] : query["offset"] + query["limit"]]
     return ok({"total": len(found), "items": _SUMMARY.dump(page, many=True)})
+
+
+@routes.post(f"{API_PREFIX}/containers")
+@requires(Role.ADMIN)
+async def create(request: web.Request) -> web.Response:
+    """Like `docker create` (or `docker run -d` with start), within the host-safety policy: 201 with the detail."""
+    req = await load_json(request, ContainerCreateSchema())
+    container_id = await create_container(docker(request), req, request.config_dict[SETTINGS])
+    return ok(_DETAIL.dump(await docker(request).containers.container(container_id).show()), status=201)
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}")

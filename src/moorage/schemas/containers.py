@@ -12,21 +12,21 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from .common import DockerTime, RequestSchema
+from .fields import matches
 
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-# Docker's rule for container names; ids are hex, so one pattern admits both references.
-CONTAINER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+# Docker's rule for container names; ids are hex, so one pattern admits both references. Unanchored:
+# use it with `fields.matches`, which matches the whole string.
+CONTAINER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 
 PortMap = dict[str, list[dict[str, Any]]]
 
 
 class ContainerListQuery(RequestSchema):
     status = fields.String(validate=validate.OneOf(STATUSES))
-    name = fields.String(
-        validate=validate.Regexp(r"^[a-zA-Z0-9_.-]{1,128}$", error="letters, digits, _ . - only (a part of a name)")
-    )
+    name = fields.String(validate=matches(r"[a-zA-Z0-9_.-]{1,128}", "letters, digits, _ . - only (a part of a name)"))
     label = fields.List(
-        fields.String(validate=validate.Regexp(r"^[^=\s][^=]{0,254}(=.{0,1024})?$", error="KEY or KEY=VALUE")),
+        fields.String(validate=matches(r"[^=\s][^=\x00-\x1f]{0,254}(=[^\x00-\x1f]{0,1024})?", "KEY or KEY=VALUE"))
     )
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
@@ -35,10 +35,7 @@ class ContainerListQuery(RequestSchema):
 class ContainerRef(RequestSchema):
     """A container id, short id or name in the path; anything else never reaches the engine's URL."""
 
-    container_id = fields.String(
-        required=True,
-        validate=validate.Regexp(CONTAINER_NAME, error="not a container id or name"),
-    )
+    container_id = fields.String(required=True, validate=matches(CONTAINER_NAME, "not a container id or name"))
 
 
 def _binding(host_ip: str | None, host_port: str | int | None) -> dict[str, Any]:

@@ -1,0 +1,212 @@
+"""The create-time host-safety policy: what a create request may ask of the host.
+
+Access to the Docker socket is root on the host, so by default a container gets nothing that
+reaches the host: no privileges, no added capabilities, none of the host's namespaces, no
+devices, no bind outside an allowed root. The policy reads the parsed `CreateRequest`, never
+client JSON, and names every violation with the request's own field path; the caller answers 403.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
+from marshmallow.validate import Range
+
+from .models import BindVolume, CreateRequest
+from .schemas.create import VOLUME_NAME, Capability, normalize_capability
+from .schemas.fields import MemorySize, StrictBool
+from .validation import FieldError
+
+# Binding any of these, anything under them or any directory above them gives the host away. The
+# socket paths are under /run and /var/run already; they are named for the reader who greps.
+FORBIDDEN_PATHS = (
+    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+    "/run", "/run/docker.sock", "/sbin", "/sys", "/usr", "/var/lib/containerd", "/var/lib/docker",
+    "/var/lib/moorage", "/var/run", "/var/run/docker.sock",
+)  # fmt: skip
+NO_NEW_PRIVILEGES = frozenset({"no-new-privileges", "no-new-privileges:true"})
+# Each request field that can name a namespace, and the flag that lets it join the host's.
+_NAMESPACE_FLAGS = (
+    ("network", "allow_host_network"),
+    ("network_mode", "allow_host_network"),
+    ("pid_mode", "allow_host_pid"),
+    ("ipc_mode", "allow_host_ipc"),
+    ("uts_mode", "allow_host_uts"),
+    ("userns_mode", "allow_host_userns"),
+)
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """`[policy]` in config.toml. `protected_paths` is not read from it: config.py fills it
+    (`SettingsSchema.build` adds the server's state_dir and, for a unix:// engine URL, its socket)."""
+
+    allowed_host_paths: tuple[str, ...] = ()
+    allow_privileged: bool = False
+    allowed_capabilities: frozenset[str] = frozenset()
+    allow_host_network: bool = False
+    allow_host_pid: bool = False
+    allow_host_ipc: bool = False
+    allow_host_uts: bool = False
+    allow_host_userns: bool = False
+    allow_devices: bool = False
+    allowed_sysctls: frozenset[str] = frozenset()
+    allowed_runtimes: frozenset[str] = frozenset({"runc"})
+    default_memory: int | None = None
+    max_memory: int | None = None
+    default_pids_limit: int | None = None
+    max_pids_limit: int | None = None
+    protected_paths: tuple[str, ...] = ()
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _forbidden(path: str, extra: tuple[str, ...] = ()) -> str | None:
+    """The system path that `path` is, lies under or contains, if any."""
+    return next((f for f in FORBIDDEN_PATHS + extra if _within(path, f) or _within(f, path)), None)
+
+
+def _allowed_root(value: str) -> None:
+    if not os.path.isabs(value) or os.path.normpath(value) != value:
+        raise ValidationError("must be an absolute path without . or .. or a trailing /")
+    if found := _forbidden(value):
+        raise ValidationError(f"can never be allowed: it is or contains {found}")
+
+
+def _no_all(names: list[str]) -> None:
+    if "ALL" in names:
+        raise ValidationError("ALL is never allowed: list the capabilities one by one")
+
+
+class PolicySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    allowed_host_paths = fields.List(fields.String(validate=_allowed_root), load_default=list)
+    allow_privileged = StrictBool(load_default=False)
+    # Loaded as the request's cap_add is, so that "cap_all" is caught as ALL.
+    allowed_capabilities = fields.List(Capability(), load_default=list, validate=_no_all)
+    allow_host_network = StrictBool(load_default=False)
+    allow_host_pid = StrictBool(load_default=False)
+    allow_host_ipc = StrictBool(load_default=False)
+    allow_host_uts = StrictBool(load_default=False)
+    allow_host_userns = StrictBool(load_default=False)
+    allow_devices = StrictBool(load_default=False)
+    allowed_sysctls = fields.List(fields.String(), load_default=list)
+    allowed_runtimes = fields.List(fields.String(), load_default=lambda: ["runc"])
+    default_memory = MemorySize(allow_none=True, load_default=None)
+    max_memory = MemorySize(allow_none=True, load_default=None)
+    default_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
+    max_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
+
+    @validates_schema
+    def defaults_within_maxima(self, data: dict[str, Any], **_: Any) -> None:
+        for kind in ("memory", "pids_limit"):
+            default, maximum = data[f"default_{kind}"], data[f"max_{kind}"]
+            if default is not None and maximum is not None and default > maximum:
+                raise ValidationError(f"must not exceed max_{kind}", f"default_{kind}")
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> PolicySettings:
+        sets = {name: frozenset(data[name]) for name in ("allowed_capabilities", "allowed_sysctls", "allowed_runtimes")}
+        return PolicySettings(**{**data, **sets, "allowed_host_paths": tuple(data["allowed_host_paths"])})
+
+
+def _violation(field: str, message: str) -> FieldError:
+    return {"field": field, "message": message}
+
+
+def _joins_host(mode: str) -> bool:
+    """Whether a mode shares a namespace: the host's, or another container's (which may be the host's)."""
+    lowered = mode.strip().lower()
+    return lowered == "host" or lowered.startswith("container:")
+
+
+def _host_path_problem(path: str, policy: PolicySettings) -> str | None:
+    """Why a bind of `path` is refused, or None. The literal path must be the real one, so that what is
+    checked is what the engine mounts. The engine resolves it again at each start: a directory that a
+    container can write to could be swapped for a symlink meanwhile, so allowed roots must not be."""
+    if not os.path.isabs(path):
+        return "must be an absolute path"
+    try:
+        real = os.path.realpath(path)
+    except (ValueError, OSError) as err:  # NUL, text the file system cannot encode, a link we may not read
+        return f"cannot be resolved: {err}"
+    if ".." in path.split("/") or real != os.path.normpath(path):
+        return f"must not go through a symlink or '..' (it resolves to {real})"
+    if found := _forbidden(real, policy.protected_paths):
+        return f"{real} is or contains {found}, which is never allowed"
+    if not any(_within(real, root) for root in policy.allowed_host_paths):
+        allowed = ", ".join(policy.allowed_host_paths) or "none"
+        return f"must lie under an allowed host path (allowed: {allowed})"
+    return None
+
+
+def _volumes(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
+    for index, volume in enumerate(req.volumes):
+        if isinstance(volume, BindVolume):
+            if problem := _host_path_problem(volume.host_path, policy):
+                yield _violation(f"volumes.{index}.host_path", problem)
+        elif not re.fullmatch(VOLUME_NAME, volume.volume):
+            yield _violation(f"volumes.{index}.volume", "must be a plain volume name")
+
+
+def _privileges(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
+    if req.privileged and not policy.allow_privileged:
+        yield _violation("privileged", "privileged containers are not allowed")
+    for index, name in enumerate(req.cap_add):
+        capability = normalize_capability(name)
+        if capability == "ALL" or capability not in policy.allowed_capabilities:
+            yield _violation(f"cap_add.{index}", f"capability {capability} is not allowed")
+    for index, option in enumerate(req.security_opt):
+        if option not in NO_NEW_PRIVILEGES:
+            yield _violation(f"security_opt.{index}", "only no-new-privileges is allowed")
+    if req.runtime is not None and req.runtime not in policy.allowed_runtimes:
+        yield _violation("runtime", f"runtime {req.runtime} is not allowed")
+
+
+def _host_access(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
+    for field, flag in _NAMESPACE_FLAGS:
+        mode = getattr(req, field)
+        if mode is not None and _joins_host(mode) and not getattr(policy, flag):
+            yield _violation(field, f"{mode} is not allowed: it shares a namespace with the host or a container")
+    if not policy.allow_devices:
+        yield from (_violation(f"devices.{i}", "devices are not allowed") for i in range(len(req.devices)))
+    for name in req.sysctls:
+        if name not in policy.allowed_sysctls:
+            yield _violation(f"sysctls.{name}", f"sysctl {name} is not allowed")
+
+
+def _limits(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
+    for field, asked, maximum in (
+        ("memory", req.memory, policy.max_memory),
+        ("pids_limit", req.pids_limit, policy.max_pids_limit),
+    ):
+        if asked is not None and maximum is not None and asked > maximum:
+            yield _violation(field, f"must be at most {maximum}")
+
+
+def check(req: CreateRequest, policy: PolicySettings) -> list[FieldError]:
+    """Every violation of the policy, each with the request's field path; empty when it may be created."""
+    rules = (_volumes, _privileges, _host_access, _limits)
+    return [violation for rule in rules for violation in rule(req, policy)]
+
+
+def check_existing_volume(inspect: Mapping[str, Any], field: str) -> list[FieldError]:
+    """An existing volume the request names. A local volume with a `device=` or `o=bind` option is a
+    bind mount in disguise (the Portainer bypass), so any driver option is refused, as is any driver
+    but local."""
+    driver, options = inspect.get("Driver"), inspect.get("Options") or {}
+    found = []
+    if driver != "local":
+        found.append(_violation(field, f"volume driver {driver} is not allowed, only local"))
+    if options:
+        found.append(_violation(field, f"a volume with driver options ({', '.join(sorted(options))}) is not allowed"))
+    return found

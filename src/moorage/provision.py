@@ -1,0 +1,88 @@
+"""Creating a container: the policy, named volumes, the image, create, then start; all or nothing.
+
+A request that fails at any step leaves nothing behind, so that a retry with the same name works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import aiodocker
+from aiodocker.exceptions import DockerError
+from aiodocker.volumes import DockerVolume
+
+from .config import Settings
+from .enginespec import engine_create_body
+from .errors import DOCKER_UNREACHABLE, Conflict, Forbidden, NotFound, from_docker_error
+from .models import CreateRequest, NamedVolume, PullPolicy
+from .policy import check, check_existing_volume
+from .validation import FieldError
+
+# The engine's words for a host port that is taken (userland proxy, then its own port allocator).
+_PORT_TAKEN = ("address already in use", "port is already allocated")
+
+
+async def create_container(docker: aiodocker.Docker, req: CreateRequest, settings: Settings) -> str:
+    """Create (and start, when asked) the container; its full id."""
+    violations = check(req, settings.policy) + await named_volume_violations(docker, req)
+    if violations:
+        fields = ", ".join(v["field"] for v in violations)
+        raise Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)
+    await ensure_image(docker, req.image, req.pull)
+    container = await docker.containers.create(engine_create_body(req, settings.policy), name=req.name)
+    if req.start:
+        try:
+            await container.start()
+        except DockerError as err:
+            with contextlib.suppress(DockerError):
+                await container.delete(force=True, v=True)
+            raise start_failure(err) from err
+    return container.id
+
+
+async def named_volume_violations(docker: aiodocker.Docker, req: CreateRequest) -> list[FieldError]:
+    """An existing volume may be a bind in disguise (local driver, `device=`/`o=bind`); a new one is made plain."""
+    found: list[FieldError] = []
+    for index, volume in enumerate(req.volumes):
+        if not isinstance(volume, NamedVolume):
+            continue
+        try:
+            inspected = await DockerVolume(docker, volume.volume).show()
+        except DockerError as err:
+            if err.status != 404:
+                raise
+            continue
+        found += check_existing_volume(inspected, f"volumes.{index}.volume")
+    return found
+
+
+async def ensure_image(docker: aiodocker.Docker, image: str, pull: PullPolicy) -> None:
+    """Pull as `docker run --pull` would; an image that cannot be had is a 404 naming it."""
+    if pull is not PullPolicy.ALWAYS:
+        try:
+            await docker.images.inspect(image)
+            return
+        except DockerError as err:
+            if err.status != 404:
+                raise
+        if pull is PullPolicy.NEVER:
+            raise NotFound(
+                f"image {image} is not on this host and pull is never",
+                errors=[{"field": "image", "message": "not present"}],
+            )
+    try:
+        # aiodocker reads the progress stream to its end and raises on an error inside it.
+        await docker.images.pull(image)
+    except DockerError as err:
+        if err.status == DOCKER_UNREACHABLE:
+            raise
+        raise NotFound(
+            f"image {image} could not be pulled: {err.message}",
+            errors=[{"field": "image", "message": "cannot be found or pulled"}],
+        ) from err
+
+
+def start_failure(err: DockerError) -> Exception:
+    if any(words in str(err.message) for words in _PORT_TAKEN):
+        return Conflict(str(err.message), errors=[{"field": "ports", "message": "a host port is already in use"}])
+    return from_docker_error(err)

@@ -1,0 +1,196 @@
+"""The body of POST /containers, loaded into a frozen `CreateRequest` (moorage.models).
+
+Every value is parsed here into a type of known form, so that the policy judges, and enginespec
+builds the engine's request from, the model alone: client JSON never reaches the socket. The
+options the policy governs (privileged, cap_add, host modes, ...) are accepted here so that the
+policy, not a 400, answers them. Any other field is unknown and refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from ..models import BindVolume, CreateRequest, Device, Healthcheck, NamedVolume, PullPolicy, RestartPolicy
+from .common import KeyedDict, RequestSchema
+from .containers import CONTAINER_NAME
+from .fields import (
+    INT64_MAX,
+    STRINGS,
+    Argv,
+    Duration,
+    MemorySize,
+    StrictBool,
+    Text,
+    absolute_path,
+    matches,
+    valid_text,
+)
+from .ports import Ports
+
+VOLUME_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"
+
+_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
+# Docker's reference grammar (distribution/reference) with `-+` for its `-*` separator, which is
+# equivalent but cannot backtrack exponentially in Python's engine. [0-9], not \d: \d is Unicode.
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?"
+_IMAGE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*)"
+    r"(?::[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+_HOSTNAME_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+_RESTART = re.compile(r"(no|always|unless-stopped)|on-failure(?::([0-9]{1,9}))?")
+
+_CAPABILITY = matches(r"[A-Za-z][A-Za-z0-9_]{0,63}", "not a capability name such as NET_ADMIN")
+
+
+def normalize_capability(name: str) -> str:
+    """ "cap_net_admin" and "NET_ADMIN" are one capability to the engine: compare and send one form."""
+    return name.upper().removeprefix("CAP_")
+
+
+def _container_path(value: str) -> None:
+    absolute_path(value)
+    if value.strip("/") == "":
+        raise ValidationError("cannot be the container's root")
+
+
+def _image(value: str) -> None:
+    found = _IMAGE.fullmatch(value) if len(value) <= 512 else None
+    if not found or len(found["name"]) > 255:
+        raise ValidationError("not an image reference: [registry/]repo[:tag] or [registry/]repo@sha256:<hex>")
+
+
+class HealthTest(fields.Field[tuple[str, ...]]):
+    """Compose's rule: a string runs with the shell; a list is ["NONE"], ["CMD", ...] or ["CMD-SHELL", s]."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = ["CMD-SHELL", value]
+        test = tuple(STRINGS.deserialize(value))
+        kind, argc = (test[0], len(test)) if test else ("", 0)
+        if not ((kind == "NONE" and argc == 1) or (kind == "CMD" and argc > 1) or (kind == "CMD-SHELL" and argc == 2)):
+            raise ValidationError('a command string, or ["NONE"], ["CMD", arg, ...] or ["CMD-SHELL", command]')
+        return test
+
+
+class DeviceField(fields.Field[Device]):
+    """`docker run --device` syntax: HOST[:CONTAINER[:PERMISSIONS]], permissions out of "rwm"."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Device:
+        host, _, rest = valid_text(value).partition(":")
+        inside, _, permissions = rest.partition(":")
+        device = Device(host, inside or host, permissions or "rwm")
+        absolute_path(device.path_on_host)
+        absolute_path(device.path_in_container)
+        if not set(device.cgroup_permissions) <= set("rwm"):
+            raise ValidationError('permissions are made of "r", "w" and "m"')
+        return device
+
+
+class Capability(Text):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = valid_text(value)
+        _CAPABILITY(text)
+        return normalize_capability(text)
+
+
+def _mode(*values: str) -> Callable[[str], None]:
+    """One of the literal modes; "container:NAME" and "NAME" stand for any container or network name."""
+    names = {"container:NAME": f"container:{_NAME}", "NAME": _NAME}
+    return matches("|".join(names.get(v, re.escape(v)) for v in values), "must be one of: " + ", ".join(values))
+
+
+def _text_map(key_rule: Callable[[str], Any]) -> KeyedDict:
+    return KeyedDict(keys=Text(validate=key_rule), values=Text())
+
+
+class VolumeSchema(RequestSchema):
+    host_path = Text(validate=absolute_path)
+    volume = Text(validate=matches(VOLUME_NAME, "not a volume name: letters, digits, _ . - (two or more)"))
+    container_path = Text(required=True, validate=_container_path)
+    read_only = StrictBool(load_default=False)
+
+    @validates_schema
+    def one_source(self, data: dict[str, Any], **_: Any) -> None:
+        if ("host_path" in data) == ("volume" in data):
+            raise ValidationError("give exactly one of host_path and volume")
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> BindVolume | NamedVolume:
+        return BindVolume(**data) if "host_path" in data else NamedVolume(**data)
+
+
+class HealthcheckSchema(RequestSchema):
+    test = HealthTest()
+    interval = Duration()
+    timeout = Duration()
+    start_period = Duration()
+    retries = fields.Integer(strict=True, validate=validate.Range(0, 2**31 - 1))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> Healthcheck:
+        return Healthcheck(**data)
+
+
+class RestartPolicyField(fields.Field[RestartPolicy]):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> RestartPolicy:
+        found = _RESTART.fullmatch(valid_text(value))
+        if not found:
+            raise ValidationError("must be no, always, unless-stopped or on-failure[:N]")
+        return RestartPolicy(found[1] or "on-failure", int(found[2] or 0))
+
+
+class ContainerCreateSchema(RequestSchema):
+    """POST /containers. Modes are checked for form here; whether the host allows them is the policy's call."""
+
+    name = Text(validate=matches(CONTAINER_NAME, "letters, digits, _ . - (starting with a letter or digit)"))
+    image = Text(required=True, validate=_image)
+    ports = Ports()
+    environment = _text_map(matches(r"[^=]+", "a non-empty name without ="))
+    volumes = fields.List(fields.Nested(VolumeSchema))
+    command = Argv()
+    entrypoint = Argv()
+    working_dir = Text(validate=absolute_path)
+    user = Text(validate=matches(rf"{_NAME}(?::{_NAME})?", "name or uid, optionally :group or :gid"))
+    labels = _text_map(validate.Length(min=1))
+    restart_policy = RestartPolicyField()
+    memory = MemorySize()
+    # The engine's own floor; less could also round to NanoCpus 0, which means unlimited.
+    cpus = fields.Float(validate=validate.Range(0.01, INT64_MAX / 1e9))
+    pids_limit = fields.Integer(strict=True, validate=validate.Range(1, INT64_MAX))
+    network = Text(validate=_mode("NAME", "container:NAME"))
+    hostname = Text(
+        validate=[validate.Length(max=64), matches(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})*", "not a hostname")]
+    )
+    healthcheck = fields.Nested(HealthcheckSchema)
+    start = StrictBool(load_default=False)
+    pull = fields.Enum(PullPolicy, by_value=True, load_default=PullPolicy.MISSING)
+    privileged = StrictBool(load_default=False)
+    cap_add = fields.List(Capability())
+    network_mode = Text(validate=_mode("NAME", "container:NAME"))
+    pid_mode = Text(validate=_mode("host", "container:NAME"))
+    ipc_mode = Text(validate=_mode("none", "private", "shareable", "host", "container:NAME"))
+    uts_mode = Text(validate=_mode("host"))
+    userns_mode = Text(validate=_mode("host"))
+    devices = fields.List(DeviceField())
+    sysctls = _text_map(matches(r"[a-zA-Z0-9_][a-zA-Z0-9_./-]*", "not a sysctl name"))
+    runtime = Text(validate=matches(_NAME, "not a runtime name"))
+    security_opt = fields.List(Text())
+
+    @validates_schema
+    def one_network(self, data: dict[str, Any], **_: Any) -> None:
+        # Both name the engine's single NetworkMode.
+        if "network" in data and "network_mode" in data:
+            raise ValidationError("give network or network_mode, not both", "network_mode")
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> CreateRequest:
+        # Tuples, so that the frozen model holds no list that could be changed after the policy's check.
+        frozen: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in data.items()}
+        return CreateRequest(**frozen)

@@ -1,0 +1,441 @@
+"""The host-safety policy and the engine body built under it: each denied case, the allowed ones, and
+a property test that whatever moorage accepts, the engine request it builds satisfies the policy."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from marshmallow import ValidationError
+
+from moorage.enginespec import CONFIG_KEYS, HOST_CONFIG_KEYS, engine_create_body
+from moorage.models import BindVolume, CreateRequest, NamedVolume
+from moorage.policy import PolicySchema, PolicySettings, check, check_existing_volume
+from moorage.schemas.create import ContainerCreateSchema
+from moorage.validation import flatten_errors
+
+MIB = 1024 * 1024
+# The test's own list, written independently of the policy's, of what no bind may reach.
+SYSTEM = ("/etc", "/proc", "/sys", "/dev", "/root", "/boot", "/usr", "/var/lib/docker", "/var/run", "/run", "/home")
+
+
+@pytest.fixture
+def engine() -> None:
+    """Overrides the suite's autouse engine fixture: these tests never talk to Docker."""
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An allowed root holding directories, a symlink out to /etc, one up to its parent and one inside."""
+    base = Path(os.path.realpath(tmp_path_factory.mktemp("allowed")))
+    (base / "data" / "sub").mkdir(parents=True)
+    (base / "etc_link").symlink_to("/etc")
+    (base / "up").symlink_to("..")
+    (base / "data" / "inner").symlink_to(base / "data" / "sub")
+    return str(base)
+
+
+@pytest.fixture
+def policy(root: str) -> PolicySettings:
+    return PolicySettings(allowed_host_paths=(root,))
+
+
+def request(**fields: Any) -> CreateRequest:
+    loaded: CreateRequest = ContainerCreateSchema().load({"image": "nginx", **fields})
+    return loaded
+
+
+def denied(policy: PolicySettings, **fields: Any) -> set[str]:
+    return {violation["field"] for violation in check(request(**fields), policy)}
+
+
+def bind(path: str) -> list[dict[str, Any]]:
+    return [{"host_path": path, "container_path": "/data"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"privileged": True}, "privileged"),
+        ({"cap_add": ["CHOWN"]}, "cap_add.0"),
+        ({"network": "host"}, "network"),
+        ({"network": "HOST"}, "network"),
+        ({"network": "container:web"}, "network"),
+        ({"network_mode": "host"}, "network_mode"),
+        ({"pid_mode": "host"}, "pid_mode"),
+        ({"pid_mode": "container:web"}, "pid_mode"),
+        ({"ipc_mode": "host"}, "ipc_mode"),
+        ({"ipc_mode": "container:db"}, "ipc_mode"),
+        ({"uts_mode": "host"}, "uts_mode"),
+        ({"userns_mode": "host"}, "userns_mode"),
+        ({"devices": ["/dev/null", "/dev/fuse"]}, "devices.1"),
+        ({"sysctls": {"net.ipv4.ip_forward": "1"}}, "sysctls.net.ipv4.ip_forward"),
+        ({"runtime": "runsc"}, "runtime"),
+        ({"security_opt": ["no-new-privileges", "seccomp=unconfined"]}, "security_opt.1"),
+        ({"security_opt": ["apparmor=unconfined"]}, "security_opt.0"),
+        ({"security_opt": ["label=disable"]}, "security_opt.0"),
+        ({"security_opt": ["no-new-privileges:false"]}, "security_opt.0"),
+        ({"security_opt": ["systempaths=unconfined"]}, "security_opt.0"),
+        ({"volumes": bind("/srv/elsewhere")}, "volumes.0.host_path"),
+        ({"volumes": bind("/")}, "volumes.0.host_path"),
+        ({"volumes": bind("/etc")}, "volumes.0.host_path"),
+        ({"volumes": bind("/var/run/docker.sock")}, "volumes.0.host_path"),
+        ({"volumes": bind("/run/docker.sock")}, "volumes.0.host_path"),
+        ({"volumes": bind("/var")}, "volumes.0.host_path"),
+        ({"volumes": bind("/proc/1/root")}, "volumes.0.host_path"),
+    ],
+)
+def test_denied_by_default(policy: PolicySettings, fields: dict[str, Any], field: str) -> None:
+    assert field in denied(policy, **fields)
+
+
+@pytest.mark.parametrize(
+    "relative",
+    ["etc_link", "etc_link/passwd", "up", "up/etc", "data/inner", "data/../data", "data/sub/../../../../etc", "../"],
+)
+def test_binds_through_symlinks_or_dot_dot_are_refused(policy: PolicySettings, root: str, relative: str) -> None:
+    assert denied(policy, volumes=bind(f"{root}/{relative}")) == {"volumes.0.host_path"}
+
+
+@pytest.mark.parametrize("relative", ["", "/data", "/data/sub", "/data/sub/", "/data//sub", "/not-yet-made"])
+def test_binds_under_an_allowed_root_are_allowed(policy: PolicySettings, root: str, relative: str) -> None:
+    assert denied(policy, volumes=bind(root + relative)) == set()
+
+
+def test_the_forbidden_paths_hold_whatever_the_allowed_list_says(root: str) -> None:
+    everything = PolicySettings(allowed_host_paths=("/",), protected_paths=(f"{root}/data",))
+    for path in ("/etc/x", "/var/lib", "/var/lib/docker/volumes", "/usr/local", "/", f"{root}/data/sub", root):
+        assert denied(everything, volumes=bind(path)) == {"volumes.0.host_path"}, path
+    assert denied(everything, volumes=bind("/srv/data")) == set()
+
+
+def test_paths_the_schema_would_refuse_are_refused_too(policy: PolicySettings, root: str) -> None:
+    """The policy does not trust that its request came through the schema."""
+    built = CreateRequest(
+        image="nginx",
+        volumes=(BindVolume("srv", "/d"), BindVolume(f"{root}/a\x00", "/d"), NamedVolume("../etc", "/d")),
+        cap_add=("cap_all",),
+    )
+    found = {violation["field"] for violation in check(built, policy)}
+    assert found == {"volumes.0.host_path", "volumes.1.host_path", "volumes.2.volume", "cap_add.0"}
+
+
+def test_what_the_policy_allows_is_allowed(policy: PolicySettings) -> None:
+    lenient = replace(
+        policy,
+        allow_privileged=True,
+        allowed_capabilities=frozenset({"NET_ADMIN"}),
+        allow_host_network=True,
+        allow_host_pid=True,
+        allow_host_ipc=True,
+        allow_host_uts=True,
+        allow_host_userns=True,
+        allow_devices=True,
+        allowed_sysctls=frozenset({"net.ipv4.ip_forward"}),
+        allowed_runtimes=frozenset({"runc", "runsc"}),
+        max_memory=512 * MIB,
+    )
+    fields = {
+        "privileged": True,
+        "cap_add": ["cap_net_admin", "NET_ADMIN"],
+        "network_mode": "host",
+        "pid_mode": "container:web",
+        "ipc_mode": "host",
+        "uts_mode": "host",
+        "userns_mode": "host",
+        "devices": ["/dev/fuse"],
+        "sysctls": {"net.ipv4.ip_forward": "1"},
+        "runtime": "runsc",
+        "security_opt": ["no-new-privileges", "no-new-privileges:true"],
+        "memory": "512m",
+    }
+    assert denied(lenient, **fields) == set()
+    assert denied(lenient, cap_add=["ALL"]) == {"cap_add.0"}
+    assert denied(replace(lenient, allowed_capabilities=frozenset({"ALL"})), cap_add=["all"]) == {"cap_add.0"}
+
+
+def test_safe_modes_need_no_permission(policy: PolicySettings) -> None:
+    named = [{"volume": "db", "container_path": "/v"}]
+    assert denied(policy, network="my-net", ipc_mode="private", volumes=named) == set()
+    assert denied(policy, network_mode="none") == set()
+
+
+def test_limits_above_the_maximum_are_refused(policy: PolicySettings) -> None:
+    capped = replace(policy, max_memory=256 * MIB, max_pids_limit=100)
+    assert denied(capped, memory="1g", pids_limit=101) == {"memory", "pids_limit"}
+    assert denied(capped, memory="256m", pids_limit=100) == set()
+
+
+@pytest.mark.parametrize(
+    ("inspect", "refused"),
+    [
+        ({"Driver": "local", "Options": None}, False),
+        ({"Driver": "local", "Options": {}}, False),
+        ({"Driver": "local", "Options": {"type": "none", "o": "bind", "device": "/etc"}}, True),
+        ({"Driver": "local", "Options": {"device": "/dev/sda1"}}, True),
+        ({"Driver": "local", "Options": {"o": "rbind"}}, True),
+        ({"Driver": "sshfs", "Options": {}}, True),
+        ({}, True),
+    ],
+)
+def test_existing_volumes_backed_by_host_paths_are_refused(inspect: dict[str, Any], refused: bool) -> None:
+    found = check_existing_volume(inspect, "volumes.2.volume")
+    assert bool(found) is refused
+    assert all(violation["field"] == "volumes.2.volume" for violation in found)
+
+
+def test_the_policy_section_has_safe_defaults() -> None:
+    assert PolicySchema().load({}) == PolicySettings()
+    assert PolicySettings().allowed_runtimes == {"runc"}
+
+
+def test_the_policy_section_loads() -> None:
+    loaded = PolicySchema().load(
+        {
+            "allowed_host_paths": ["/srv/moorage"],
+            "allowed_capabilities": ["cap_net_admin", "CHOWN"],
+            "default_memory": "256m",
+            "max_memory": 1024 * MIB,
+            "default_pids_limit": 100,
+            "max_pids_limit": 1000,
+        }
+    )
+    assert loaded.allowed_host_paths == ("/srv/moorage",)
+    assert loaded.allowed_capabilities == {"NET_ADMIN", "CHOWN"}
+    assert (loaded.default_memory, loaded.max_memory) == (256 * MIB, 1024 * MIB)
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ({"allowed_host_paths": ["/"]}, "allowed_host_paths.0"),
+        ({"allowed_host_paths": ["/var"]}, "allowed_host_paths.0"),
+        ({"allowed_host_paths": ["/etc/moorage"]}, "allowed_host_paths.0"),
+        ({"allowed_host_paths": ["srv"]}, "allowed_host_paths.0"),
+        ({"allowed_host_paths": ["/srv/../etc"]}, "allowed_host_paths.0"),
+        ({"allowed_host_paths": ["/srv/moorage/"]}, "allowed_host_paths.0"),
+        ({"allowed_capabilities": ["cap_all"]}, "allowed_capabilities"),
+        ({"allow_privileged": "yes"}, "allow_privileged"),
+        ({"allow_host_network": 1}, "allow_host_network"),
+        ({"default_memory": "1g", "max_memory": "512m"}, "default_memory"),
+        ({"default_pids_limit": 0}, "default_pids_limit"),
+        ({"allow_binds": True}, "allow_binds"),
+    ],
+)
+def test_the_policy_section_refuses(section: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        PolicySchema().load(section)
+    assert field in {problem["field"] for problem in flatten_errors(info.value.messages)}
+
+
+def test_the_engine_body_is_built_from_the_model(root: str) -> None:
+    req = request(
+        name="web",
+        ports={"80": None, "53/udp": ["127.0.0.1:5353", "[::1]:"]},
+        environment={"A": "1", "B": "x=y"},
+        volumes=[
+            {"host_path": f"{root}/data/", "container_path": "/d", "read_only": True},
+            {"volume": "db", "container_path": "/v"},
+        ],
+        command="sh -c 'sleep 1'",
+        labels={"team": "a"},
+        restart_policy="on-failure:3",
+        cpus=0.5,
+        healthcheck={"test": ["CMD", "true"], "interval": "30s", "retries": 2},
+    )
+    policy = PolicySettings(allowed_host_paths=(root,), default_memory=64 * MIB, max_pids_limit=50)
+    body = engine_create_body(req, policy)
+    host = body.pop("HostConfig")
+    assert body == {
+        "Image": "nginx",
+        "Cmd": ["sh", "-c", "sleep 1"],
+        "Env": ["A=1", "B=x=y"],
+        "Labels": {"team": "a"},
+        "ExposedPorts": {"80/tcp": {}, "53/udp": {}},
+        "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30 * 10**9, "Retries": 2},
+        "Tty": False,
+    }
+    assert host == {
+        "PortBindings": {
+            "80/tcp": [{"HostIp": "", "HostPort": ""}],
+            "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}, {"HostIp": "::1", "HostPort": ""}],
+        },
+        "Mounts": [
+            {"Type": "bind", "Source": f"{root}/data", "Target": "/d", "ReadOnly": True},
+            {"Type": "volume", "Source": "db", "Target": "/v", "ReadOnly": False},
+        ],
+        "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+        "Memory": 64 * MIB,
+        "NanoCpus": 500_000_000,
+        "PidsLimit": 50,
+        "Privileged": False,
+        "SecurityOpt": ["no-new-privileges:true"],
+    }
+
+
+def test_the_engine_body_carries_the_allowed_options() -> None:
+    req = request(
+        cap_add=["net_admin"], network_mode="host", pid_mode="host", devices=["/dev/fuse"], sysctls={"a.b": "1"},
+        runtime="runc", memory="128m", pids_limit=20, security_opt=["no-new-privileges"], entrypoint="",
+    )  # fmt: skip
+    host = engine_create_body(req, PolicySettings())["HostConfig"]
+    assert (host["CapAdd"], host["NetworkMode"], host["PidMode"]) == (["CAP_NET_ADMIN"], "host", "host")
+    assert host["Runtime"] == "runc"
+    assert host["Devices"] == [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}]
+    assert (host["Sysctls"], host["Memory"], host["PidsLimit"]) == ({"a.b": "1"}, 128 * MIB, 20)
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert engine_create_body(req, PolicySettings())["Entrypoint"] == []
+
+
+# --- the property: whatever is accepted, the engine body satisfies the policy ---------------------
+
+_CAPS = ["NET_ADMIN", "net_admin", "Cap_Net_Admin", "CAP_SYS_ADMIN", "sys_admin", "ALL", "all", "CHOWN", "SYS_PTRACE"]
+_MODES = ["host", "HOST", "Host", "container:web", "none", "bridge", "private", "shareable", "my-net", " host"]
+_SECURITY = [
+    "no-new-privileges", "no-new-privileges:true", "no-new-privileges:false", "No-New-Privileges",
+    "seccomp=unconfined", "seccomp:unconfined", "apparmor=unconfined", "label=disable", "systempaths=unconfined",
+]  # fmt: skip
+_SYSTEM_PATHS = [
+    "/", "/etc", "/etc/shadow", "/var", "/var/lib/docker", "/var/run/docker.sock", "/run/docker.sock", "/proc/1/root",
+    "/home", "/srv", "//etc", "/./etc", "/usr/../etc", "/root/.ssh", "/sys/kernel", "/dev/sda",
+]  # fmt: skip
+_SYSCTLS = ["net.ipv4.ip_forward", "kernel.core_pattern", "Net.IPv4.ip_forward"]
+_SEGMENTS = ["data", "sub", "..", ".", "", "etc_link", "up", "inner", "new", "passwd"]
+_ALIASES = {
+    "Privileged": True,
+    "HostConfig": {"Privileged": True, "Binds": ["/:/host"]},
+    "Binds": ["/etc:/etc"],
+    "Mounts": [{"Type": "BIND", "Source": "/", "Target": "/host"}],
+    "CapAdd": ["ALL"],
+    "volumes_from": ["other"],
+    "PRIVILEGED": True,
+    "volumes": [{"host_path": "/", "container_path": "/host", "Type": "bind"}],
+}
+
+
+def _host_paths(root: str) -> st.SearchStrategy[str]:
+    under_root = st.lists(st.sampled_from(_SEGMENTS), max_size=4).map(lambda parts: "/".join([root, *parts]))
+    return under_root | st.sampled_from([*_SYSTEM_PATHS, f"{root}/../..", root.upper(), os.path.dirname(root)])
+
+
+def _volume(root: str) -> st.SearchStrategy[dict[str, Any]]:
+    target = st.sampled_from(["/data", "/x"])
+    binds = st.fixed_dictionaries(
+        {"host_path": _host_paths(root), "container_path": target}, optional={"read_only": st.booleans()}
+    )
+    names = st.sampled_from(["db", "cache", "db.2", "../etc"])
+    named = st.fixed_dictionaries({"volume": names, "container_path": target})
+    return binds | named
+
+
+def _dangerous(root: str) -> dict[str, st.SearchStrategy[Any]]:
+    modes = st.sampled_from(_MODES)
+    return {
+        "privileged": st.booleans(),
+        "cap_add": st.lists(st.sampled_from(_CAPS), max_size=3),
+        "network": modes,
+        "network_mode": modes,
+        "pid_mode": modes,
+        "ipc_mode": modes,
+        "uts_mode": modes,
+        "userns_mode": modes,
+        "devices": st.lists(st.sampled_from(["/dev/fuse", "/dev/sda:/dev/xvda:rwm", "/dev/mem"]), max_size=2),
+        "sysctls": st.dictionaries(st.sampled_from(_SYSCTLS), st.just("1")),
+        "runtime": st.sampled_from(["runc", "RUNC", "runsc", "nvidia"]),
+        "security_opt": st.lists(st.sampled_from(_SECURITY), max_size=2),
+        "memory": st.sampled_from([64 * MIB, "8g", "1t", "6m"]),
+        "pids_limit": st.sampled_from([10, 10**6]),
+    }
+
+
+def _policies(root: str) -> st.SearchStrategy[PolicySettings]:
+    strict = PolicySettings(allowed_host_paths=(root,))
+    lenient = replace(
+        strict,
+        allowed_capabilities=frozenset({"NET_ADMIN", "CHOWN"}),
+        allowed_sysctls=frozenset({"net.ipv4.ip_forward"}),
+        allowed_runtimes=frozenset({"runc", "runsc"}),
+        allow_host_network=True,
+        max_memory=1024 * MIB,
+        default_memory=256 * MIB,
+        max_pids_limit=1000,
+    )
+    # Built directly, past the schema that would refuse "/": the forbidden paths must hold anyway.
+    reckless = replace(strict, allowed_host_paths=("/",), allow_host_pid=True, allow_devices=True)
+    return st.sampled_from([strict, lenient, reckless])
+
+
+def _body(root: str) -> st.SearchStrategy[dict[str, Any]]:
+    """A create body as a client sends it: binds, safe fields, a few dangerous options, rarely a smuggled alias."""
+    dangerous = _dangerous(root)
+    safe = st.fixed_dictionaries(
+        {"image": st.sampled_from(["nginx", "127.0.0.1:5000/app:v1"]), "volumes": st.lists(_volume(root), max_size=3)},
+        optional={"ports": st.just({"80": None}), "environment": st.just({"A": "b"}), "command": st.just("sleep 1")},
+    )
+    chosen = st.lists(st.sampled_from(sorted(dangerous)), max_size=3, unique=True)
+    picked = chosen.flatmap(lambda keys: st.fixed_dictionaries({key: dangerous[key] for key in keys}))
+    alias = st.sampled_from([{}] * 9 + [{key: value} for key, value in _ALIASES.items()])
+    return st.tuples(safe, picked, alias).map(lambda parts: {k: v for part in parts for k, v in part.items()})
+
+
+_MODE_FLAGS = (
+    ("NetworkMode", "allow_host_network"),
+    ("PidMode", "allow_host_pid"),
+    ("IpcMode", "allow_host_ipc"),
+    ("UTSMode", "allow_host_uts"),
+    ("UsernsMode", "allow_host_userns"),
+)
+
+
+def _assert_satisfies(body: dict[str, Any], policy: PolicySettings) -> None:
+    """The policy, restated on the engine body itself, independently of policy.py."""
+    host = body["HostConfig"]
+    assert set(body) <= CONFIG_KEYS and set(host) <= HOST_CONFIG_KEYS
+    assert host["Privileged"] is policy.allow_privileged is False
+    assert {cap.removeprefix("CAP_") for cap in host.get("CapAdd", [])} <= policy.allowed_capabilities - {"ALL"}
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    for key, allowed in _MODE_FLAGS:
+        mode = host.get(key, "").strip().lower()
+        assert getattr(policy, allowed) or (mode != "host" and not mode.startswith("container:")), (key, mode)
+    assert policy.allow_devices or "Devices" not in host
+    assert set(host.get("Sysctls", {})) <= policy.allowed_sysctls
+    assert host.get("Runtime", "runc") in policy.allowed_runtimes
+    assert policy.max_memory is None or host["Memory"] <= policy.max_memory
+    for mount in host["Mounts"]:
+        assert mount["Type"] in ("bind", "volume")
+        if mount["Type"] == "bind":
+            source = mount["Source"]
+            assert os.path.realpath(source) == source
+            roots = policy.allowed_host_paths
+            assert any(source == root or source.startswith(root.rstrip("/") + "/") for root in roots)
+            assert source != "/" and not any(source == path or source.startswith(path + "/") for path in SYSTEM)
+            assert not any(path.startswith(source.rstrip("/") + "/") for path in SYSTEM)
+
+
+def test_whatever_is_accepted_satisfies_the_policy(root: str) -> None:
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.data())
+    def accepted_bodies_satisfy_the_policy(data: st.DataObject) -> None:
+        body, policy = data.draw(_body(root)), data.draw(_policies(root))
+        try:
+            req = ContainerCreateSchema().load(body)
+        except ValidationError:
+            outcomes["invalid"] += 1
+            return
+        if check(req, policy):
+            outcomes["denied"] += 1
+            return
+        outcomes["allowed"] += 1
+        _assert_satisfies(engine_create_body(req, policy), policy)
+
+    accepted_bodies_satisfy_the_policy()
+    # Not vacuous: many bodies got through both the schema and the policy, and many did not.
+    assert min(outcomes["allowed"], outcomes["denied"], outcomes["invalid"]) >= 20, outcomes
