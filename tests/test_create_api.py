@@ -410,3 +410,19 @@ async def test_start_true_runs_it(create: Create) -> None:
     )
     assert status == 201
     assert body["data"]["state"]["running"] is True
+
+
+@pytest.mark.parametrize("network", ["none", "bridge"])
+async def test_network_reaches_the_engine(create: Create, docker: aiodocker.Docker, network: str) -> None:
+    status, body = await create({"image": TEST_IMAGE, "network": network})
+    assert status == 201, body
+    assert (await inspect(docker, body["data"]["id"]))["HostConfig"]["NetworkMode"] == network
+    assert body["data"]["network_mode"] == network
+
+
+async def test_an_unknown_network_is_a_404_and_leaves_nothing(
+    create: Create, docker: aiodocker.Docker, case_label: str
+) -> None:
+    status, body = await create({"image": TEST_IMAGE, "network": f"no-such-net-{case_label}", "start": True})
+    assert status == 404, body
+    assert await made(docker, case_label) == []
