@@ -2,7 +2,8 @@
 # Idempotent set-up of everything moorage and its tests need on a Debian host (run as root):
 # Debian's Docker engine and registry, a running dockerd, a local registry on 127.0.0.1:5000
 # holding the test image (busybox-static, `docker import`ed: nothing is pulled from the internet),
-# and the project's virtualenv in .venv.
+# a second registry with basic auth on 127.0.0.1:5001 holding it too (user moorage-test, password
+# in $WORK/auth-registry/password), and the project's virtualenv in .venv.
 #
 #   scripts/setup.sh            everything
 #   scripts/setup.sh engine     only packages, engine, registry and image (what the tests call)
@@ -13,8 +14,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${MOORAGE_TEST_STATE:-/var/lib/moorage-test}
 REGISTRY=127.0.0.1:5000
+AUTH_REGISTRY=127.0.0.1:5001
+AUTH_USER=moorage-test
 TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
-APT_PACKAGES=(docker.io docker-registry busybox-static curl)
+APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -51,24 +54,40 @@ engine() {
     wait_for 60 "the Docker engine" docker info
 }
 
-registry() {
-    curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 && return
-    log "starting docker-registry on $REGISTRY"
-    mkdir -p "$WORK/registry/data"
-    cat >"$WORK/registry/config.yml" <<EOF
+start_registry() {  # start_registry DIR ADDR [EXTRA-CONFIG]
+    local dir=$1 addr=$2
+    log "starting docker-registry on $addr"
+    mkdir -p "$dir/data"
+    cat >"$dir/config.yml" <<EOF
 version: 0.1
 log:
   level: warn
 storage:
   filesystem:
-    rootdirectory: $WORK/registry/data
+    rootdirectory: $dir/data
   delete:
     enabled: true
 http:
-  addr: $REGISTRY
+  addr: $addr
+${3:-}
 EOF
-    setsid docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/registry.log" 2>&1 </dev/null &
-    wait_for 30 "the registry" curl -fsS "http://$REGISTRY/v2/"
+    setsid docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 </dev/null &
+    # Any HTTP answer will do: the one with auth answers 401 until logged in.
+    wait_for 30 "the registry on $addr" curl -sS -o /dev/null "http://$addr/v2/"
+}
+
+registries() {
+    curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 || start_registry "$WORK/registry" "$REGISTRY"
+    local auth=$WORK/auth-registry
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$AUTH_REGISTRY/v2/")" != 401 ]; then
+        mkdir -p "$auth"
+        [ -s "$auth/password" ] || (umask 077 && head -c 18 /dev/urandom | base64 >"$auth/password")
+        htpasswd -Bbn "$AUTH_USER" "$(cat "$auth/password")" >"$auth/htpasswd"
+        start_registry "$auth" "$AUTH_REGISTRY" "auth:
+  htpasswd:
+    realm: moorage-test
+    path: $auth/htpasswd"
+    fi
 }
 
 image() {
@@ -93,6 +112,17 @@ image() {
         log "pushing $TEST_IMAGE"
         docker push -q "$TEST_IMAGE" >/dev/null
     fi
+    local password private=$AUTH_REGISTRY/moorage-test/private:latest
+    password=$(cat "$WORK/auth-registry/password")
+    if ! curl -fsS -u "$AUTH_USER:$password" "http://$AUTH_REGISTRY/v2/moorage-test/private/tags/list" 2>/dev/null |
+        grep -q '"latest"'; then
+        log "pushing $private"
+        docker tag "$TEST_IMAGE" "$private"
+        docker login -u "$AUTH_USER" --password-stdin "$AUTH_REGISTRY" <<<"$password" >/dev/null
+        docker push -q "$private" >/dev/null
+        docker logout "$AUTH_REGISTRY" >/dev/null
+        docker rmi "$private" >/dev/null
+    fi
 }
 
 venv() {
@@ -105,7 +135,7 @@ venv() {
 }
 
 case "${1:-all}" in
-    all) packages; engine; registry; image; venv ;;
-    engine) packages; engine; registry; image ;;
+    all) packages; engine; registries; image; venv ;;
+    engine) packages; engine; registries; image ;;
     *) echo "usage: $0 [all|engine]" >&2; exit 64 ;;
 esac

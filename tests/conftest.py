@@ -23,6 +23,14 @@ from moorage.config import Settings, settings_from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_IMAGE = "127.0.0.1:5000/moorage-test/busybox:latest"
+TEST_REPO = TEST_IMAGE.rsplit(":", 1)[0]
+# The registry with basic auth that scripts/setup.sh runs, and the image only it holds.
+AUTH_REGISTRY = "127.0.0.1:5001"
+PRIVATE_REPO = f"{AUTH_REGISTRY}/moorage-test/private"
+AUTH_USER = "moorage-test"
+AUTH_PASSWORD_FILE = Path(os.environ.get("MOORAGE_TEST_STATE", "/var/lib/moorage-test")) / "auth-registry" / "password"
+# As the daemon runs: a request whose client has gone is cancelled.
+SERVER_KWARGS = {"handler_cancellation": True}
 # Every container a test makes carries this label, so that nothing a test leaves can be mistaken for the host's.
 TEST_LABEL = "moorage.test"
 
@@ -69,13 +77,13 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings, api_key: str) -> TestClient:
     """A client of a fresh app, sending the admin key."""
-    return await aiohttp_client(create_app(settings), headers={"X-API-Key": api_key})
+    return await aiohttp_client(create_app(settings), server_kwargs=SERVER_KWARGS, headers={"X-API-Key": api_key})
 
 
 @pytest.fixture
 async def anon(aiohttp_client: Any, settings: Settings) -> TestClient:
     """A client of a fresh app, sending no credentials."""
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings), server_kwargs=SERVER_KWARGS)
 
 
 @pytest.fixture
@@ -125,6 +133,21 @@ async def make_container(docker: aiodocker.Docker, case_label: str) -> AsyncIter
         except aiodocker.DockerError as err:
             if err.status != 404:
                 raise
+
+
+@pytest.fixture
+async def pushed_only(docker: aiodocker.Docker, case_label: str) -> AsyncIterator[str]:
+    """A repository (tag latest) that the local registry holds and this host does not; untagged after."""
+    repo = f"127.0.0.1:5000/moorage-test/pull-{case_label}"
+    await docker.images.tag(TEST_IMAGE, repo, tag="latest")
+    await docker.images.push(repo, tag="latest")
+    await docker.images.delete(f"{repo}:latest")
+    yield repo
+    try:
+        await docker.images.delete(f"{repo}:latest")
+    except aiodocker.DockerError as err:
+        if err.status != 404:
+            raise
 
 
 def free_port() -> int:

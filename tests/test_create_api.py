@@ -363,25 +363,10 @@ async def test_an_image_that_cannot_be_had_is_a_404_naming_it(
     assert await made(docker, case_label) == []
 
 
-@pytest.fixture
-async def pushed_only(docker: aiodocker.Docker, case_label: str) -> AsyncIterator[str]:
-    """An image that is in the local registry but not on this host."""
-    repo = f"127.0.0.1:5000/moorage-test/pull-{case_label}"
-    await docker.images.tag(TEST_IMAGE, repo, tag="latest")
-    await docker.images.push(repo, tag="latest")
-    await docker.images.delete(f"{repo}:latest")
-    yield f"{repo}:latest"
-    try:
-        await docker.images.delete(f"{repo}:latest")
-    except aiodocker.DockerError as err:
-        if err.status != 404:
-            raise
-
-
 async def test_a_missing_image_is_pulled_first(create: Create, docker: aiodocker.Docker, pushed_only: str) -> None:
     status, body = await create({"image": pushed_only})
     assert status == 201, body
-    assert (await docker.images.inspect(pushed_only))["Id"] == body["data"]["image_id"]
+    assert (await docker.images.inspect(f"{pushed_only}:latest"))["Id"] == body["data"]["image_id"]
 
 
 async def test_pull_never_does_not_pull(create: Create, pushed_only: str) -> None:

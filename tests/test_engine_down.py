@@ -17,7 +17,10 @@ from .conftest import TEST_IMAGE, Daemon, get_json, make_settings, plain_key
 from .test_auth import assert_error, concrete_routes
 
 # A body that passes validation, for each route that takes one, so that the engine is the next step.
-VALID_BODIES = {("POST", "/api/v1/containers"): {"image": TEST_IMAGE}}
+VALID_BODIES = {
+    ("POST", "/api/v1/containers"): {"image": TEST_IMAGE},
+    ("POST", "/api/v1/images/pull"): {"name": TEST_IMAGE.rsplit(":", 1)[0]},
+}
 
 
 @pytest.fixture(params=["no-socket", "refusing-socket"])

@@ -4,15 +4,18 @@ in full. Unit level: the schemas are loaded directly, no engine."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pytest
 from marshmallow import Schema, ValidationError
 
 from moorage.__main__ import key_name
-from moorage.config import ApiKeySchema, DockerSchema
+from moorage.config import ApiKeySchema, ConfigError, DockerSchema, settings_from_mapping
+from moorage.registries import credentials_for
 from moorage.schemas.containers import ContainerListQuery, ContainerRef
 from moorage.schemas.create import ContainerCreateSchema
+from moorage.schemas.references import is_reference, registry_host, with_default_tag
 
 SHA = "a" * 64
 
@@ -53,3 +56,52 @@ def test_keygen_refuses_a_key_name_with_a_trailing_newline() -> None:
     assert key_name("web") == "web"
     with pytest.raises(argparse.ArgumentTypeError, match="letters, digits"):
         key_name("web\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("busybox", True),
+        ("library/busybox:1.36", True),
+        ("localhost:5000/team/app:v1", True),
+        ("registry.example.com/team/app@sha256:" + "a" * 64, True),
+        ("[::1]:5000/app", True),
+        ("UPPER/case", False),  # not a registry (no dot, port or localhost), so a Hub path: lowercase only
+        ("app:", False),
+        ("app:tag\n", False),
+        ("../app", False),
+    ],
+)
+def test_image_references_follow_dockers_grammar(value: str, valid: bool) -> None:
+    assert is_reference(value) is valid
+
+
+@pytest.mark.parametrize(
+    ("name", "host"),
+    [("busybox", None), ("team/app", None), ("localhost/app", "localhost"), ("127.0.0.1:5001/a/b", "127.0.0.1:5001")],
+)
+def test_the_registry_of_a_name_is_dockers(name: str, host: str | None) -> None:
+    assert registry_host(name) == host
+
+
+def test_a_reference_without_tag_or_digest_means_latest() -> None:
+    assert with_default_tag("localhost:5000/app") == "localhost:5000/app:latest"
+    assert with_default_tag("app:v1") == "app:v1"
+    assert with_default_tag("app@sha256:" + "a" * 64) == "app@sha256:" + "a" * 64
+
+
+def test_registry_credentials_are_checked_and_the_password_hidden(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-pw\n")
+    settings = settings_from_mapping(
+        {"registries": [{"host": "localhost:5001", "username": "u", "password_file": str(secret)}]}
+    )
+    [registry] = settings.registries
+    assert registry.password == "s3cret-pw"
+    assert "s3cret" not in repr(settings)
+    assert credentials_for("localhost:5001/team/app", settings.registries) is registry
+    assert credentials_for("localhost:5002/team/app", settings.registries) is None
+    with pytest.raises(ConfigError, match=r"registries\.0\.password"):
+        settings_from_mapping({"registries": [{"host": "localhost:5001", "username": "u"}]})
+    with pytest.raises(ConfigError, match=r"registries\.0\.host"):
+        settings_from_mapping({"registries": [{"host": "no host", "username": "u", "password": "p"}]})

@@ -18,6 +18,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from .policy import PolicySchema, PolicySettings
+from .registries import Registry, RegistrySchema
 from .schemas.fields import matches
 from .validation import flatten_errors
 
@@ -73,6 +74,7 @@ class Settings:
     docker: DockerSettings = field(default_factory=DockerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    registries: tuple[Registry, ...] = ()
 
     def with_keys(self, keys: tuple[ApiKey, ...]) -> Settings:
         return replace(self, auth=replace(self.auth, api_keys=keys))
@@ -153,6 +155,7 @@ class SettingsSchema(_Section):
     docker = fields.Nested(DockerSchema, load_default=lambda: DockerSchema().load({}))
     auth = fields.Nested(AuthSchema, load_default=lambda: AuthSchema().load({}))
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
+    registries = fields.List(fields.Nested(RegistrySchema), load_default=list)
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> Settings:
@@ -161,7 +164,7 @@ class SettingsSchema(_Section):
         if data["docker"].url.startswith("unix://"):
             protected.append(data["docker"].url.removeprefix("unix://"))
         policy = replace(data["policy"], protected_paths=tuple(protected))
-        return Settings(**{**data, "policy": policy})
+        return Settings(**{**data, "policy": policy, "registries": tuple(data["registries"])})
 
 
 def settings_from_mapping(data: Mapping[str, Any], source: str = "<settings>") -> Settings:

@@ -8,7 +8,8 @@ import aiodocker
 import aiohttp
 from aiohttp import web
 
-from .keys import DOCKER, SETTINGS
+from .keys import DOCKER, PULLS, SETTINGS
+from .pulls import PullHub
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -16,11 +17,17 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS].docker
     docker = aiodocker.Docker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
     app[DOCKER] = docker
+    app[PULLS] = PullHub()
     try:
         yield
     finally:
+        await app[PULLS].close()
         await docker.close()
 
 
 def docker(request: web.Request) -> aiodocker.Docker:
     return request.config_dict[DOCKER]
+
+
+def pulls(request: web.Request) -> PullHub:
+    return request.config_dict[PULLS]

@@ -23,3 +23,15 @@ def error(
 ) -> web.Response:
     body = {"code": status, "message": message, "errors": list(errors)}
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def ndjson_line(item: Any) -> bytes:
+    """One line of a streamed NDJSON response."""
+    return (_dumps(item) + "\n").encode()
+
+
+def stream_response(content_type: str = "application/x-ndjson") -> web.StreamResponse:
+    """A chunked response written as data arrives: no Content-Length, no compression, no proxy buffering."""
+    return web.StreamResponse(
+        headers={"Content-Type": content_type, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

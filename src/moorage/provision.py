@@ -13,22 +13,24 @@ from aiodocker.volumes import DockerVolume
 
 from .config import Settings
 from .enginespec import engine_create_body
-from .errors import DOCKER_UNREACHABLE, Conflict, Forbidden, NotFound, from_docker_error
+from .errors import BadGateway, Conflict, Forbidden, NotFound, from_docker_error
 from .models import CreateRequest, NamedVolume, PullPolicy
 from .policy import check, check_existing_volume
+from .pulls import PullHub
+from .registries import Registry, credentials_for
 from .validation import FieldError
 
 # The engine's words for a host port that is taken (userland proxy, then its own port allocator).
 _PORT_TAKEN = ("address already in use", "port is already allocated")
 
 
-async def create_container(docker: aiodocker.Docker, req: CreateRequest, settings: Settings) -> str:
+async def create_container(docker: aiodocker.Docker, hub: PullHub, req: CreateRequest, settings: Settings) -> str:
     """Create (and start, when asked) the container; its full id."""
     violations = check(req, settings.policy) + await named_volume_violations(docker, req)
     if violations:
         fields = ", ".join(v["field"] for v in violations)
         raise Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)
-    await ensure_image(docker, req.image, req.pull)
+    await ensure_image(docker, hub, req.image, req.pull, settings.registries)
     container = await docker.containers.create(engine_create_body(req, settings.policy), name=req.name)
     if req.start:
         try:
@@ -56,8 +58,10 @@ async def named_volume_violations(docker: aiodocker.Docker, req: CreateRequest) 
     return found
 
 
-async def ensure_image(docker: aiodocker.Docker, image: str, pull: PullPolicy) -> None:
-    """Pull as `docker run --pull` would; an image that cannot be had is a 404 naming it."""
+async def ensure_image(
+    docker: aiodocker.Docker, hub: PullHub, image: str, pull: PullPolicy, registries: tuple[Registry, ...]
+) -> None:
+    """Pull as `docker run --pull` would, sharing the pull with other callers; a 404 names the image."""
     if pull is not PullPolicy.ALWAYS:
         try:
             await docker.images.inspect(image)
@@ -70,12 +74,10 @@ async def ensure_image(docker: aiodocker.Docker, image: str, pull: PullPolicy) -
                 f"image {image} is not on this host and pull is never",
                 errors=[{"field": "image", "message": "not present"}],
             )
+    registry = credentials_for(image, registries)
     try:
-        # aiodocker reads the progress stream to its end and raises on an error inside it.
-        await docker.images.pull(image)
-    except DockerError as err:
-        if err.status == DOCKER_UNREACHABLE:
-            raise
+        await hub.pull(docker, image, registry.auth() if registry else None)
+    except (NotFound, BadGateway) as err:
         raise NotFound(
             f"image {image} could not be pulled: {err.message}",
             errors=[{"field": "image", "message": "cannot be found or pulled"}],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import containers, health, lifecycle
+from . import containers, health, images, lifecycle
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (health, containers, lifecycle):
+    for module in (health, containers, lifecycle, images):
         app.router.add_routes(module.routes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 # Docker writes this for "never" (a container that has not started or finished yet).
 _DOCKER_ZERO_TIME = "0001-01-01T"
@@ -16,6 +16,13 @@ class RequestSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+class PageQuery(RequestSchema):
+    """limit/offset paging, applied by moorage after the engine filtered (Docker's limit is not a page)."""
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 def rfc3339(moment: datetime) -> str:

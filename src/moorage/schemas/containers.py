@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from .common import DockerTime, RequestSchema
+from .common import DockerTime, PageQuery, RequestSchema
 from .fields import matches
 
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
@@ -22,14 +22,12 @@ CONTAINER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 PortMap = dict[str, list[dict[str, Any]]]
 
 
-class ContainerListQuery(RequestSchema):
+class ContainerListQuery(PageQuery):
     status = fields.String(validate=validate.OneOf(STATUSES))
     name = fields.String(validate=matches(r"[a-zA-Z0-9_.-]{1,128}", "letters, digits, _ . - only (a part of a name)"))
     label = fields.List(
         fields.String(validate=matches(r"[^=\s][^=\x00-\x1f]{0,254}(=[^\x00-\x1f]{0,1024})?", "KEY or KEY=VALUE"))
     )
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 class ContainerRef(RequestSchema):

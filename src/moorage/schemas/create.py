@@ -30,19 +30,11 @@ from .fields import (
     valid_text,
 )
 from .ports import Ports
+from .references import reference
 
 VOLUME_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"
 
 _NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
-# Docker's reference grammar (distribution/reference) with `-+` for its `-*` separator, which is
-# equivalent but cannot backtrack exponentially in Python's engine. [0-9], not \d: \d is Unicode.
-_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?"
-_IMAGE = re.compile(
-    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*)"
-    r"(?::[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
-)
 _HOSTNAME_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 _RESTART = re.compile(r"(no|always|unless-stopped)|on-failure(?::([0-9]{1,9}))?")
 
@@ -58,12 +50,6 @@ def _container_path(value: str) -> None:
     absolute_path(value)
     if value.strip("/") == "":
         raise ValidationError("cannot be the container's root")
-
-
-def _image(value: str) -> None:
-    found = _IMAGE.fullmatch(value) if len(value) <= 512 else None
-    if not found or len(found["name"]) > 255:
-        raise ValidationError("not an image reference: [registry/]repo[:tag] or [registry/]repo@sha256:<hex>")
 
 
 class HealthTest(fields.Field[tuple[str, ...]]):
@@ -150,7 +136,7 @@ class ContainerCreateSchema(RequestSchema):
     """POST /containers. Modes are checked for form here; whether the host allows them is the policy's call."""
 
     name = Text(validate=matches(CONTAINER_NAME, "letters, digits, _ . - (starting with a letter or digit)"))
-    image = Text(required=True, validate=_image)
+    image = Text(required=True, validate=reference)
     ports = Ports()
     environment = _text_map(matches(r"[^=]+", "a non-empty name without ="))
     volumes = fields.List(fields.Nested(VolumeSchema))

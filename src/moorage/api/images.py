@@ -1,0 +1,115 @@
+"""Images: list, pull (plain or streamed progress, shared between callers), delete."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import aiodocker
+from aiohttp import web
+
+from ..auth import requires
+from ..config import Role
+from ..engine import docker, pulls
+from ..envelope import ndjson_line, ok, stream_response
+from ..errors import ApiError
+from ..keys import SETTINGS
+from ..middlewares import as_api_error
+from ..registries import credentials_for
+from ..schemas.images import (
+    ImageDeletedSchema,
+    ImageDeleteQuery,
+    ImageListQuery,
+    ImageRef,
+    ImageSummarySchema,
+    PullBody,
+    PullProgressSchema,
+    PullQuery,
+)
+from ..validation import load_json, load_path, load_query
+from .paths import API_PREFIX
+
+routes = web.RouteTableDef()
+
+_SUMMARY = ImageSummarySchema()
+_PROGRESS = PullProgressSchema()
+_DELETED = ImageDeletedSchema()
+NDJSON = "application/x-ndjson"
+
+
+async def containers_per_image(client: aiodocker.Docker) -> Counter[str]:
+    """How many containers use each image id: the engine's own count is -1 unless asked for disk usage."""
+    return Counter(c["ImageID"] for c in await client.containers.list(all=True))
+
+
+def summary(image: Mapping[str, Any], counts: Counter[str]) -> dict[str, Any]:
+    return _SUMMARY.dump({**image, "Containers": counts[image["Id"]]})
+
+
+async def pulled_item(client: aiodocker.Docker, reference: str) -> dict[str, Any]:
+    image, counts = await asyncio.gather(client.images.inspect(reference), containers_per_image(client))
+    return summary(image, counts)
+
+
+@routes.get(f"{API_PREFIX}/images")
+@requires(Role.VIEWER)
+async def list_images(request: web.Request) -> web.Response:
+    query = load_query(request, ImageListQuery())
+    filters: dict[str, list[str]] = {}
+    if "reference" in query:
+        filters["reference"] = [query["reference"]]
+    if "dangling" in query:
+        filters["dangling"] = [str(query["dangling"]).lower()]
+    images, counts = await asyncio.gather(
+        docker(request).images.list(filters=filters), containers_per_image(docker(request))
+    )
+    images.sort(key=lambda image: image["Created"], reverse=True)
+    page = images[query["offset"] : query["offset"] + query["limit"]]
+    return ok({"total": len(images), "items": [summary(image, counts) for image in page]})
+
+
+@routes.post(f"{API_PREFIX}/images/pull")
+@requires(Role.ADMIN)
+async def pull_image(request: web.Request) -> web.StreamResponse:
+    """Like `docker pull`: waits and answers the image, or streams NDJSON progress with ?stream=true."""
+    stream = load_query(request, PullQuery())["stream"] or NDJSON in request.headers.get("Accept", "")
+    body = await load_json(request, PullBody())
+    registry = credentials_for(body["name"], request.config_dict[SETTINGS].registries)
+    auth = registry.auth() if registry else None
+    reference = body["reference"]
+    if not stream:
+        await pulls(request).pull(docker(request), reference, auth)
+        return ok(await pulled_item(docker(request), reference))
+    async with pulls(request).subscribe(docker(request), reference, auth) as events:
+        # The first event (or failure) before the headers: a pull that fails at once is a plain error response.
+        first = await anext(events, None)
+        response = stream_response()
+        await response.prepare(request)
+        try:
+            if first is not None:
+                await response.write(ndjson_line(_PROGRESS.dump(first)))
+            async for event in events:
+                await response.write(ndjson_line(_PROGRESS.dump(event)))
+            final = {"status": "done", "image": await pulled_item(docker(request), reference)}
+        except ApiError as err:
+            final = {"status": "error", "code": err.status, "message": err.message}
+        except ConnectionResetError:
+            return response  # the client left; leaving the subscription lets the pull go if it was the last
+        except Exception as exc:  # after prepare() nothing may reach the error middleware
+            err = as_api_error(exc)
+            final = {"status": "error", "code": err.status, "message": err.message}
+    await response.write(ndjson_line(final))
+    await response.write_eof()
+    return response
+
+
+@routes.delete(f"{API_PREFIX}/images/{{image_id:.+}}")
+@requires(Role.ADMIN)
+async def delete_image(request: web.Request) -> web.Response:
+    """Like `docker rmi`; an image a container uses is the engine's 409, which names the container."""
+    query = load_query(request, ImageDeleteQuery())
+    ref = load_path(request, ImageRef())["image_id"]
+    deleted = await docker(request).images.delete(ref, force=query["force"], noprune=query["noprune"])
+    return ok(_DELETED.dump(deleted))
