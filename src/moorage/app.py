@@ -6,7 +6,7 @@ from aiohttp import web
 
 from .api import setup_routes
 from .config import Settings
-from .engine import engine_ctx
+from .engine import end_streams, engine_ctx
 from .keys import SETTINGS
 from .middlewares import auth_middleware, error_middleware
 
@@ -23,6 +23,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(engine_ctx)
+    app.on_shutdown.append(end_streams)
     app.on_response_prepare.append(hide_server_version)
     setup_routes(app)
     return app

@@ -55,12 +55,18 @@ class ServerSettings:
     port: int = 8000
     state_dir: Path = Path("/var/lib/moorage")
     max_body_size: int = 1024 * 1024
+    max_streams: int = 256
 
 
 @dataclass(frozen=True)
 class DockerSettings:
     url: str = "unix:///var/run/docker.sock"
     timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class LogsSettings:
+    max_lines: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     docker: DockerSettings = field(default_factory=DockerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    logs: LogsSettings = field(default_factory=LogsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     registries: tuple[Registry, ...] = ()
 
@@ -97,6 +104,9 @@ class ServerSchema(_Section):
     state_dir = fields.String(load_default=default_state_dir, validate=validate.Length(min=1))
     max_body_size = fields.Integer(
         strict=True, load_default=ServerSettings.max_body_size, validate=validate.Range(1024, 64 * 1024 * 1024)
+    )
+    max_streams = fields.Integer(
+        strict=True, load_default=ServerSettings.max_streams, validate=validate.Range(1, 10000)
     )
 
     @post_load
@@ -149,11 +159,20 @@ class AuthSchema(_Section):
         return AuthSettings(api_keys=tuple(data["api_keys"]))
 
 
+class LogsSchema(_Section):
+    max_lines = fields.Integer(strict=True, load_default=LogsSettings.max_lines, validate=validate.Range(1, 1_000_000))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> LogsSettings:
+        return LogsSettings(**data)
+
+
 class SettingsSchema(_Section):
     # A missing section is loaded from {} so that its defaults are computed like a present one's.
     server = fields.Nested(ServerSchema, load_default=lambda: ServerSchema().load({}))
     docker = fields.Nested(DockerSchema, load_default=lambda: DockerSchema().load({}))
     auth = fields.Nested(AuthSchema, load_default=lambda: AuthSchema().load({}))
+    logs = fields.Nested(LogsSchema, load_default=lambda: LogsSchema().load({}))
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
     registries = fields.List(fields.Nested(RegistrySchema), load_default=list)
 

@@ -8,8 +8,9 @@ import aiodocker
 import aiohttp
 from aiohttp import web
 
-from .keys import DOCKER, PULLS, SETTINGS
+from .keys import DOCKER, PULLS, SETTINGS, STREAMS
 from .pulls import PullHub
+from .streams import EngineStreams
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -18,11 +19,18 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     docker = aiodocker.Docker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
     app[DOCKER] = docker
     app[PULLS] = PullHub()
+    app[STREAMS] = EngineStreams(settings, app[SETTINGS].server.max_streams)
     try:
         yield
     finally:
         await app[PULLS].close()
+        await app[STREAMS].close()
         await docker.close()
+
+
+async def end_streams(app: web.Application) -> None:
+    """on_shutdown: open log and event streams end now, not after aiohttp's shutdown_timeout."""
+    await app[STREAMS].end_all()
 
 
 def docker(request: web.Request) -> aiodocker.Docker:
@@ -31,3 +39,7 @@ def docker(request: web.Request) -> aiodocker.Docker:
 
 def pulls(request: web.Request) -> PullHub:
     return request.config_dict[PULLS]
+
+
+def streams(request: web.Request) -> EngineStreams:
+    return request.config_dict[STREAMS]

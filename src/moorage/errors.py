@@ -52,6 +52,11 @@ class Conflict(ApiError):
     default_message = "conflict"
 
 
+class TooManyRequests(ApiError):
+    status = 429
+    default_message = "too many requests"
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     default_message = "unsupported media type"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import containers, health, images, lifecycle
+from . import containers, events, health, images, lifecycle, logs
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (health, containers, lifecycle, images):
+    for module in (health, containers, lifecycle, images, logs, events):
         app.router.add_routes(module.routes)

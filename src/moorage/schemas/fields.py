@@ -97,12 +97,19 @@ class MemorySize(fields.Field[int]):
         return value
 
 
+def duration_ns(text: str) -> Decimal | None:
+    """Go's duration text ("1m30s", "500ms") in nanoseconds, or None when it is not one."""
+    if len(text) > 64 or not _DURATION.fullmatch(text):
+        return None
+    return sum((Decimal(num) * _DURATION_NS[unit] for num, unit in _DURATION_PART.findall(text)), Decimal(0))
+
+
 class Duration(fields.Field[int]):
     """Go's duration text ("1m30s", "500ms") or seconds as a number, loaded as the engine's nanoseconds."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, str) and len(value) <= 64 and _DURATION.fullmatch(value):
-            nanos = sum(Decimal(num) * _DURATION_NS[unit] for num, unit in _DURATION_PART.findall(value))
+        if isinstance(value, str) and (parsed := duration_ns(value)) is not None:
+            nanos = parsed
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= INT64_MAX:
             nanos = Decimal(value) * 10**9
         else:

@@ -1,0 +1,92 @@
+"""Container logs: a capped JSON page, or text/NDJSON streamed as the engine writes it (with follow, for hours)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiodocker.exceptions import DockerError
+from aiohttp import web
+
+from ..auth import requires
+from ..config import Role
+from ..engine import docker, streams
+from ..envelope import ndjson_line, ok, stream_response
+from ..keys import SETTINGS
+from ..logs import LogLine, split_lines, whole_lines
+from ..schemas.containers import ContainerRef
+from ..schemas.logs import LogLineSchema, LogQuery, engine_time
+from ..validation import load_path, load_query
+from .paths import API_PREFIX
+
+routes = web.RouteTableDef()
+_LOGGER = logging.getLogger(__name__)
+_LINE = LogLineSchema()
+# Failures of the engine's side of a stream once our headers are out: logged, and the stream ends.
+ENGINE_STREAM_ERRORS = (DockerError, aiohttp.ClientError, TimeoutError)
+
+
+def stamped(query: dict[str, Any]) -> bool:
+    """JSON and NDJSON items always carry a timestamp; text shows them only when asked, as `docker logs -t`."""
+    return bool(query["timestamps"] or query["format"] != "text")
+
+
+def engine_params(query: dict[str, Any]) -> dict[str, str]:
+    params = {
+        "stdout": str(query["stdout"]).lower(),
+        "stderr": str(query["stderr"]).lower(),
+        "follow": str(query["follow"]).lower(),
+        "timestamps": str(stamped(query)).lower(),
+        "tail": query["tail"],
+    }
+    params.update({key: engine_time(query[key]) for key in ("since", "until") if key in query})
+    return params
+
+
+@routes.get(f"{API_PREFIX}/containers/{{container_id}}/logs")
+@requires(Role.VIEWER)
+async def container_logs(request: web.Request) -> web.StreamResponse:
+    query = load_query(request, LogQuery())
+    ref = load_path(request, ContainerRef())["container_id"]
+    # Inspect first: an unknown container is a 404 before any header goes out, and TTY decides the framing.
+    inspected = await docker(request).containers.container(ref).show()
+    gate = streams(request)
+    with gate.slot():
+        async with gate.get(f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
+            runs = whole_lines(engine.content.iter_any(), inspected["Config"]["Tty"], stamped(query))
+            if query["format"] == "json":
+                return ok(await first_lines(runs, request.config_dict[SETTINGS].logs.max_lines))
+            return await stream_lines(request, runs, query["format"], query["timestamps"])
+
+
+async def first_lines(runs: AsyncIterator[tuple[int, bytes]], cap: int) -> dict[str, Any]:
+    """Up to `cap` lines, oldest first; reading stops there, and `truncated` says the log went on."""
+    items: list[LogLine] = []
+    async for stream, run in runs:
+        items.extend(split_lines(stream, run, timestamps=True))
+        if len(items) > cap:
+            return {"items": _LINE.dump(items[:cap], many=True), "truncated": True}
+    return {"items": _LINE.dump(items, many=True), "truncated": False}
+
+
+async def stream_lines(
+    request: web.Request, runs: AsyncIterator[tuple[int, bytes]], fmt: str, timestamps: bool
+) -> web.StreamResponse:
+    """Each run of lines is written as it arrives; `write` waits for a slow client, so memory stays flat."""
+    response = stream_response("text/plain; charset=utf-8" if fmt == "text" else "application/x-ndjson")
+    await response.prepare(request)
+    try:
+        async for stream, run in runs:
+            if fmt == "text":
+                await response.write(run.decode("utf-8", "replace").encode())
+            else:
+                lines = split_lines(stream, run, timestamps=True)
+                await response.write(b"".join(ndjson_line(_LINE.dump(line)) for line in lines))
+    except ConnectionResetError:
+        return response
+    except ENGINE_STREAM_ERRORS as err:
+        _LOGGER.warning("log stream of %s ended by the engine: %s", request.match_info["container_id"], err)
+    await response.write_eof()
+    return response

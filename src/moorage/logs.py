@@ -1,0 +1,124 @@
+"""Reading the engine's log stream: demultiplexing its frames and cutting them into whole lines.
+
+A container without a TTY gets a multiplexed stream: frames of an 8-byte header (stream type, three
+zero bytes, a big-endian payload length) and the payload. A TTY container's stream is the raw
+bytes. Frames and reads cut lines anywhere, so each stream keeps its own unfinished line. The work
+is per chunk, not per line, where the output allows it: dumping millions of lines must cost about
+what the engine's own socket costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
+
+STDOUT, STDERR = 1, 2
+STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
+_HEADER = 8
+
+
+class Demuxer:
+    """Docker's multiplexed stream into (stream, payload) pairs; a header may be split across reads."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buf = self._pending
+        buf += data
+        frames = []
+        pos, end = 0, len(buf)
+        while end - pos >= _HEADER:
+            size = int.from_bytes(buf[pos + 4 : pos + 8], "big")
+            if end - pos - _HEADER < size:
+                break
+            frames.append((buf[pos], bytes(buf[pos + _HEADER : pos + _HEADER + size])))
+            pos += _HEADER + size
+        del buf[:pos]
+        return frames
+
+    @property
+    def leftover(self) -> int:
+        return len(self._pending)
+
+
+class LineJoiner:
+    """One stream's frames as runs of whole lines; the unfinished tail waits for the next frames.
+
+    With timestamps, the engine stamps every piece of a line it stored in pieces (lines over 16 KiB):
+    a piece that continues a line loses its stamp, so the joined line carries the first one only.
+    """
+
+    def __init__(self, stamped: bool) -> None:
+        self._partial = b""
+        self._stamped = stamped
+        self._open = False  # the last piece did not end its line
+
+    def feed(self, pieces: list[bytes]) -> bytes:
+        if self._stamped:
+            pieces = [self._unstamp(piece) for piece in pieces]
+        data = b"".join(pieces)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial += data
+            return b""
+        whole = self._partial + data[: cut + 1] if self._partial else data[: cut + 1]
+        self._partial = data[cut + 1 :]
+        return whole
+
+    def _unstamp(self, piece: bytes) -> bytes:
+        if self._open:
+            piece = piece[piece.find(b" ") + 1 :]
+        self._open = not piece.endswith(b"\n")
+        return piece
+
+    def flush(self) -> bytes:
+        """The last line of a stream that did not end with a newline, given one."""
+        rest, self._partial = self._partial, b""
+        return rest + b"\n" if rest else b""
+
+
+async def whole_lines(chunks: AsyncIterator[bytes], tty: bool, stamped: bool) -> AsyncIterator[tuple[int, bytes]]:
+    """(stream, a run of whole lines) from the engine's log stream, in the order the engine sent them.
+
+    Consecutive frames of one stream in a read are joined into one run: the engine sends a frame per
+    line, and work per line is what must be avoided.
+    """
+    demuxer = None if tty else Demuxer()
+    # A TTY's stream is not framed, so there are no pieces to tell apart.
+    joiners = {STDOUT: LineJoiner(stamped and not tty), STDERR: LineJoiner(stamped and not tty)}
+    async for chunk in chunks:
+        frames = [(STDOUT, chunk)] if demuxer is None else demuxer.feed(chunk)
+        for stream, group in groupby(frames, key=itemgetter(0)):
+            joiner = joiners.get(stream)
+            if joiner is None:  # stdin (0) or a stream type this engine version invented: not a log line
+                continue
+            if lines := joiner.feed([payload for _, payload in group]):
+                yield stream, lines
+    for stream, joiner in joiners.items():
+        if rest := joiner.flush():
+            yield stream, rest
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    stream: str
+    timestamp: str | None
+    line: str
+
+
+def split_lines(stream: int, run: bytes, timestamps: bool) -> Iterator[LogLine]:
+    """A run of whole lines as LogLines; with timestamps, the engine's RFC 3339 prefix is split off.
+
+    Bytes that are not UTF-8 are replaced, and a TTY's carriage return is dropped from the line's end.
+    """
+    name = STREAM_NAMES[stream]
+    for raw in run.decode("utf-8", "replace").split("\n")[:-1]:
+        text = raw[:-1] if raw.endswith("\r") else raw
+        if timestamps:
+            stamp, _, text = text.partition(" ")
+            yield LogLine(name, stamp, text)
+        else:
+            yield LogLine(name, None, text)

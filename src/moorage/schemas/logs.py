@@ -1,0 +1,91 @@
+"""Log and event query schemas: points in time as `docker logs --since` takes them, tail, streams, format."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from .common import RequestSchema
+from .fields import duration_ns, valid_text
+
+FORMATS = ("json", "text", "ndjson")
+_UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+_MOMENT_RULE = 'RFC 3339 with a zone, Unix seconds, or a duration back from now such as "10m"'
+
+
+class Moment(fields.Field[Decimal]):
+    """A point in time, loaded as Unix seconds: RFC 3339 (with a zone), Unix seconds, or "10m" ago."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        text = valid_text(value).strip()
+        if _UNIX.fullmatch(text):
+            return Decimal(text)
+        if (ago := duration_ns(text)) is not None:
+            return (Decimal(time.time_ns()) - ago) / 10**9
+        try:
+            moment = datetime.fromisoformat(text) if len(text) <= 64 else None
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ValidationError(_MOMENT_RULE)
+        return Decimal(str(moment.timestamp()))
+
+
+class Tail(fields.Field[str]):
+    """The last N lines, or "all"; kept as the engine's text."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = valid_text(value).strip().lower()
+        if text == "all" or (text.isdigit() and len(text) <= 9):
+            return str(int(text)) if text != "all" else text
+        raise ValidationError('a number of lines (0 or more) or "all"')
+
+
+class _Window(RequestSchema):
+    since = Moment()
+    until = Moment()
+
+    @validates_schema
+    def ordered(self, data: dict[str, Any], **_: Any) -> None:
+        if "since" in data and "until" in data and data["until"] < data["since"]:
+            raise ValidationError("must not be before since", "until")
+
+
+class LogQuery(_Window):
+    tail = Tail(load_default="all")
+    timestamps = fields.Boolean(load_default=False)
+    stdout = fields.Boolean(load_default=True)
+    stderr = fields.Boolean(load_default=True)
+    follow = fields.Boolean(load_default=False)
+    format = fields.String(validate=validate.OneOf(FORMATS))
+
+    @validates_schema
+    def coherent(self, data: dict[str, Any], **_: Any) -> None:
+        if not (data["stdout"] or data["stderr"]):
+            raise ValidationError("at least one of stdout and stderr must be true", "stdout")
+        if data["follow"] and data.get("format") == "json":
+            raise ValidationError("a followed log is a stream: use text or ndjson", "format")
+
+    @post_load
+    def default_format(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return {"format": "text" if data["follow"] else "json", **data}
+
+
+class EventQuery(_Window):
+    type = fields.List(fields.String(validate=validate.OneOf(("container", "image", "volume", "network"))))
+
+
+class LogLineSchema(Schema):
+    stream = fields.String()
+    timestamp = fields.String(allow_none=True)
+    line = fields.String()
+
+
+def engine_time(seconds: Decimal) -> str:
+    """Unix seconds as the engine's since/until take them."""
+    return f"{seconds:.9f}"

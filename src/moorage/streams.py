@@ -1,0 +1,78 @@
+"""Long-lived engine streams (logs, events): their own connection pool, a cap, and an end at shutdown.
+
+Streams get a pool of their own so that abandoned or endless ones cannot starve the one every other
+call uses; beyond the cap a new stream is a 429. Each open stream's handler task is registered, so
+that shutdown can end them at once instead of waiting out aiohttp's shutdown_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
+
+import aiohttp
+from aiodocker.exceptions import DockerError
+
+from .config import DockerSettings
+from .errors import DOCKER_UNREACHABLE, TooManyRequests
+
+
+class EngineStreams:
+    def __init__(self, docker: DockerSettings, limit: int) -> None:
+        if docker.url.startswith("unix://"):
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(docker.url.removeprefix("unix://"), limit=limit)
+            self._base = "http://docker"
+        else:
+            connector = aiohttp.TCPConnector(limit=limit)
+            self._base = docker.url.replace("tcp://", "http://", 1).rstrip("/")
+        # No total timeout: a followed log is open for hours. Connecting must still be quick.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=docker.timeout)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        self._url = docker.url
+        self.limit = limit
+        self._open: set[asyncio.Task[object]] = set()
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Count the calling handler as an open stream for as long as it runs; 429 beyond the cap."""
+        if len(self._open) >= self.limit:
+            raise TooManyRequests(
+                f"{self.limit} streams are open already; try again later", headers={"Retry-After": "5"}
+            )
+        task = asyncio.current_task()
+        assert task is not None
+        self._open.add(task)
+        try:
+            yield
+        finally:
+            self._open.discard(task)
+
+    @contextlib.asynccontextmanager
+    async def get(self, path: str, params: Mapping[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """An engine GET whose body is read as it comes; engine errors raise as aiodocker's do."""
+        try:
+            async with self._session.get(self._base + path, params=params) as response:
+                if response.status >= 400:
+                    body = await response.read()
+                    message = body.decode("utf-8", "replace")
+                    with contextlib.suppress(ValueError, AttributeError):
+                        message = (await response.json(content_type=None))["message"]
+                    raise DockerError(response.status, message)
+                yield response
+        except aiohttp.ClientConnectionError as err:
+            raise DockerError(DOCKER_UNREACHABLE, f"Cannot connect to Docker Engine via {self._url} [{err}]") from err
+
+    async def end_all(self) -> None:
+        """End every open stream (on shutdown): their handlers are cancelled and close their responses."""
+        tasks = list(self._open)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self._session.close()
