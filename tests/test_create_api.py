@@ -122,7 +122,7 @@ async def test_every_field_reaches_the_engine(
         assert config["Entrypoint"] == ["/bin/env"]
         assert (config["WorkingDir"], config["User"], config["Hostname"]) == ("/www", "nobody", "full-test")
         assert {"GREETING=hello world", "EMPTY="} <= set(config["Env"])
-        assert config["Labels"] == {TEST_LABEL: case_label, "app": "web"}
+        assert config["Labels"] == {TEST_LABEL: case_label, "app": "web", "moorage.policy": "1"}
         assert host["PortBindings"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]
         assert host["PortBindings"]["53/udp"] == [{"HostIp": "", "HostPort": ""}]
         assert host["PortBindings"]["8125/tcp"] == [
@@ -411,3 +411,49 @@ async def test_an_unknown_network_is_a_404_and_leaves_nothing(
     status, body = await create({"image": TEST_IMAGE, "network": f"no-such-net-{case_label}", "start": True})
     assert status == 404, body
     assert await made(docker, case_label) == []
+
+
+async def test_a_bind_inside_another_containers_writable_bind_is_refused(
+    create: Create, docker: aiodocker.Docker, case_label: str, allowed_root: Path
+) -> None:
+    # A container that can write the allowed root could swap data/ for a symlink to / before the next start.
+    status, _ = await create({"image": TEST_IMAGE, **bind(allowed_root)})
+    assert status == 201
+    status, body = await create({"image": TEST_IMAGE, **bind(allowed_root / "data")})
+    assert status == 403, body
+    assert [e["field"] for e in body["errors"]] == ["volumes.0.host_path"]
+    assert "can write" in body["errors"][0]["message"]
+    assert len(await made(docker, case_label)) == 1
+
+
+async def test_a_read_only_bind_above_is_no_threat(create: Create, allowed_root: Path) -> None:
+    read_only = {"volumes": [{"host_path": str(allowed_root), "container_path": "/host", "read_only": True}]}
+    assert (await create({"image": TEST_IMAGE, **read_only}))[0] == 201
+    assert (await create({"image": TEST_IMAGE, **bind(allowed_root / "data")}))[0] == 201
+
+
+async def test_a_writable_bind_above_an_existing_one_is_refused(create: Create, allowed_root: Path) -> None:
+    assert (await create({"image": TEST_IMAGE, **bind(allowed_root / "data")}))[0] == 201
+    status, body = await create({"image": TEST_IMAGE, **bind(allowed_root)})
+    assert status == 403
+    assert "contains" in body["errors"][0]["message"]
+    both = {
+        "volumes": [
+            {"host_path": str(allowed_root), "container_path": "/a"},
+            {"host_path": str(allowed_root / "data"), "container_path": "/b"},
+        ]
+    }
+    assert (await create({"image": TEST_IMAGE, **both}))[0] == 403
+
+
+async def test_a_bind_swapped_for_a_symlink_after_create_is_refused_at_start(
+    create: Create, client: TestClient, docker: aiodocker.Docker, allowed_root: Path
+) -> None:
+    status, body = await create({"image": TEST_IMAGE, "command": ["sleep", "60"], **bind(allowed_root / "data")})
+    assert status == 201
+    (allowed_root / "data").rename(allowed_root / "moved")
+    (allowed_root / "data").symlink_to("/etc")
+    resp = await client.post(f"/api/v1/containers/{body['data']['id']}/start")
+    assert resp.status == 403
+    assert [e["field"] for e in (await resp.json())["errors"]] == ["volumes.0.host_path"]
+    assert (await inspect(docker, body["data"]["id"]))["State"]["Running"] is False

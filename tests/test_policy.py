@@ -97,22 +97,35 @@ def test_denied_by_default(policy: PolicySettings, fields: dict[str, Any], field
 
 @pytest.mark.parametrize(
     "relative",
-    ["etc_link", "etc_link/passwd", "up", "up/etc", "data/inner", "data/../data", "data/sub/../../../../etc", "../"],
+    [
+        *(
+            "etc_link",
+            "etc_link/passwd",
+            "up",
+            "up/etc",
+            "data/inner",
+            "data/../data",
+            "data/sub/../../../../etc",
+            "../",
+        ),
+        "not-yet-made",  # what moorage cannot resolve, it cannot vouch for
+    ],
 )
 def test_binds_through_symlinks_or_dot_dot_are_refused(policy: PolicySettings, root: str, relative: str) -> None:
     assert denied(policy, volumes=bind(f"{root}/{relative}")) == {"volumes.0.host_path"}
 
 
-@pytest.mark.parametrize("relative", ["", "/data", "/data/sub", "/data/sub/", "/data//sub", "/not-yet-made"])
+@pytest.mark.parametrize("relative", ["", "/data", "/data/sub", "/data/sub/", "/data//sub"])
 def test_binds_under_an_allowed_root_are_allowed(policy: PolicySettings, root: str, relative: str) -> None:
     assert denied(policy, volumes=bind(root + relative)) == set()
 
 
-def test_the_forbidden_paths_hold_whatever_the_allowed_list_says(root: str) -> None:
+def test_the_forbidden_paths_hold_whatever_the_allowed_list_says(root: str, tmp_path: Path) -> None:
     everything = PolicySettings(allowed_host_paths=("/",), protected_paths=(f"{root}/data",))
-    for path in ("/etc/x", "/var/lib", "/var/lib/docker/volumes", "/usr/local", "/", f"{root}/data/sub", root):
+    for path in ("/etc/passwd", "/var/lib", "/var/lib/docker", "/usr/local", "/", f"{root}/data/sub", root):
         assert denied(everything, volumes=bind(path)) == {"volumes.0.host_path"}, path
-    assert denied(everything, volumes=bind("/srv/data")) == set()
+    elsewhere = os.path.realpath(tmp_path)
+    assert denied(everything, volumes=bind(elsewhere)) == set()
 
 
 def test_paths_the_schema_would_refuse_are_refused_too(policy: PolicySettings, root: str) -> None:
@@ -256,7 +269,7 @@ def test_the_engine_body_is_built_from_the_model(root: str) -> None:
         "Image": "nginx",
         "Cmd": ["sh", "-c", "sleep 1"],
         "Env": ["A=1", "B=x=y"],
-        "Labels": {"team": "a"},
+        "Labels": {"team": "a", "moorage.policy": "1"},
         "ExposedPorts": {"80/tcp": {}, "53/udp": {}},
         "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30 * 10**9, "Retries": 2},
         "Tty": False,

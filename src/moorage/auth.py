@@ -22,7 +22,8 @@ def new_key() -> str:
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates: hash them, do not fail on them.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def match_key(keys: Iterable[ApiKey], presented: str) -> ApiKey | None:

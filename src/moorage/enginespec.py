@@ -25,6 +25,8 @@ HOST_CONFIG_KEYS = frozenset({
     "CapAdd", "Devices", "Sysctls", "Runtime", "SecurityOpt", "PidMode", "IpcMode", "UTSMode", "UsernsMode",
 })  # fmt: skip
 HEALTHCHECK_KEYS = frozenset({"Test", "Interval", "Timeout", "StartPeriod", "Retries"})
+# Set on every container moorage creates: its binds passed the policy, and must still at each start.
+POLICY_LABEL = "moorage.policy"
 # Set on every container: no setuid binary or file capability can raise its privileges.
 SECURITY_OPT = ("no-new-privileges:true",)
 
@@ -116,7 +118,8 @@ def engine_create_body(req: CreateRequest, policy: PolicySettings) -> dict[str, 
         Env=[f"{key}={value}" for key, value in _strings(req.environment).items()],
         WorkingDir=req.working_dir,
         User=req.user,
-        Labels=_strings(req.labels),
+        # Last, so that a client's label of that name cannot stand in for it.
+        Labels={**_strings(req.labels), POLICY_LABEL: "1"},
         Hostname=req.hostname,
         ExposedPorts={port: {} for port in req.ports},
         Healthcheck=_healthcheck(req.healthcheck),

@@ -64,13 +64,13 @@ class PolicySettings:
     protected_paths: tuple[str, ...] = ()
 
 
-def _within(path: str, root: str) -> bool:
+def within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _forbidden(path: str, extra: tuple[str, ...] = ()) -> str | None:
     """The system path that `path` is, lies under or contains, if any."""
-    return next((f for f in FORBIDDEN_PATHS + extra if _within(path, f) or _within(f, path)), None)
+    return next((f for f in FORBIDDEN_PATHS + extra if within(path, f) or within(f, path)), None)
 
 
 def _allowed_root(value: str) -> None:
@@ -129,21 +129,22 @@ def _joins_host(mode: str) -> bool:
     return lowered == "host" or lowered.startswith("container:")
 
 
-def _host_path_problem(path: str, policy: PolicySettings) -> str | None:
+def bind_problem(path: str, policy: PolicySettings) -> str | None:
     """Why a bind of `path` is refused, or None. The literal path must be the real one, so that what is
-    checked is what the engine mounts. The engine resolves it again at each start: a directory that a
-    container can write to could be swapped for a symlink meanwhile, so allowed roots must not be."""
+    checked is what the engine mounts. Resolved strictly: a directory moorage may not look into could
+    hide a symlink that the engine, as root, would follow. The engine resolves the path again at each
+    start, so provision.py also keeps writable binds from nesting and re-checks binds at start."""
     if not os.path.isabs(path):
         return "must be an absolute path"
     try:
-        real = os.path.realpath(path)
-    except (ValueError, OSError) as err:  # NUL, text the file system cannot encode, a link we may not read
-        return f"cannot be resolved: {err}"
+        real = os.path.realpath(path, strict=True)
+    except (ValueError, OSError) as err:  # missing, unreadable, NUL, text the file system cannot encode
+        return f"cannot be resolved (it must exist, and moorage must be able to look into every part): {err}"
     if ".." in path.split("/") or real != os.path.normpath(path):
         return f"must not go through a symlink or '..' (it resolves to {real})"
     if found := _forbidden(real, policy.protected_paths):
         return f"{real} is or contains {found}, which is never allowed"
-    if not any(_within(real, root) for root in policy.allowed_host_paths):
+    if not any(within(real, root) for root in policy.allowed_host_paths):
         allowed = ", ".join(policy.allowed_host_paths) or "none"
         return f"must lie under an allowed host path (allowed: {allowed})"
     return None
@@ -152,7 +153,7 @@ def _host_path_problem(path: str, policy: PolicySettings) -> str | None:
 def _volumes(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
     for index, volume in enumerate(req.volumes):
         if isinstance(volume, BindVolume):
-            if problem := _host_path_problem(volume.host_path, policy):
+            if problem := bind_problem(volume.host_path, policy):
                 yield _violation(f"volumes.{index}.host_path", problem)
         elif not re.fullmatch(VOLUME_NAME, volume.volume):
             yield _violation(f"volumes.{index}.volume", "must be a plain volume name")

@@ -11,6 +11,7 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 from aiodocker.volumes import DockerVolume
 
+from .binds import nesting_violations
 from .config import Settings
 from .enginespec import engine_create_body
 from .errors import BadGateway, Conflict, Forbidden, NotFound, from_docker_error
@@ -26,7 +27,8 @@ _PORT_TAKEN = ("address already in use", "port is already allocated")
 
 async def create_container(docker: aiodocker.Docker, hub: PullHub, req: CreateRequest, settings: Settings) -> str:
     """Create (and start, when asked) the container; its full id."""
-    violations = check(req, settings.policy) + await named_volume_violations(docker, req)
+    violations = check(req, settings.policy)
+    violations += await named_volume_violations(docker, req) + await nesting_violations(docker, req)
     if violations:
         fields = ", ".join(v["field"] for v in violations)
         raise Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)

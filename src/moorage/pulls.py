@@ -69,6 +69,9 @@ class PullHub:
         finally:
             shared.subscribers.discard(queue)
             if not shared.subscribers and shared.task and not shared.task.done():
+                # Unlisted before it is cancelled: a caller arriving meanwhile starts a pull of its own
+                # instead of joining one that is ending.
+                self._forget(shared)
                 shared.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await shared.task
@@ -80,16 +83,27 @@ class PullHub:
                 pass
 
     async def _run(self, shared: SharedPull, docker: aiodocker.Docker, auth: Mapping[str, str] | None) -> None:
+        """Every way out publishes an end, so that no subscriber waits for ever."""
         outcome = _End()
         try:
             async for event in docker.images.pull(shared.reference, auth=dict(auth) if auth else None, stream=True):
                 shared.publish(event)
         except DockerError as err:
             outcome = _End(pull_error(err, shared.reference))
+        except asyncio.CancelledError:
+            outcome = _End(EngineUnavailable(f"the pull of {shared.reference} was cancelled"))
+            raise
+        except Exception as err:  # a garbled stream, say: a failure of the engine's, not a hang of ours
+            _LOGGER.exception("pull of %s failed", shared.reference)
+            outcome = _End(BadGateway(f"the engine's pull stream for {shared.reference} broke: {err}"))
         finally:
             # Forget it first: a caller arriving after the end starts a new pull, not a finished one.
-            self._active.pop(shared.reference, None)
-        shared.publish(outcome)
+            self._forget(shared)
+            shared.publish(outcome)
+
+    def _forget(self, shared: SharedPull) -> None:
+        if self._active.get(shared.reference) is shared:
+            del self._active[shared.reference]
 
     async def close(self) -> None:
         for shared in list(self._active.values()):

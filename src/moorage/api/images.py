@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -12,9 +13,8 @@ from aiohttp import web
 
 from ..auth import requires
 from ..config import Role
-from ..engine import docker, pulls
+from ..engine import docker, pulls, streams
 from ..envelope import ndjson_line, ok, stream_response
-from ..errors import ApiError
 from ..keys import SETTINGS
 from ..middlewares import as_api_error
 from ..registries import credentials_for
@@ -82,27 +82,32 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
     if not stream:
         await pulls(request).pull(docker(request), reference, auth)
         return ok(await pulled_item(docker(request), reference))
-    async with pulls(request).subscribe(docker(request), reference, auth) as events:
-        # The first event (or failure) before the headers: a pull that fails at once is a plain error response.
-        first = await anext(events, None)
-        response = stream_response()
-        await response.prepare(request)
-        try:
-            if first is not None:
-                await response.write(ndjson_line(_PROGRESS.dump(first)))
-            async for event in events:
-                await response.write(ndjson_line(_PROGRESS.dump(event)))
-            final = {"status": "done", "image": await pulled_item(docker(request), reference)}
-        except ApiError as err:
-            final = {"status": "error", "code": err.status, "message": err.message}
-        except ConnectionResetError:
-            return response  # the client left; leaving the subscription lets the pull go if it was the last
-        except Exception as exc:  # after prepare() nothing may reach the error middleware
-            err = as_api_error(exc)
-            final = {"status": "error", "code": err.status, "message": err.message}
-    await response.write(ndjson_line(final))
-    await response.write_eof()
-    return response
+    return await stream_pull(request, reference, auth)
+
+
+async def stream_pull(request: web.Request, reference: str, auth: Mapping[str, str] | None) -> web.StreamResponse:
+    """NDJSON progress as the engine sends it, then one line with the outcome."""
+    with streams(request).slot():
+        async with pulls(request).subscribe(docker(request), reference, auth) as events:
+            # The first event (or failure) before the headers: a pull that fails at once is a plain error response.
+            first = await anext(events, None)
+            response = stream_response()
+            await response.prepare(request)
+            try:
+                if first is not None:
+                    await response.write(ndjson_line(_PROGRESS.dump(first)))
+                async for event in events:
+                    await response.write(ndjson_line(_PROGRESS.dump(event)))
+                final = {"status": "done", "image": await pulled_item(docker(request), reference)}
+            except ConnectionResetError:
+                return response  # the client left; leaving the subscription lets the pull go if it was the last
+            except Exception as exc:  # after prepare() nothing may reach the error middleware
+                err = as_api_error(exc)
+                final = {"status": "error", "code": err.status, "message": err.message}
+            with contextlib.suppress(ConnectionResetError):
+                await response.write(ndjson_line(final))
+                await response.write_eof()
+            return response
 
 
 @routes.delete(f"{API_PREFIX}/images/{{image_id:.+}}")

@@ -14,6 +14,7 @@ from aiodocker.containers import DockerContainer
 from aiohttp import web
 
 from ..auth import requires
+from ..binds import recheck
 from ..config import Role
 from ..engine import docker
 from ..envelope import ok
@@ -31,6 +32,8 @@ _DETAIL = ContainerDetailSchema()
 # An action gets the container, its loaded query and the engine call's timeout.
 Action = Callable[[DockerContainer, dict[str, Any], aiohttp.ClientTimeout], Awaitable[None]]
 
+# The engine resolves bind sources again when it starts a container.
+STARTS = {"start", "restart"}
 ACTIONS: dict[str, tuple[type[RequestSchema], Action]] = {
     "start": (NoQuery, lambda c, q, t: c.start()),
     "stop": (StopQuery, lambda c, q, t: c.stop(t=q["timeout"], timeout=t)),
@@ -53,6 +56,8 @@ def action_handler(
     async def handle(request: web.Request) -> web.Response:
         query = load_query(request, schema())
         container = docker(request).containers.container(load_path(request, ContainerRef())["container_id"])
+        if name in STARTS:
+            await recheck(container, request.config_dict[SETTINGS].policy)
         await action(container, query, grace_timeout(request, query.get("timeout", 0)))
         return ok(_DETAIL.dump(await container.show()))
 

@@ -12,9 +12,10 @@ from .references import TAG, image_ref, repository
 
 
 class ImageListQuery(PageQuery):
-    # Docker's reference filter is a glob on repo:tag: * and ? are wildcards.
+    # Docker's reference filter is a glob on repo:tag: * and ? are wildcards. No [ ]: an unbalanced one
+    # is an engine error, and a class is more than a caller needs.
     reference = fields.String(
-        validate=matches(r"[a-zA-Z0-9_.:/@*?\[\]-]{1,255}", "a repo[:tag] pattern; * and ? are wildcards")
+        validate=matches(r"[a-zA-Z0-9_.:/@*?-]{1,255}", "a repo[:tag] pattern; * and ? are wildcards")
     )
     dangling = fields.Boolean()
 
