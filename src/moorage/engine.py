@@ -18,8 +18,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS].docker
     docker = aiodocker.Docker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
     app[DOCKER] = docker
-    app[PULLS] = PullHub()
     app[STREAMS] = EngineStreams(settings, app[SETTINGS].server.max_streams)
+    app[PULLS] = PullHub(app[STREAMS])
     try:
         yield
     finally:

@@ -78,7 +78,7 @@ async def ensure_image(
             )
     registry = credentials_for(image, registries)
     try:
-        await hub.pull(docker, image, registry.auth() if registry else None)
+        await hub.pull(image, registry.auth_header() if registry else None)
     except (NotFound, BadGateway) as err:
         raise NotFound(
             f"image {image} could not be pulled: {err.message}",

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiodocker
-from aiodocker.exceptions import DockerError
+from aiodocker.exceptions import DockerError, DockerStreamError
 
 from .errors import DOCKER_UNREACHABLE, ApiError, BadGateway, EngineUnavailable, NotFound
 from .schemas.references import with_default_tag
+from .streams import EngineStreams
 
 _LOGGER = logging.getLogger(__name__)
 # The engine's words for "no such repository or tag" when it reports them inside the stream.
@@ -38,32 +39,50 @@ class SharedPull:
     reference: str
     task: asyncio.Task[None] | None = None
     subscribers: set[asyncio.Queue[Mapping[str, Any] | _End]] = field(default_factory=set)
+    # The latest event of each layer (or of each status without one): what a caller who joins late is
+    # shown first, so that it sees where the pull stands at once instead of waiting for the next event.
+    latest: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def publish(self, item: Mapping[str, Any] | _End) -> None:
+        if not isinstance(item, _End):
+            self.latest[str(item.get("id") or item.get("status"))] = item
         for queue in self.subscribers:
             queue.put_nowait(item)
 
+    def join(self) -> asyncio.Queue[Mapping[str, Any] | _End]:
+        queue: asyncio.Queue[Mapping[str, Any] | _End] = asyncio.Queue()
+        for event in self.latest.values():
+            queue.put_nowait(event)
+        self.subscribers.add(queue)
+        return queue
+
 
 class PullHub:
-    """The pulls in flight, by reference. Lives on the app; `close` cancels whatever is left."""
+    """The pulls in flight, by reference. Lives on the app; `close` cancels whatever is left.
 
-    def __init__(self) -> None:
+    Pulls go through the streams' pool, whose responses are closed when a pull is cancelled
+    (aiodocker 0.27's pull stream leaves its response open, and takes a cut stream for a finished pull).
+    """
+
+    def __init__(self, engine: EngineStreams) -> None:
+        self._engine = engine
         self._active: dict[str, SharedPull] = {}
         self.engine_pulls = 0  # pulls actually sent to the engine, for tests and metrics
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._active)
+
     @contextlib.asynccontextmanager
-    async def subscribe(
-        self, docker: aiodocker.Docker, reference: str, auth: Mapping[str, str] | None
-    ) -> AsyncIterator[AsyncIterator[Mapping[str, Any]]]:
+    async def subscribe(self, reference: str, auth: str | None) -> AsyncIterator[AsyncIterator[Mapping[str, Any]]]:
         """The progress events of the pull of `reference`, started now or joined; raises ApiError on failure."""
         reference = with_default_tag(reference)
         shared = self._active.get(reference)
         if shared is None:
             shared = self._active[reference] = SharedPull(reference)
-            shared.task = asyncio.create_task(self._run(shared, docker, auth), name=f"pull {reference}")
+            shared.task = asyncio.create_task(self._run(shared, auth), name=f"pull {reference}")
             self.engine_pulls += 1
-        queue: asyncio.Queue[Mapping[str, Any] | _End] = asyncio.Queue()
-        shared.subscribers.add(queue)
+        queue = shared.join()
         try:
             yield _events(queue)
         finally:
@@ -76,18 +95,21 @@ class PullHub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await shared.task
 
-    async def pull(self, docker: aiodocker.Docker, reference: str, auth: Mapping[str, str] | None) -> None:
+    async def pull(self, reference: str, auth: str | None) -> None:
         """Pull to the end, for callers that want the outcome and not the progress."""
-        async with self.subscribe(docker, reference, auth) as events:
+        async with self.subscribe(reference, auth) as events:
             async for _ in events:
                 pass
 
-    async def _run(self, shared: SharedPull, docker: aiodocker.Docker, auth: Mapping[str, str] | None) -> None:
+    async def _run(self, shared: SharedPull, auth: str | None) -> None:
         """Every way out publishes an end, so that no subscriber waits for ever."""
         outcome = _End()
+        headers = {"X-Registry-Auth": auth} if auth else None
         try:
-            async for event in docker.images.pull(shared.reference, auth=dict(auth) if auth else None, stream=True):
-                shared.publish(event)
+            async with self._engine.request("POST", "/images/create", {"fromImage": shared.reference}, headers) as resp:
+                async for line in resp.content:
+                    if line.strip():
+                        shared.publish(progress(line))
         except DockerError as err:
             outcome = _End(pull_error(err, shared.reference))
         except asyncio.CancelledError:
@@ -121,6 +143,18 @@ async def _events(queue: asyncio.Queue[Mapping[str, Any] | _End]) -> AsyncIterat
                 raise item.error
             return
         yield item
+
+
+def progress(line: bytes) -> Mapping[str, Any]:
+    """One line of the engine's pull stream; an error reported inside it raises, as the engine answered 200."""
+    event = json.loads(line)
+    if not isinstance(event, dict):
+        raise ValueError(f"not a JSON object: {line[:80]!r}")
+    if "error" in event or "errorDetail" in event:
+        detail = event.get("errorDetail")
+        message = (detail.get("message") if isinstance(detail, dict) else None) or event.get("error")
+        raise DockerStreamError(str(message or "the engine reported an error"), error_detail=detail)
+    return event
 
 
 def pull_error(err: DockerError, reference: str) -> ApiError:

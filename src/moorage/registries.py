@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiodocker.utils import compose_auth_header
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
 
 from .schemas.fields import matches
@@ -23,9 +24,9 @@ class Registry:
     username: str
     password: str = field(repr=False)
 
-    def auth(self) -> dict[str, str]:
-        """What aiodocker's `auth=` takes for a pull from this registry."""
-        return {"username": self.username, "password": self.password, "serveraddress": self.host}
+    def auth_header(self) -> str:
+        """The engine's X-Registry-Auth value for a pull from this registry."""
+        return compose_auth_header({"username": self.username, "password": self.password}, self.host)
 
 
 class RegistrySchema(Schema):

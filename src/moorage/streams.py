@@ -1,4 +1,4 @@
-"""Long-lived engine streams (logs, events): their own connection pool, a cap, and an end at shutdown.
+"""Long-lived engine streams (logs, events, pulls): their own connection pool, a cap, and an end at shutdown.
 
 Streams get a pool of their own so that abandoned or endless ones cannot starve the one every other
 call uses; beyond the cap a new stream is a 429. Each open stream's handler task is registered, so
@@ -53,10 +53,13 @@ class EngineStreams:
             self._open.discard(task)
 
     @contextlib.asynccontextmanager
-    async def get(self, path: str, params: Mapping[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
-        """An engine GET whose body is read as it comes; engine errors raise as aiodocker's do."""
+    async def request(
+        self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """An engine call whose body is read as it comes, and closed when the caller is done or cancelled;
+        engine errors raise as aiodocker's do."""
         try:
-            async with self._session.get(self._base + path, params=params) as response:
+            async with self._session.request(method, self._base + path, params=params, headers=headers) as response:
                 if response.status >= 400:
                     body = await response.read()
                     message = body.decode("utf-8", "replace")

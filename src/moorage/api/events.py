@@ -30,7 +30,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     params["filters"] = json.dumps({"type": query.get("type") or ["container", "image"]})
     gate = streams(request)
     with gate.slot():
-        async with gate.get("/events", params) as engine:
+        async with gate.request("GET", "/events", params) as engine:
             response = stream_response()
             await response.prepare(request)
             try:

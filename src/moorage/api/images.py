@@ -77,18 +77,18 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
     stream = load_query(request, PullQuery())["stream"] or NDJSON in request.headers.get("Accept", "")
     body = await load_json(request, PullBody())
     registry = credentials_for(body["name"], request.config_dict[SETTINGS].registries)
-    auth = registry.auth() if registry else None
+    auth = registry.auth_header() if registry else None
     reference = body["reference"]
     if not stream:
-        await pulls(request).pull(docker(request), reference, auth)
+        await pulls(request).pull(reference, auth)
         return ok(await pulled_item(docker(request), reference))
     return await stream_pull(request, reference, auth)
 
 
-async def stream_pull(request: web.Request, reference: str, auth: Mapping[str, str] | None) -> web.StreamResponse:
+async def stream_pull(request: web.Request, reference: str, auth: str | None) -> web.StreamResponse:
     """NDJSON progress as the engine sends it, then one line with the outcome."""
     with streams(request).slot():
-        async with pulls(request).subscribe(docker(request), reference, auth) as events:
+        async with pulls(request).subscribe(reference, auth) as events:
             # The first event (or failure) before the headers: a pull that fails at once is a plain error response.
             first = await anext(events, None)
             response = stream_response()

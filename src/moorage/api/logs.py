@@ -54,7 +54,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     inspected = await docker(request).containers.container(ref).show()
     gate = streams(request)
     with gate.slot():
-        async with gate.get(f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
+        async with gate.request("GET", f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
             runs = whole_lines(engine.content.iter_any(), inspected["Config"]["Tty"], stamped(query))
             if query["format"] == "json":
                 return ok(await first_lines(runs, request.config_dict[SETTINGS].logs.max_lines))
