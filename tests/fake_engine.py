@@ -47,6 +47,8 @@ class FakeEngine:
     async def pull(self, request: web.Request) -> web.StreamResponse:
         self.pulls_started += 1
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        # As the real engine does for moorage's HTTP/1.0 stream requests: the body ends when the connection does.
+        response.force_close()
         await response.prepare(request)
         try:
             await response.write(json.dumps({"status": "Pulling fs layer", "id": "layer1"}).encode() + b"\n")

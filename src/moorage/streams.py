@@ -17,6 +17,10 @@ from aiodocker.exceptions import DockerError
 from .config import DockerSettings
 from .errors import DOCKER_UNREACHABLE, TooManyRequests
 
+_READ_BUFFER = 1024 * 1024
+_BATCH = 64 * 1024
+_LINGER = 0.005  # seconds
+
 
 class EngineStreams:
     def __init__(self, docker: DockerSettings, limit: int) -> None:
@@ -28,7 +32,12 @@ class EngineStreams:
             self._base = docker.url.replace("tcp://", "http://", 1).rstrip("/")
         # No total timeout: a followed log is open for hours. Connecting must still be quick.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=docker.timeout)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        # HTTP/1.0, so that the engine sends a body as it is instead of in HTTP chunks: it writes a chunk
+        # per log line, and parsing two million chunk headers cost more than all else moorage does.
+        # Large reads, so that one trip through the event loop takes many lines.
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, read_bufsize=_READ_BUFFER, version=aiohttp.HttpVersion10
+        )
         self._url = docker.url
         self.limit = limit
         self._open: set[asyncio.Task[object]] = set()
@@ -79,3 +88,14 @@ class EngineStreams:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+async def batched(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The body as it comes, in reads of more than a trickle: the engine writes a log line at a time,
+    and a read and a write for each line costs more CPU than the engine spends sending it. A read that
+    brought less than _BATCH waits _LINGER for more, which nobody reading a log can see."""
+    while chunk := await content.readany():
+        if len(chunk) < _BATCH:
+            await asyncio.sleep(_LINGER)
+            chunk += content.read_nowait()
+        yield chunk

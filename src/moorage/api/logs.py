@@ -18,6 +18,7 @@ from ..keys import SETTINGS
 from ..logs import LogLine, split_lines, whole_lines
 from ..schemas.containers import ContainerRef
 from ..schemas.logs import LogLineSchema, LogQuery, engine_time
+from ..streams import batched
 from ..validation import load_path, load_query
 from .paths import API_PREFIX
 
@@ -55,7 +56,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     gate = streams(request)
     with gate.slot():
         async with gate.request("GET", f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
-            runs = whole_lines(engine.content.iter_any(), inspected["Config"]["Tty"], stamped(query))
+            runs = whole_lines(batched(engine.content), inspected["Config"]["Tty"], stamped(query))
             if query["format"] == "json":
                 return ok(await first_lines(runs, request.config_dict[SETTINGS].logs.max_lines))
             return await stream_lines(request, runs, query["format"], query["timestamps"])
