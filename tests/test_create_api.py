@@ -457,3 +457,14 @@ async def test_a_bind_swapped_for_a_symlink_after_create_is_refused_at_start(
     assert resp.status == 403
     assert [e["field"] for e in (await resp.json())["errors"]] == ["volumes.0.host_path"]
     assert (await inspect(docker, body["data"]["id"]))["State"]["Running"] is False
+
+
+async def test_the_host_network_named_by_its_id_is_refused(
+    create: Create, docker: aiodocker.Docker, case_label: str
+) -> None:
+    host_id = next(n["Id"] for n in await docker.networks.list() if n["Name"] == "host")
+    for ref in (host_id, host_id[:12]):
+        status, body = await create({"image": TEST_IMAGE, "network": ref})
+        assert status == 403, body
+        assert [e["field"] for e in body["errors"]] == ["network"]
+    assert await made(docker, case_label) == []

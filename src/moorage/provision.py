@@ -9,6 +9,7 @@ import contextlib
 
 import aiodocker
 from aiodocker.exceptions import DockerError
+from aiodocker.networks import DockerNetwork
 from aiodocker.volumes import DockerVolume
 
 from .binds import nesting_violations
@@ -16,11 +17,13 @@ from .config import Settings
 from .enginespec import engine_create_body
 from .errors import BadGateway, Conflict, Forbidden, NotFound, from_docker_error
 from .models import CreateRequest, NamedVolume, PullPolicy
-from .policy import check, check_existing_volume
+from .policy import PolicySettings, check, check_existing_volume
 from .pulls import PullHub
 from .registries import Registry, credentials_for
 from .validation import FieldError
 
+# Networks that are never the host's; "host" itself is refused by the policy before any lookup.
+_PLAIN_NETWORKS = {"bridge", "none", "default", "host"}
 # The engine's words for a host port that is taken (userland proxy, then its own port allocator).
 _PORT_TAKEN = ("address already in use", "port is already allocated")
 
@@ -29,6 +32,7 @@ async def create_container(docker: aiodocker.Docker, hub: PullHub, req: CreateRe
     """Create (and start, when asked) the container; its full id."""
     violations = check(req, settings.policy)
     violations += await named_volume_violations(docker, req) + await nesting_violations(docker, req)
+    violations += await host_network_violations(docker, req, settings.policy)
     if violations:
         fields = ", ".join(v["field"] for v in violations)
         raise Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)
@@ -57,6 +61,26 @@ async def named_volume_violations(docker: aiodocker.Docker, req: CreateRequest) 
                 raise
             continue
         found += check_existing_volume(inspected, f"volumes.{index}.volume")
+    return found
+
+
+async def host_network_violations(
+    docker: aiodocker.Docker, req: CreateRequest, policy: PolicySettings
+) -> list[FieldError]:
+    """A network given by id or id prefix may still be the host's: the policy judges names, so look it up."""
+    found: list[FieldError] = []
+    for field in ("network", "network_mode"):
+        name = getattr(req, field)
+        if policy.allow_host_network or not name or name.lower() in _PLAIN_NETWORKS or ":" in name:
+            continue  # "host" and "container:..." are the policy's own check
+        try:
+            inspected = await DockerNetwork(docker, name).show()
+        except DockerError as err:
+            if err.status != 404:
+                raise
+            continue  # the create answers the unknown network
+        if inspected.get("Driver") == "host":
+            found.append({"field": field, "message": f"{name} is the host's network, which is not allowed"})
     return found
 
 
