@@ -42,7 +42,7 @@ def test_every_route_declares_a_role_or_is_public(settings: Settings) -> None:
     assert routes, "the router has no routes"
     for method, path, handler in routes:
         if path in PUBLIC_PATHS:
-            assert is_public(handler), path
+            assert is_public(handler, settings), path
         else:
             assert isinstance(declared_role(handler), Role), f"{method} {path} declares no role"
 

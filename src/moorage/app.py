@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from .api import setup_routes
 from .config import Settings
 from .engine import end_streams, engine_ctx
-from .keys import SETTINGS
+from .keys import REGISTRY, SAMPLER, SETTINGS
 from .middlewares import auth_middleware, error_middleware
+from .prometheus import HostCollector, request_metrics
+from .sampler import HostSampler, sampling
 
 
 async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
@@ -16,13 +21,30 @@ async def hide_server_version(request: web.Request, response: web.StreamResponse
     response.headers["Server"] = "moorage"
 
 
+async def host_sampler_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS].metrics
+    sampler = app[SAMPLER] = HostSampler(settings)
+    collector = HostCollector(sampler)
+    app[REGISTRY].register(collector)
+    try:
+        async with sampling(sampler, settings.interval):
+            yield
+    finally:
+        app[REGISTRY].unregister(collector)
+
+
 def create_app(settings: Settings) -> web.Application:
-    # The error middleware is outermost, so that auth failures are rendered by it too.
+    # A registry per app, not prometheus_client's global one: an app's figures are its own.
+    registry = CollectorRegistry()
+    # Request metrics outermost, to count what the client got; then errors, so auth failures are rendered too.
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=settings.server.max_body_size
+        middlewares=[request_metrics(registry), error_middleware, auth_middleware],
+        client_max_size=settings.server.max_body_size,
     )
     app[SETTINGS] = settings
+    app[REGISTRY] = registry
     app.cleanup_ctx.append(engine_ctx)
+    app.cleanup_ctx.append(host_sampler_ctx)
     app.on_shutdown.append(end_streams)
     app.on_response_prepare.append(hide_server_version)
     setup_routes(app)

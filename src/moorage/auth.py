@@ -8,11 +8,12 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .config import ApiKey, Role
+from .config import ApiKey, Role, Settings
 
 KEY_PREFIX = "mrg_"  # lets secret scanners and people recognise a moorage key
 _ROLE_ATTR = "__moorage_role__"
 _PUBLIC = "public"
+_PUBLIC_WHEN_ATTR = "__moorage_public_when__"
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -39,11 +40,13 @@ def match_key(keys: Iterable[ApiKey], presented: str) -> ApiKey | None:
     return found
 
 
-def requires(role: Role) -> Callable[[Handler], Handler]:
-    """Declare, beside the handler, the least role that may call it."""
+def requires(role: Role, public_when: Callable[[Settings], bool] | None = None) -> Callable[[Handler], Handler]:
+    """Declare, beside the handler, the least role that may call it (and when the config opens it to all)."""
 
     def mark(handler: Handler) -> Handler:
         setattr(handler, _ROLE_ATTR, role)
+        if public_when is not None:
+            setattr(handler, _PUBLIC_WHEN_ATTR, public_when)
         return handler
 
     return mark
@@ -60,5 +63,6 @@ def declared_role(handler: Callable[..., Any]) -> Role | str | None:
     return getattr(handler, _ROLE_ATTR, None)
 
 
-def is_public(handler: Callable[..., Any]) -> bool:
-    return declared_role(handler) == _PUBLIC
+def is_public(handler: Callable[..., Any], settings: Settings) -> bool:
+    public_when = getattr(handler, _PUBLIC_WHEN_ATTR, None)
+    return declared_role(handler) == _PUBLIC or (public_when is not None and bool(public_when(settings)))

@@ -70,6 +70,14 @@ class LogsSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    interval: float = 1.0
+    history_seconds: float = 900.0
+    disk_paths: tuple[str, ...] = ("/", "/var/lib/docker")
+    public_prometheus: bool = False
+
+
+@dataclass(frozen=True)
 class AuthSettings:
     api_keys: tuple[ApiKey, ...] = ()
 
@@ -80,6 +88,7 @@ class Settings:
     docker: DockerSettings = field(default_factory=DockerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     logs: LogsSettings = field(default_factory=LogsSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     registries: tuple[Registry, ...] = ()
 
@@ -167,12 +176,27 @@ class LogsSchema(_Section):
         return LogsSettings(**data)
 
 
+class MetricsSchema(_Section):
+    interval = fields.Float(load_default=MetricsSettings.interval, validate=validate.Range(0.1, 60))
+    history_seconds = fields.Float(load_default=MetricsSettings.history_seconds, validate=validate.Range(1, 86400))
+    disk_paths = fields.List(
+        fields.String(validate=matches(r"/[^\x00]{0,4095}", "an absolute path")),
+        load_default=lambda: list(MetricsSettings.disk_paths),
+    )
+    public_prometheus = fields.Boolean(load_default=False)
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> MetricsSettings:
+        return MetricsSettings(**{**data, "disk_paths": tuple(data["disk_paths"])})
+
+
 class SettingsSchema(_Section):
     # A missing section is loaded from {} so that its defaults are computed like a present one's.
     server = fields.Nested(ServerSchema, load_default=lambda: ServerSchema().load({}))
     docker = fields.Nested(DockerSchema, load_default=lambda: DockerSchema().load({}))
     auth = fields.Nested(AuthSchema, load_default=lambda: AuthSchema().load({}))
     logs = fields.Nested(LogsSchema, load_default=lambda: LogsSchema().load({}))
+    metrics = fields.Nested(MetricsSchema, load_default=lambda: MetricsSchema().load({}))
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
     registries = fields.List(fields.Nested(RegistrySchema), load_default=list)
 

@@ -69,7 +69,7 @@ def as_api_error(exc: Exception) -> ApiError:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route_handler = request.match_info.handler
-    if is_public(route_handler):
+    if is_public(route_handler, request.config_dict[SETTINGS]):
         return await handler(request)
     key = authenticate(request)
     needed = declared_role(route_handler)

@@ -1,0 +1,91 @@
+"""Prometheus: the host and the daemon's own requests, in a registry of the app's own.
+
+The host gauges read the sampler's latest sample when scraped, so a scrape never calls psutil.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .sampler import HostSampler
+
+
+def request_metrics(registry: CollectorRegistry) -> Middleware:
+    """A middleware counting requests and timing them, by method, route and status, into `registry`."""
+    requests = Counter(
+        "moorage_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "moorage_http_request_duration_seconds", "Time to answer (streams: until they end)", ["method", "route"],
+        registry=registry,
+    )  # fmt: skip
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Outermost, so that it counts the status the client got, errors rendered by the error middleware too."""
+        started = time.perf_counter()
+        response = await handler(request)
+        resource = request.match_info.route.resource
+        # The route's pattern, not the path: ids in paths would make a series per container.
+        route = resource.canonical if resource is not None else "unmatched"
+        requests.labels(request.method, route, str(response.status)).inc()
+        latency.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    return count
+
+
+class HostCollector(Collector):
+    def __init__(self, sampler: HostSampler) -> None:
+        self._sampler = sampler
+
+    def collect(self) -> Iterator[Metric]:
+        sample = self._sampler.latest
+        if sample is None:
+            return
+        yield _gauge("moorage_host_sample_age_seconds", "Age of the host sample", time.time() - sample["sampled_at"])
+        if cpu := sample.get("cpu"):
+            yield _gauge("moorage_host_cpu_percent", "CPU use over all cores, 0-100", cpu["percent"])
+            per_core = GaugeMetricFamily(
+                "moorage_host_cpu_core_percent", "CPU use of each core, 0-100", labels=["core"]
+            )
+            for core, percent in enumerate(cpu["per_core"]):
+                per_core.add_metric([str(core)], percent)
+            yield per_core
+        for part in ("memory", "swap"):
+            if usage := sample.get(part):
+                family = GaugeMetricFamily(f"moorage_host_{part}_bytes", f"Host {part} in bytes", labels=["kind"])
+                for kind, value in usage.items():
+                    if kind != "percent":
+                        family.add_metric([kind], value)
+                yield family
+        if disks := sample.get("disks"):
+            family = GaugeMetricFamily("moorage_host_disk_bytes", "Disk use in bytes", labels=["path", "kind"])
+            for path, usage in disks.items():
+                for kind in ("total", "used", "free"):
+                    family.add_metric([path, kind], usage[kind])
+            yield family
+        if network := sample.get("network"):
+            traffic = CounterMetricFamily(
+                "moorage_host_network_bytes", "Bytes through each interface", labels=["interface", "direction"]
+            )
+            for interface, counters in network["interfaces"].items():
+                traffic.add_metric([interface, "rx"], counters["rx_bytes"])
+                traffic.add_metric([interface, "tx"], counters["tx_bytes"])
+            yield traffic
+        if load := sample.get("load_average"):
+            family = GaugeMetricFamily("moorage_host_load_average", "Load average", labels=["minutes"])
+            for minutes, value in zip(("1", "5", "15"), load, strict=True):
+                family.add_metric([minutes], value)
+            yield family
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)

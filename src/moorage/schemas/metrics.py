@@ -1,0 +1,42 @@
+"""Metrics schemas: the host sample in the API reference's shape (its keys first), and the history query."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from .common import RequestSchema
+
+
+def _first_disk_percent(sample: dict[str, Any]) -> float | None:
+    disks = sample.get("disks") or {}
+    disk = disks.get("/") or next(iter(disks.values()), None)
+    return disk["percent"] if disk else None
+
+
+def _moment(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class HostResourcesSchema(Schema):
+    """A host sample. Percent fields are 0-100 (cpu over all cores), sizes in bytes, rates per second."""
+
+    cpu_usage = fields.Function(lambda s: (s.get("cpu") or {}).get("percent"))
+    memory_usage = fields.Function(lambda s: (s.get("memory") or {}).get("percent"))
+    disk_usage = fields.Function(_first_disk_percent)
+    network = fields.Raw(attribute="network")
+    cpu = fields.Raw(attribute="cpu")
+    memory = fields.Raw(attribute="memory")
+    swap = fields.Raw(attribute="swap")
+    disks = fields.Raw(attribute="disks")
+    load_average = fields.Raw(attribute="load_average")
+    uptime_seconds = fields.Raw(attribute="uptime_seconds")
+    sampled_at = fields.Function(lambda s: _moment(s["sampled_at"]))
+    age_seconds = fields.Float(attribute="age_seconds")
+    stale = fields.Boolean(attribute="stale")
+
+
+class HistoryQuery(RequestSchema):
+    seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=86400, min_inclusive=False))
