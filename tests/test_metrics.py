@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from moorage.app import create_app
 from moorage.sampler import HostSampler
 
-from .conftest import SERVER_KWARGS, make_settings, plain_key
+from .conftest import SERVER_KWARGS, MakeContainer, make_settings, plain_key
 
 
 async def app_client(aiohttp_client: Any, tmp_path: Path, key: bool = True, **metrics: Any) -> TestClient:
@@ -143,3 +143,74 @@ async def test_prometheus_can_be_made_public(aiohttp_client: Any, tmp_path: Path
     anon = await app_client(aiohttp_client, tmp_path, key=False, public_prometheus=True)
     assert (await anon.get("/metrics")).status == 200
     assert (await anon.get("/api/v1/metrics/resources")).status == 401
+
+
+async def container_metrics(client: TestClient, ref: str) -> dict[str, Any]:
+    resp = await client.get(f"/api/v1/metrics/containers/{ref}")
+    assert resp.status == 200, await resp.text()
+    return (await resp.json())["data"]
+
+
+async def settled(client: TestClient, ref: str, ready: Any, seconds: float = 6) -> dict[str, Any]:
+    """The container's metrics once `ready(data)` holds (the engine's readings come a second apart)."""
+    data: dict[str, Any] = {}
+    for _ in range(int(seconds * 10)):
+        data = await container_metrics(client, ref)
+        if ready(data):
+            return data
+        await asyncio.sleep(0.1)
+    return data
+
+
+async def test_a_cpu_burner_shows_its_cpu_within_3_seconds_of_its_start(
+    client: TestClient, make_container: MakeContainer
+) -> None:
+    started = time.monotonic()
+    burner = await make_container(cmd=["sh", "-c", "while :; do :; done"], start=True)
+    data = await settled(client, burner["Id"], lambda d: d["cpu_percent"] > 50, seconds=3)
+    assert data["cpu_percent"] > 50, data
+    assert time.monotonic() - started < 4
+    assert data["status"] == "running" and data["name"] == burner["Name"].lstrip("/")
+    assert data["age_seconds"] < 2 and data["pids"] >= 1
+
+
+async def test_memory_is_what_the_container_holds(client: TestClient, make_container: MakeContainer) -> None:
+    # dd holds one 64 MiB buffer for as long as it copies.
+    holder = await make_container(cmd=["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=100000000"], start=True)
+    data = await settled(client, holder["Name"].lstrip("/"), lambda d: d["memory"]["usage"] > 32 * 2**20)
+    assert abs(data["memory"]["usage"] - 64 * 2**20) < 0.1 * 64 * 2**20, data["memory"]
+    assert data["memory"]["limit"] > 0 and 0 < data["memory"]["percent"] < 100
+    assert "eth0" in data["network"]["interfaces"]
+
+
+async def test_all_running_containers_in_one_call(client: TestClient, make_container: MakeContainer) -> None:
+    made = [await make_container(start=True) for _ in range(3)]
+    ids = {m["Id"] for m in made}
+    for _ in range(40):
+        resp = await client.get("/api/v1/metrics/containers")
+        items = (await resp.json())["data"]["items"]
+        if ids <= {item["id"] for item in items}:
+            break
+        await asyncio.sleep(0.1)
+    assert ids <= {item["id"] for item in items}
+    assert all(item["status"] == "running" and item["age_seconds"] < 2 for item in items)
+
+
+async def test_a_stopped_container_answers_zeros_and_an_unknown_one_404(
+    client: TestClient, make_container: MakeContainer
+) -> None:
+    created = await make_container()
+    data = await container_metrics(client, created["Id"])
+    assert data["status"] == "created" and data["cpu_percent"] == 0 and data["memory"]["usage"] == 0
+    resp = await client.get("/api/v1/metrics/containers/no-such-container-x")
+    assert resp.status == 404
+    bad = await client.get("/api/v1/metrics/containers/-x")
+    assert bad.status == 400
+
+
+async def test_prometheus_has_per_container_gauges(client: TestClient, make_container: MakeContainer) -> None:
+    running = await make_container(start=True)
+    await settled(client, running["Id"], lambda d: d["age_seconds"] < 2)
+    found = families(await (await client.get("/metrics")).text())
+    names = {s.labels["name"] for s in found["moorage_container_memory_usage_bytes"].samples}
+    assert running["Name"].lstrip("/") in names

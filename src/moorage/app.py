@@ -10,9 +10,9 @@ from prometheus_client import CollectorRegistry
 from .api import setup_routes
 from .config import Settings
 from .engine import end_streams, engine_ctx
-from .keys import REGISTRY, SAMPLER, SETTINGS
+from .keys import CONTAINER_STATS, REGISTRY, SAMPLER, SETTINGS
 from .middlewares import auth_middleware, error_middleware
-from .prometheus import HostCollector, request_metrics
+from .prometheus import ContainerCollector, HostCollector, request_metrics
 from .sampler import HostSampler, sampling
 
 
@@ -21,16 +21,19 @@ async def hide_server_version(request: web.Request, response: web.StreamResponse
     response.headers["Server"] = "moorage"
 
 
-async def host_sampler_ctx(app: web.Application) -> AsyncIterator[None]:
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The host sampler runs, and the host's and the containers' figures are in the app's registry."""
     settings = app[SETTINGS].metrics
     sampler = app[SAMPLER] = HostSampler(settings)
-    collector = HostCollector(sampler)
-    app[REGISTRY].register(collector)
+    collectors = (HostCollector(sampler), ContainerCollector(app[CONTAINER_STATS]))
+    for collector in collectors:
+        app[REGISTRY].register(collector)
     try:
         async with sampling(sampler, settings.interval):
             yield
     finally:
-        app[REGISTRY].unregister(collector)
+        for collector in collectors:
+            app[REGISTRY].unregister(collector)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -44,7 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[REGISTRY] = registry
     app.cleanup_ctx.append(engine_ctx)
-    app.cleanup_ctx.append(host_sampler_ctx)
+    app.cleanup_ctx.append(metrics_ctx)  # after engine_ctx: it reads the container watcher
     app.on_shutdown.append(end_streams)
     app.on_response_prepare.append(hide_server_version)
     setup_routes(app)

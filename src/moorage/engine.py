@@ -8,7 +8,8 @@ import aiodocker
 import aiohttp
 from aiohttp import web
 
-from .keys import DOCKER, PULLS, SETTINGS, STREAMS
+from .container_stats import ContainerStats, watching
+from .keys import CONTAINER_STATS, DOCKER, PULLS, SETTINGS, STREAMS
 from .pulls import PullHub
 from .streams import EngineStreams
 
@@ -20,8 +21,10 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DOCKER] = docker
     app[STREAMS] = EngineStreams(settings, app[SETTINGS].server.max_streams)
     app[PULLS] = PullHub(app[STREAMS])
+    app[CONTAINER_STATS] = ContainerStats(settings)
     try:
-        yield
+        async with watching(app[CONTAINER_STATS]):
+            yield
     finally:
         await app[PULLS].close()
         await app[STREAMS].close()

@@ -7,6 +7,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .config import ApiKey, Settings
+from .container_stats import ContainerStats
 from .pulls import PullHub
 from .sampler import HostSampler
 from .streams import EngineStreams
@@ -16,5 +17,6 @@ DOCKER = web.AppKey("docker", aiodocker.Docker)
 PULLS = web.AppKey("pulls", PullHub)
 STREAMS = web.AppKey("streams", EngineStreams)
 SAMPLER = web.AppKey("sampler", HostSampler)
+CONTAINER_STATS = web.AppKey("container_stats", ContainerStats)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 PRINCIPAL = web.RequestKey("principal", ApiKey)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .container_stats import ContainerStats
 from .sampler import HostSampler
 
 
@@ -89,3 +91,32 @@ class HostCollector(Collector):
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
+
+
+class ContainerCollector(Collector):
+    """Per-container gauges from the watcher's latest readings, labelled with id and name."""
+
+    _GAUGES = (
+        ("moorage_container_cpu_percent", "CPU use as docker stats shows it (100 per busy core)", ("cpu_percent",)),
+        ("moorage_container_memory_usage_bytes", "Memory use without page cache", ("memory", "usage")),
+        ("moorage_container_memory_limit_bytes", "Memory limit", ("memory", "limit")),
+        ("moorage_container_network_rx_bytes", "Bytes received", ("network", "rx_bytes")),
+        ("moorage_container_network_tx_bytes", "Bytes sent", ("network", "tx_bytes")),
+        ("moorage_container_block_read_bytes", "Bytes read from block devices", ("block_io", "read_bytes")),
+        ("moorage_container_block_write_bytes", "Bytes written to block devices", ("block_io", "write_bytes")),
+        ("moorage_container_pids", "Processes and threads", ("pids",)),
+    )
+
+    def __init__(self, stats: ContainerStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        readings = self._stats.running()
+        for name, documentation, path in self._GAUGES:
+            family = GaugeMetricFamily(name, documentation, labels=["id", "name"])
+            for reading in readings:
+                value: Any = reading
+                for key in path:
+                    value = value[key]
+                family.add_metric([reading["id"], reading["name"]], value)
+            yield family

@@ -10,11 +10,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..auth import requires
 from ..config import Role
+from ..container_stats import idle
+from ..engine import docker
 from ..envelope import ok
 from ..errors import EngineUnavailable
-from ..keys import REGISTRY, SAMPLER, SETTINGS
-from ..schemas.metrics import HistoryQuery, HostResourcesSchema
-from ..validation import load_query
+from ..keys import CONTAINER_STATS, REGISTRY, SAMPLER, SETTINGS
+from ..schemas.containers import ContainerRef
+from ..schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
+from ..validation import load_path, load_query
 from .paths import API_PREFIX
 
 routes = web.RouteTableDef()
@@ -50,3 +53,40 @@ async def resources_history(request: web.Request) -> web.Response:
 async def prometheus(request: web.Request) -> web.Response:
     body = generate_latest(request.config_dict[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+_CONTAINER = ContainerMetricsSchema()
+# How long to wait for the first reading of a container that has only just started.
+_FIRST_READING = 2.5
+
+
+def aged(reading: dict[str, Any]) -> dict[str, Any]:
+    return {**reading, "age_seconds": round(max(0.0, time.time() - reading["sampled_at"]), 3)}
+
+
+@routes.get(f"{API_PREFIX}/metrics/containers")
+@requires(Role.VIEWER)
+async def all_container_metrics(request: web.Request) -> web.Response:
+    """Every running container's latest reading; no engine call."""
+    stats = request.config_dict[CONTAINER_STATS]
+    if not stats.connected:
+        raise EngineUnavailable("the Docker engine is not reachable: container metrics are unknown")
+    readings = sorted(stats.running(), key=lambda r: r["name"])
+    return ok({"total": len(readings), "items": _CONTAINER.dump([aged(r) for r in readings], many=True)})
+
+
+@routes.get(f"{API_PREFIX}/metrics/containers/{{container_id}}")
+@requires(Role.VIEWER)
+async def container_metrics(request: web.Request) -> web.Response:
+    """A running container's latest reading (no engine call when the watcher knows it); zeros when stopped."""
+    ref = load_path(request, ContainerRef())["container_id"]
+    stats = request.config_dict[CONTAINER_STATS]
+    found = stats.find(ref)
+    if found is None:
+        inspected = await docker(request).containers.container(ref).show()
+        name, state = inspected["Name"].lstrip("/"), inspected["State"]
+        if state["Running"]:
+            found = await stats.first_reading(inspected["Id"], _FIRST_READING)
+        if found is None:
+            found = idle(inspected["Id"], name, state["Status"])
+    return ok(_CONTAINER.dump(aged(found)))

@@ -38,5 +38,21 @@ class HostResourcesSchema(Schema):
     stale = fields.Boolean(attribute="stale")
 
 
+class ContainerMetricsSchema(Schema):
+    """A container's latest reading: cpu_percent as `docker stats` shows it (100 per busy core), bytes."""
+
+    id = fields.String()
+    name = fields.String()
+    status = fields.String()
+    cpu_percent = fields.Float()
+    online_cpus = fields.Integer()
+    memory = fields.Raw()
+    network = fields.Raw()
+    block_io = fields.Raw()
+    pids = fields.Integer()
+    sampled_at = fields.Function(lambda r: _moment(r["sampled_at"]))
+    age_seconds = fields.Float()
+
+
 class HistoryQuery(RequestSchema):
     seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=86400, min_inclusive=False))
