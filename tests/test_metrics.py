@@ -60,6 +60,7 @@ async def test_network_rates_follow_traffic(aiohttp_client: Any, tmp_path: Path)
         data = await resources(client)
     assert data["network"]["interfaces"]["lo"]["rx_bytes_per_s"] > 0
     assert data["network"]["rx_bytes_per_s"] >= data["network"]["interfaces"]["lo"]["rx_bytes_per_s"]
+    assert data["network"]["interfaces"]["lo"]["rx_packets_per_s"] > 0
 
 
 async def test_a_failing_sampler_keeps_going_and_the_sample_says_it_is_stale(

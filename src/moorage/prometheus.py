@@ -25,7 +25,8 @@ def request_metrics(registry: CollectorRegistry) -> Middleware:
         "moorage_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
     )
     latency = Histogram(
-        "moorage_http_request_duration_seconds", "Time to answer (streams: until they end)", ["method", "route"],
+        "moorage_http_request_duration_seconds", "Time to answer (streams: until they end)",
+        ["method", "route", "status"],
         registry=registry,
     )  # fmt: skip
 
@@ -38,7 +39,7 @@ def request_metrics(registry: CollectorRegistry) -> Middleware:
         # The route's pattern, not the path: ids in paths would make a series per container.
         route = resource.canonical if resource is not None else "unmatched"
         requests.labels(request.method, route, str(response.status)).inc()
-        latency.labels(request.method, route).observe(time.perf_counter() - started)
+        latency.labels(request.method, route, str(response.status)).observe(time.perf_counter() - started)
         return response
 
     return count

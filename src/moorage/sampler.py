@@ -81,7 +81,13 @@ class HostSampler:
         return {**total, "interfaces": interfaces}
 
 
-_TRAFFIC_KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_bytes_per_s", "tx_bytes_per_s")
+_RATES = {
+    "rx_bytes_per_s": "bytes_recv",
+    "tx_bytes_per_s": "bytes_sent",
+    "rx_packets_per_s": "packets_recv",
+    "tx_packets_per_s": "packets_sent",
+}
+_TRAFFIC_KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", *_RATES)
 
 
 def _traffic(
@@ -95,7 +101,7 @@ def _traffic(
     }
     before = previous[1].get(name) if previous else None
     elapsed = now - previous[0] if previous else 0.0
-    for key, counter in (("rx_bytes_per_s", "bytes_recv"), ("tx_bytes_per_s", "bytes_sent")):
+    for key, counter in _RATES.items():
         # A counter that went back (an interface re-created) has no rate this round.
         delta = counters[counter] - before[counter] if before else 0
         traffic[key] = round(delta / elapsed, 1) if elapsed > 0 and delta >= 0 else 0.0
