@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -13,7 +17,7 @@ from moorage.app import create_app
 from moorage.auth import declared_role, is_public, requires
 from moorage.config import Role, Settings
 
-from .conftest import make_settings, plain_key
+from .conftest import Daemon, get_json, make_settings, plain_key
 
 PUBLIC_PATHS = {"/healthz", "/readyz"}
 
@@ -119,3 +123,38 @@ async def test_a_key_below_the_routes_role_gets_403_naming_the_role(aiohttp_clie
     body = await resp.json()
     assert_error(body, 403)
     assert "admin" in body["message"]
+
+
+@pytest.mark.parametrize("param", ["api_key", "token", "access_token", "X-API-Key"])
+async def test_a_credential_in_the_query_string_is_a_400(client: TestClient, api_key: str, param: str) -> None:
+    resp = await client.get(f"/api/v1/containers?{param}={api_key}")
+    assert resp.status == 400
+    body = await resp.json()
+    assert [e["field"] for e in body["errors"]] == [param]
+    assert api_key not in await resp.text()
+
+
+async def test_both_credential_headers_are_a_400(anon: TestClient, api_key: str) -> None:
+    resp = await anon.get("/api/v1/containers", headers={"X-API-Key": api_key, "Authorization": f"Bearer {api_key}"})
+    assert resp.status == 400
+    assert [e["field"] for e in (await resp.json())["errors"]] == ["Authorization"]
+
+
+async def test_a_disabled_key_is_refused(aiohttp_client: Any, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, {"old": "admin", "new": "admin"})
+    keys = tuple(replace(k, disabled=k.name == "old") for k in settings.auth.api_keys)
+    client = await aiohttp_client(create_app(settings.with_keys(keys)))
+    assert (await client.get("/api/v1/containers?limit=1", headers={"X-API-Key": plain_key("old")})).status == 401
+    assert (await client.get("/api/v1/containers?limit=1", headers={"X-API-Key": plain_key("new")})).status == 200
+
+
+async def test_the_access_log_never_holds_a_query_string(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\n')
+    secret = "mrg_this-must-not-be-logged"
+    async with aiohttp.ClientSession() as session:
+        status, _ = await get_json(session, f"{daemon.url}/api/v1/containers?api_key={secret}")
+    assert status == 400
+    assert daemon.stop() == 0
+    output = daemon.output()
+    assert '"GET /api/v1/containers" 400' in output
+    assert secret not in output

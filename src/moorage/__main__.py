@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from .accesslog import AccessLogger
 from .app import create_app
 from .auth import hash_key, new_key
 from .config import (
@@ -65,7 +66,14 @@ def serve(args: argparse.Namespace) -> int:
     host = args.host if args.host is not None else settings.server.host
     port = args.port if args.port is not None else settings.server.port
     _LOGGER.info("moorage listening on http://%s:%d (config %s, engine %s)", host, port, path, settings.docker.url)
-    web.run_app(create_app(settings), host=host, port=port, print=None, handler_cancellation=True)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        print=None,
+        handler_cancellation=True,
+        access_log_class=AccessLogger,
+    )
     return 0
 
 

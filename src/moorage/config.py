@@ -47,6 +47,7 @@ class ApiKey:
     name: str
     role: Role
     sha256: str = field(repr=False)
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,11 @@ class ApiKeySchema(_Section):
     sha256 = fields.String(
         required=True, validate=matches(r"[0-9a-fA-F]{64}", "must be the 64 hex digits of a SHA-256")
     )
+    disabled = fields.Boolean(load_default=False)
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ApiKey:
-        return ApiKey(name=data["name"], role=data["role"], sha256=data["sha256"].lower())
+        return ApiKey(name=data["name"], role=data["role"], sha256=data["sha256"].lower(), disabled=data["disabled"])
 
 
 class AuthSchema(_Section):

@@ -13,7 +13,16 @@ from marshmallow import ValidationError
 from . import envelope
 from .auth import declared_role, is_public, match_key
 from .config import ApiKey, Role
-from .errors import ApiError, BadGateway, EngineTimeout, EngineUnavailable, Forbidden, Unauthorized, from_docker_error
+from .errors import (
+    ApiError,
+    BadGateway,
+    BadRequest,
+    EngineTimeout,
+    EngineUnavailable,
+    Forbidden,
+    Unauthorized,
+    from_docker_error,
+)
 from .keys import PRINCIPAL, SETTINGS
 from .validation import validation_failed
 
@@ -85,8 +94,28 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+# Query parameters that would carry a credential: refused, so that no key travels in a URL (and its logs).
+_CREDENTIAL_PARAMS = {"api_key", "apikey", "api-key", "x-api-key", "key", "token", "access_token", "auth"}
+
+
+def credentials_misplaced(request: web.Request) -> None:
+    """400 for a credential in the query string, or for two of them, where one would be ignored."""
+    misplaced = sorted({name for name in request.query if name.lower() in _CREDENTIAL_PARAMS})
+    if misplaced:
+        raise BadRequest(
+            "credentials are accepted in headers only: X-API-Key or Authorization: Bearer",
+            errors=[{"field": name, "message": "credentials may not be sent in the URL"} for name in misplaced],
+        )
+    if "X-API-Key" in request.headers and "Authorization" in request.headers:
+        raise BadRequest(
+            "send either X-API-Key or Authorization, not both",
+            errors=[{"field": "Authorization", "message": "given with X-API-Key"}],
+        )
+
+
 def authenticate(request: web.Request) -> ApiKey:
-    """The key presented as X-API-Key or as a Bearer token; 401 when absent or unknown."""
+    """The key presented as X-API-Key or as a Bearer token; 401 when absent, unknown or disabled."""
+    credentials_misplaced(request)
     presented = request.headers.get("X-API-Key")
     field = "X-API-Key"
     if presented is None:
@@ -100,7 +129,7 @@ def authenticate(request: web.Request) -> ApiKey:
             errors=[{"field": "X-API-Key", "message": "missing"}],
             headers=challenge,
         )
-    key = match_key(request.config_dict[SETTINGS].auth.api_keys, presented)
+    key = match_key((k for k in request.config_dict[SETTINGS].auth.api_keys if not k.disabled), presented)
     if key is None:
         raise Unauthorized(
             "invalid API key", errors=[{"field": field, "message": "not a valid key"}], headers=challenge
