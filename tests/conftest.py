@@ -53,7 +53,9 @@ def make_settings(tmp_path: Path, keys: dict[str, str], **sections: dict[str, An
     """Settings as a config file would give them; `keys` maps a key name to its role."""
     raw_keys = [{"name": name, "role": role, "sha256": hash_key(plain_key(name))} for name, role in keys.items()]
     server = {"state_dir": str(tmp_path / "state"), **sections.pop("server", {})}
-    return settings_from_mapping({"server": server, "auth": {"api_keys": raw_keys}, **sections})
+    # Tests walk every route without a key from one address: the failure limit is tested on its own.
+    auth = {"api_keys": raw_keys, "failed_limit": 100_000, **sections.pop("auth", {})}
+    return settings_from_mapping({"server": server, "auth": auth, **sections})
 
 
 _PLAIN_KEYS: dict[str, str] = {}

@@ -17,8 +17,13 @@ from moorage.app import create_app
 from .conftest import TEST_IMAGE, Daemon, get_json, make_settings, plain_key
 from .test_auth import assert_error, concrete_routes
 
-# Routes that answer from the host alone, engine or not.
-HOST_ONLY = {"/api/v1/metrics/resources", "/api/v1/metrics/resources/history"}
+# Routes that never need the engine: the host's metrics and the tokens.
+ENGINE_FREE = {
+    "/api/v1/metrics/resources",
+    "/api/v1/metrics/resources/history",
+    "/api/v1/auth/tokens",
+    "/api/v1/auth/tokens/x1",
+}
 # A body that passes validation, for each route that takes one, so that the engine is the next step.
 VALID_BODIES = {
     ("POST", "/api/v1/containers"): {"image": TEST_IMAGE},
@@ -76,8 +81,8 @@ async def test_every_api_route_answers_503_not_500_when_the_engine_is_down(aioht
     client = await aiohttp_client(create_app(settings), headers={"X-API-Key": plain_key("test-admin")})
     await asyncio.sleep(0.2)  # the host sampler's first round
     for method, path, _ in concrete_routes(client.app):
-        if path in HOST_ONLY:
-            assert (await client.request(method, path)).status == 200, path
+        if path in ENGINE_FREE:
+            assert (await client.request(method, path)).status < 500, path
         elif path.startswith("/api/v1/"):
             resp = await client.request(method, path, json=VALID_BODIES.get((method, path)))
             assert resp.status == 503, f"{method} {path}: {await resp.text()}"

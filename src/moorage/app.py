@@ -8,12 +8,15 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .api import setup_routes
+from .audit import AuditLog
 from .config import Settings
 from .engine import end_streams, engine_ctx
-from .keys import CONTAINER_STATS, REGISTRY, SAMPLER, SETTINGS
-from .middlewares import auth_middleware, error_middleware
+from .keys import AUDIT, CONTAINER_STATS, LIMITER, REGISTRY, SAMPLER, SETTINGS, TOKENS
+from .middlewares import audit_middleware, auth_middleware, error_middleware
 from .prometheus import ContainerCollector, HostCollector, request_metrics
+from .ratelimit import FailedAuthLimiter
 from .sampler import HostSampler, sampling
+from .tokens import TokenIssuer, load_or_make_secret
 
 
 async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
@@ -36,16 +39,34 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             app[REGISTRY].unregister(collector)
 
 
+async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The audit file and the token signing secret: files, so opened here rather than in the factory."""
+    settings = app[SETTINGS]
+    state = settings.server.state_dir
+    app[AUDIT] = AuditLog(settings.audit.path or state / "audit.log")
+    app[AUDIT].open()
+    secret = load_or_make_secret(settings.auth.token_secret_file or state / "token-secret")
+    app[TOKENS] = TokenIssuer(secret, state / "revoked-tokens.json")
+    try:
+        yield
+    finally:
+        app[AUDIT].close()
+
+
 def create_app(settings: Settings) -> web.Application:
     # A registry per app, not prometheus_client's global one: an app's figures are its own.
     registry = CollectorRegistry()
-    # Request metrics outermost, to count what the client got; then errors, so auth failures are rendered too.
+    # Request metrics and the audit outermost, to see what the client got; then errors, so that auth
+    # failures are rendered too.
     app = web.Application(
-        middlewares=[request_metrics(registry), error_middleware, auth_middleware],
+        middlewares=[request_metrics(registry), audit_middleware, error_middleware, auth_middleware],
         client_max_size=settings.server.max_body_size,
     )
     app[SETTINGS] = settings
     app[REGISTRY] = registry
+    auth = settings.auth
+    app[LIMITER] = FailedAuthLimiter(auth.failed_limit, auth.failed_window, auth.limit_loopback)
+    app.cleanup_ctx.append(auth_ctx)
     app.cleanup_ctx.append(engine_ctx)
     app.cleanup_ctx.append(metrics_ctx)  # after engine_ctx: it reads the container watcher
     app.on_shutdown.append(end_streams)

@@ -81,6 +81,17 @@ class MetricsSettings:
 @dataclass(frozen=True)
 class AuthSettings:
     api_keys: tuple[ApiKey, ...] = ()
+    token_secret_file: Path | None = None  # default: state_dir/token-secret, made on first start
+    token_ttl: int = 3600
+    token_max_ttl: int = 86400
+    failed_limit: int = 10  # failed authentications per address in failed_window before a 429
+    failed_window: float = 60.0
+    limit_loopback: bool = True
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    path: Path | None = None  # default: state_dir/audit.log
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     logs: LogsSettings = field(default_factory=LogsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     registries: tuple[Registry, ...] = ()
 
@@ -156,6 +168,16 @@ class ApiKeySchema(_Section):
 
 class AuthSchema(_Section):
     api_keys = fields.List(fields.Nested(ApiKeySchema), load_default=list)
+    token_secret_file = fields.String(validate=matches(r"/[^\x00]{0,4095}", "an absolute path"))
+    token_ttl = fields.Integer(strict=True, load_default=AuthSettings.token_ttl, validate=validate.Range(1, 10**7))
+    token_max_ttl = fields.Integer(
+        strict=True, load_default=AuthSettings.token_max_ttl, validate=validate.Range(1, 10**7)
+    )
+    failed_limit = fields.Integer(
+        strict=True, load_default=AuthSettings.failed_limit, validate=validate.Range(1, 10**6)
+    )
+    failed_window = fields.Float(load_default=AuthSettings.failed_window, validate=validate.Range(1, 86400))
+    limit_loopback = fields.Boolean(load_default=True)
 
     @validates_schema
     def distinct(self, data: dict[str, Any], **_: Any) -> None:
@@ -167,7 +189,18 @@ class AuthSchema(_Section):
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> AuthSettings:
-        return AuthSettings(api_keys=tuple(data["api_keys"]))
+        secret = data.get("token_secret_file")
+        return AuthSettings(
+            **{**data, "api_keys": tuple(data["api_keys"]), "token_secret_file": Path(secret) if secret else None}
+        )
+
+
+class AuditSchema(_Section):
+    path = fields.String(validate=matches(r"/[^\x00]{0,4095}", "an absolute path"))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> AuditSettings:
+        return AuditSettings(path=Path(data["path"]) if "path" in data else None)
 
 
 class LogsSchema(_Section):
@@ -199,6 +232,7 @@ class SettingsSchema(_Section):
     auth = fields.Nested(AuthSchema, load_default=lambda: AuthSchema().load({}))
     logs = fields.Nested(LogsSchema, load_default=lambda: LogsSchema().load({}))
     metrics = fields.Nested(MetricsSchema, load_default=lambda: MetricsSchema().load({}))
+    audit = fields.Nested(AuditSchema, load_default=lambda: AuditSchema().load({}))
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
     registries = fields.List(fields.Nested(RegistrySchema), load_default=list)
 

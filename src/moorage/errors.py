@@ -36,6 +36,9 @@ class Unauthorized(ApiError):
     status = 401
     default_message = "a valid API key is required"
 
+    def __init__(self, message: str | None = None, *, errors: Sequence[Mapping[str, str]] = ()) -> None:
+        super().__init__(message, errors=errors, headers={"WWW-Authenticate": 'Bearer realm="moorage"'})
+
 
 class Forbidden(ApiError):
     status = 403

@@ -6,11 +6,14 @@ import aiodocker
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from .audit import AuditLog
 from .config import ApiKey, Settings
 from .container_stats import ContainerStats
 from .pulls import PullHub
+from .ratelimit import FailedAuthLimiter
 from .sampler import HostSampler
 from .streams import EngineStreams
+from .tokens import TokenIssuer
 
 SETTINGS = web.AppKey("settings", Settings)
 DOCKER = web.AppKey("docker", aiodocker.Docker)
@@ -19,4 +22,8 @@ STREAMS = web.AppKey("streams", EngineStreams)
 SAMPLER = web.AppKey("sampler", HostSampler)
 CONTAINER_STATS = web.AppKey("container_stats", ContainerStats)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+LIMITER = web.AppKey("limiter", FailedAuthLimiter)
+AUDIT = web.AppKey("audit", AuditLog)
+TOKENS = web.AppKey("tokens", TokenIssuer)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
+VIA_TOKEN = web.RequestKey("via_token", bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import aiohttp
 from aiodocker.exceptions import DockerError
@@ -11,7 +12,8 @@ from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
 from . import envelope
-from .auth import declared_role, is_public, match_key
+from .audit import READS, audited
+from .auth import KEY_PREFIX, declared_role, is_public, match_key
 from .config import ApiKey, Role
 from .errors import (
     ApiError,
@@ -20,10 +22,11 @@ from .errors import (
     EngineTimeout,
     EngineUnavailable,
     Forbidden,
+    TooManyRequests,
     Unauthorized,
     from_docker_error,
 )
-from .keys import PRINCIPAL, SETTINGS
+from .keys import AUDIT, LIMITER, PRINCIPAL, SETTINGS, TOKENS, VIA_TOKEN
 from .validation import validation_failed
 
 _LOGGER = logging.getLogger(__name__)
@@ -76,21 +79,56 @@ def as_api_error(exc: Exception) -> ApiError:
 
 
 @web.middleware
+async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outside the error middleware, so that it sees every answer as the client gets it, denials included."""
+    audit = request.config_dict[AUDIT]
+    if request.method not in READS and not audit.writable:
+        return envelope.error(503, "the audit log cannot be written: refusing to act unaudited")
+    response = await handler(request)
+    if audited(request.method, response.status):
+        principal = request.get(PRINCIPAL)
+        audit.write(
+            key=principal.name if principal else None,
+            role=principal.role.value if principal else None,
+            client=request.remote,
+            method=request.method,
+            path=request.path,
+            target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
+            result=response.status,
+        )
+    return response
+
+
+# Path variables that name the object a call acts on, for the audit line.
+_TARGETS = ("container_id", "image_id", "jti")
+
+
+@web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route_handler = request.match_info.handler
     if is_public(route_handler, request.config_dict[SETTINGS]):
         return await handler(request)
-    key = authenticate(request)
+    limiter = request.config_dict[LIMITER]
+    if (wait := limiter.retry_after(request.remote)) is not None:
+        raise TooManyRequests(
+            "too many failed authentications from this address: try again later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    try:
+        key = authenticate(request)
+    except Unauthorized:
+        limiter.failed(request.remote)
+        raise
+    request[PRINCIPAL] = key
     needed = declared_role(route_handler)
     if request.match_info.http_exception is None:
         if not isinstance(needed, Role):
             raise Forbidden("this route declares no role and is refused")
         if not key.role.allows(needed):
             raise Forbidden(
-                f"role {needed.value} or higher is required; key {key.name!r} has role {key.role.value}",
+                f"role {needed.value} or higher is required; {key.name!r} has role {key.role.value}",
                 errors=[{"field": "role", "message": f"requires {needed.value}"}],
             )
-    request[PRINCIPAL] = key
     return await handler(request)
 
 
@@ -114,24 +152,24 @@ def credentials_misplaced(request: web.Request) -> None:
 
 
 def authenticate(request: web.Request) -> ApiKey:
-    """The key presented as X-API-Key or as a Bearer token; 401 when absent, unknown or disabled."""
+    """The key (X-API-Key, or Bearer mrg_...) or token (Bearer JWT) presented; 401 when absent or not valid."""
     credentials_misplaced(request)
+    settings = request.config_dict[SETTINGS]
     presented = request.headers.get("X-API-Key")
     field = "X-API-Key"
     if presented is None:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             presented, field = credentials.strip(), "Authorization"
-    challenge = {"WWW-Authenticate": 'Bearer realm="moorage"'}
     if not presented:
         raise Unauthorized(
             "authentication required: send an API key in X-API-Key or Authorization: Bearer",
             errors=[{"field": "X-API-Key", "message": "missing"}],
-            headers=challenge,
         )
-    key = match_key((k for k in request.config_dict[SETTINGS].auth.api_keys if not k.disabled), presented)
+    if field == "Authorization" and not presented.startswith(KEY_PREFIX):
+        request[VIA_TOKEN] = True
+        return request.config_dict[TOKENS].verify(presented, settings.auth.api_keys)
+    key = match_key((k for k in settings.auth.api_keys if not k.disabled), presented)
     if key is None:
-        raise Unauthorized(
-            "invalid API key", errors=[{"field": field, "message": "not a valid key"}], headers=challenge
-        )
+        raise Unauthorized("invalid API key", errors=[{"field": field, "message": "not a valid key"}])
     return key

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import containers, events, health, images, lifecycle, logs, metrics
+from . import auth, containers, events, health, images, lifecycle, logs, metrics
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (health, containers, lifecycle, images, logs, events, metrics):
+    for module in (health, auth, containers, lifecycle, images, logs, events, metrics):
         app.router.add_routes(module.routes)

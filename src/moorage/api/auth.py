@@ -1,0 +1,47 @@
+"""Bearer tokens: issued to an API key, revoked by an admin."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ..auth import requires
+from ..config import Role
+from ..envelope import ok
+from ..errors import BadRequest, Forbidden
+from ..keys import PRINCIPAL, SETTINGS, TOKENS, VIA_TOKEN
+from ..schemas.auth import TokenRef, TokenRequest
+from ..validation import load_json, load_path
+from .paths import API_PREFIX
+
+routes = web.RouteTableDef()
+
+
+@routes.post(f"{API_PREFIX}/auth/tokens")
+@requires(Role.VIEWER)
+async def issue_token(request: web.Request) -> web.Response:
+    """A token for the calling key, at its role or a lower one asked for; 201 with the token, shown once."""
+    if request.get(VIA_TOKEN):
+        raise Forbidden("tokens are issued to API keys, not to other tokens")
+    body = await load_json(request, TokenRequest())
+    key, settings = request[PRINCIPAL], request.config_dict[SETTINGS].auth
+    role = body.get("role", key.role)
+    if not key.role.allows(role):
+        raise Forbidden(f"key {key.name!r} has role {key.role.value}: it cannot issue a {role.value} token")
+    ttl = body.get("ttl", settings.token_ttl)
+    if ttl > settings.token_max_ttl:
+        raise BadRequest("ttl too long", errors=[{"field": "ttl", "message": f"at most {settings.token_max_ttl}"}])
+    issued = request.config_dict[TOKENS].issue(key, role, ttl)
+    expires = datetime.fromtimestamp(issued["exp"], UTC).isoformat().replace("+00:00", "Z")
+    return ok({"token": issued["token"], "jti": issued["jti"], "role": role.value, "expires_at": expires}, status=201)
+
+
+@routes.delete(f"{API_PREFIX}/auth/tokens/{{jti}}")
+@requires(Role.ADMIN)
+async def revoke_token(request: web.Request) -> web.Response:
+    jti = load_path(request, TokenRef())["jti"]
+    # Kept until any token with this id would have expired anyway.
+    request.config_dict[TOKENS].revoke(jti, time.time() + request.config_dict[SETTINGS].auth.token_max_ttl)
+    return ok({"jti": jti, "revoked": True})

@@ -1,0 +1,18 @@
+"""Token schemas: the issue request and the revocation path."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from ..config import Role
+from .common import RequestSchema
+from .fields import matches
+
+
+class TokenRequest(RequestSchema):
+    role = fields.Enum(Role, by_value=True)
+    ttl = fields.Integer(strict=True, validate=validate.Range(min=1))
+
+
+class TokenRef(RequestSchema):
+    jti = fields.String(required=True, validate=matches(r"[0-9a-f]{32}", "not a token id"))
