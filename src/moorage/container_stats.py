@@ -19,6 +19,7 @@ from typing import Any
 
 from aiodocker.exceptions import DockerError
 
+from .background import cancel_and_wait, running
 from .config import DockerSettings
 from .streams import EngineStreams
 
@@ -189,18 +190,14 @@ class ContainerStats:
         tasks = list(self._streams.values())
         self._stop_all()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self._engine.close()
 
 
 @contextlib.asynccontextmanager
 async def watching(stats: ContainerStats) -> AsyncIterator[None]:
-    task = asyncio.create_task(stats.run(), name="container stats")
     try:
-        yield
+        async with running(stats.run(), "container stats"):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await stats.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiodocker.exceptions import DockerError, DockerStreamError
 
+from .background import cancel_and_wait
 from .errors import DOCKER_UNREACHABLE, ApiError, BadGateway, EngineUnavailable, NotFound
 from .schemas.references import with_default_tag
 from .streams import EngineStreams
@@ -91,9 +92,7 @@ class PullHub:
                 # Unlisted before it is cancelled: a caller arriving meanwhile starts a pull of its own
                 # instead of joining one that is ending.
                 self._forget(shared)
-                shared.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await shared.task
+                await cancel_and_wait(shared.task)
 
     async def pull(self, reference: str, auth: str | None) -> None:
         """Pull to the end, for callers that want the outcome and not the progress."""
@@ -130,9 +129,7 @@ class PullHub:
     async def close(self) -> None:
         for shared in list(self._active.values()):
             if shared.task:
-                shared.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await shared.task
+                await cancel_and_wait(shared.task)
 
 
 async def _events(queue: asyncio.Queue[Mapping[str, Any] | _End]) -> AsyncIterator[Mapping[str, Any]]:

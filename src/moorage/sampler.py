@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from .background import running
 from .config import MetricsSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -131,10 +132,5 @@ async def sampling(sampler: HostSampler, interval: float) -> AsyncIterator[None]
                 _LOGGER.exception("host sample failed")
             await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 
-    task = asyncio.create_task(run(), name="host sampler")
-    try:
+    async with running(run(), "host sampler"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
