@@ -73,6 +73,8 @@ def serve(args: argparse.Namespace) -> int:
         print=None,
         handler_cancellation=True,
         access_log_class=AccessLogger,
+        # In-flight requests get this long after SIGTERM; open streams are ended at once (on_shutdown).
+        shutdown_timeout=settings.server.shutdown_timeout,
     )
     return 0
 

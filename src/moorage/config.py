@@ -57,6 +57,7 @@ class ServerSettings:
     state_dir: Path = Path("/var/lib/moorage")
     max_body_size: int = 1024 * 1024
     max_streams: int = 256
+    shutdown_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class ServerSchema(_Section):
     max_streams = fields.Integer(
         strict=True, load_default=ServerSettings.max_streams, validate=validate.Range(1, 10000)
     )
+    shutdown_timeout = fields.Float(load_default=ServerSettings.shutdown_timeout, validate=validate.Range(0, 600))
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ServerSettings:

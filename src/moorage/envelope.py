@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -35,3 +37,15 @@ def stream_response(content_type: str = "application/x-ndjson") -> web.StreamRes
     return web.StreamResponse(
         headers={"Content-Type": content_type, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
+
+
+@contextlib.asynccontextmanager
+async def ended_even_if_cancelled(response: web.StreamResponse) -> AsyncIterator[None]:
+    """A prepared stream whose handler is cancelled (at shutdown) still ends properly: the client sees
+    the end of the body, not a cut connection."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # a client that is gone cannot be told
+            await response.write_eof()
+        raise

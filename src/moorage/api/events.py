@@ -10,7 +10,7 @@ from aiohttp import web
 from ..auth import requires
 from ..config import Role
 from ..engine import streams
-from ..envelope import ndjson_line, stream_response
+from ..envelope import ended_even_if_cancelled, ndjson_line, stream_response
 from ..schemas.events import EventSchema
 from ..schemas.logs import EventQuery, engine_time
 from ..validation import load_query
@@ -34,9 +34,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             response = stream_response()
             await response.prepare(request)
             try:
-                async for line in engine.content:
-                    if line.strip():
-                        await response.write(ndjson_line(_EVENT.dump(json.loads(line))))
+                async with ended_even_if_cancelled(response):
+                    async for line in engine.content:
+                        if line.strip():
+                            await response.write(ndjson_line(_EVENT.dump(json.loads(line))))
             except ConnectionResetError:
                 return response
             except (*ENGINE_STREAM_ERRORS, ValueError) as err:

@@ -14,7 +14,7 @@ from aiohttp import web
 from ..auth import requires
 from ..config import Role
 from ..engine import docker, pulls, streams
-from ..envelope import ndjson_line, ok, stream_response
+from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
 from ..keys import SETTINGS
 from ..middlewares import as_api_error
 from ..registries import credentials_for
@@ -94,10 +94,11 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
             response = stream_response()
             await response.prepare(request)
             try:
-                if first is not None:
-                    await response.write(ndjson_line(_PROGRESS.dump(first)))
-                async for event in events:
-                    await response.write(ndjson_line(_PROGRESS.dump(event)))
+                async with ended_even_if_cancelled(response):
+                    if first is not None:
+                        await response.write(ndjson_line(_PROGRESS.dump(first)))
+                    async for event in events:
+                        await response.write(ndjson_line(_PROGRESS.dump(event)))
                 final = {"status": "done", "image": await pulled_item(docker(request), reference)}
             except ConnectionResetError:
                 return response  # the client left; leaving the subscription lets the pull go if it was the last

@@ -13,7 +13,7 @@ from aiohttp import web
 from ..auth import requires
 from ..config import Role
 from ..engine import docker, streams
-from ..envelope import ndjson_line, ok, stream_response
+from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
 from ..keys import SETTINGS
 from ..logs import LogLine, split_lines, whole_lines
 from ..schemas.containers import ContainerRef
@@ -79,15 +79,21 @@ async def stream_lines(
     response = stream_response("text/plain; charset=utf-8" if fmt == "text" else "application/x-ndjson")
     await response.prepare(request)
     try:
-        async for stream, run in runs:
-            if fmt == "text":
-                await response.write(run.decode("utf-8", "replace").encode())
-            else:
-                lines = split_lines(stream, run, timestamps=True)
-                await response.write(b"".join(ndjson_line(_LINE.dump(line)) for line in lines))
+        async with ended_even_if_cancelled(response):
+            await write_runs(response, runs, fmt)
     except ConnectionResetError:
         return response
     except ENGINE_STREAM_ERRORS as err:
         _LOGGER.warning("log stream of %s ended by the engine: %s", request.match_info["container_id"], err)
     await response.write_eof()
     return response
+
+
+async def write_runs(response: web.StreamResponse, runs: AsyncIterator[tuple[int, bytes]], fmt: str) -> None:
+    for_text = fmt == "text"
+    async for stream, run in runs:
+        if for_text:
+            await response.write(run.decode("utf-8", "replace").encode())
+        else:
+            lines = split_lines(stream, run, timestamps=True)
+            await response.write(b"".join(ndjson_line(_LINE.dump(line)) for line in lines))
