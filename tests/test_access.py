@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from moorage.auth import declared_role
 from moorage.config import Role
 from moorage.keys import AUDIT
 
-from .conftest import SERVER_KWARGS, make_settings, plain_key
+from .conftest import SERVER_KWARGS, MakeContainer, make_settings, plain_key
 from .test_auth import PUBLIC_PATHS, concrete_routes
 
 ROLES = {"viewer-key": "viewer", "operator-key": "operator", "admin-key": "admin"}
@@ -164,3 +166,32 @@ async def test_a_mutating_call_is_refused_when_the_audit_cannot_be_written(aioht
     resp = await client.post("/api/v1/auth/tokens", json={}, headers=key_headers("admin-key"))
     assert resp.status == 503
     assert (await client.get("/api/v1/containers?limit=1", headers=key_headers("viewer-key"))).status == 200
+
+
+async def test_a_key_replaced_under_the_same_name_does_not_keep_the_old_ones_tokens(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path)
+    _, body = await issue(client, "viewer-key")
+    rotated = make_settings(tmp_path, {"admin-key": "admin"})
+    new_key = replace(rotated.auth.api_keys[0], name="viewer-key", role=Role.VIEWER)
+    restarted = await aiohttp_client(create_app(rotated.with_keys((*rotated.auth.api_keys, new_key))))
+    assert (await restarted.get("/api/v1/containers", headers=bearer(body["data"]["token"]))).status == 401
+
+
+async def test_a_call_whose_client_left_is_audited_too(
+    aiohttp_client: Any, tmp_path: Path, make_container: MakeContainer
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path)
+    running = await make_container(start=True)  # sleep ignores SIGTERM: the stop waits its whole timeout
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            client.post(f"/api/v1/containers/{running['Id']}/stop?timeout=3", headers=key_headers("operator-key")), 0.5
+        )
+    for _ in range(30):
+        text = (tmp_path / "state" / "audit.log").read_text()
+        if text:
+            break
+        await asyncio.sleep(0.1)
+    [line] = [json.loads(line) for line in text.splitlines()]
+    assert (line["method"], line["result"], line["target"]) == ("POST", 499, running["Id"])

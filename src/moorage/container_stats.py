@@ -102,11 +102,9 @@ class ContainerStats:
         return self._latest.get(container_id)
 
     def find(self, ref: str) -> Reading | None:
-        """The reading of a running container by full id, name or unique id prefix; None if not one."""
-        if found := self._latest.get(ref):
-            return found
-        matches = [r for r in self._latest.values() if r["name"] == ref or str(r["id"]).startswith(ref)]
-        return matches[0] if len(matches) == 1 else None
+        """The reading of a running container by full id or exact name; anything else (a short id, which a
+        stopped container's name could shadow) is for the engine to resolve."""
+        return self._latest.get(ref) or next((r for r in self._latest.values() if r["name"] == ref), None)
 
     async def first_reading(self, container_id: str, seconds: float) -> Reading | None:
         """A container that has just started has its first reading within about a second: wait for it."""
@@ -172,15 +170,22 @@ class ContainerStats:
             self._forget(container_id)
 
     async def _stream(self, container_id: str, name: str) -> None:
+        """Read the container's stats until its die event cancels this; a stream that breaks is reopened."""
         try:
-            async with self._engine.request("GET", f"/containers/{container_id}/stats", {"stream": "true"}) as resp:
-                async for line in resp.content:
-                    if line.strip():
-                        self._latest[container_id] = reading(json.loads(line), name)
-                        self._arrived.set()
-                        self._arrived.clear()
-        except (DockerError, OSError, ValueError) as err:
-            _LOGGER.info("stats of %s ended: %s", name, err)
+            while True:
+                try:
+                    params = {"stream": "true"}
+                    async with self._engine.request("GET", f"/containers/{container_id}/stats", params) as resp:
+                        async for line in resp.content:
+                            if line.strip():
+                                self._latest[container_id] = reading(json.loads(line), name)
+                                self._arrived.set()
+                                self._arrived.clear()
+                except (DockerError, OSError, ValueError) as err:
+                    _LOGGER.info("stats of %s broke: %s", name, err)
+                # No reading rather than an old one, until the stream is back (or the die event comes).
+                self._latest.pop(container_id, None)
+                await asyncio.sleep(_RETRY)
         finally:
             if self._streams.get(container_id) is asyncio.current_task():
                 self._streams.pop(container_id, None)

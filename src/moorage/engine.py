@@ -20,13 +20,14 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     docker = aiodocker.Docker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
     app[DOCKER] = docker
     app[STREAMS] = EngineStreams(settings, app[SETTINGS].server.max_streams)
-    app[PULLS] = PullHub(app[STREAMS])
+    # Pulls have a pool of their own: a full pool of log streams must not make a pull wait for ever.
+    app[PULLS] = PullHub(EngineStreams(settings, limit=0))
     app[CONTAINER_STATS] = ContainerStats(settings)
     try:
         async with watching(app[CONTAINER_STATS]):
             yield
     finally:
-        await app[PULLS].close()
+        await app[PULLS].close()  # closes its pool too
         await app[STREAMS].close()
         await docker.close()
 

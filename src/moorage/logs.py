@@ -17,6 +17,7 @@ STDOUT, STDERR = 1, 2
 STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 # Stream type, three zero bytes, payload length (big-endian).
 _HEADER = struct.Struct(">BxxxL")
+MAX_LINE = 1024 * 1024
 
 
 class Demuxer:
@@ -70,10 +71,18 @@ class LineJoiner:
         cut = data.rfind(b"\n")
         if cut < 0:
             self._partial += data
-            return b""
+            return self._overlong()
         whole = self._partial + data[: cut + 1] if self._partial else data[: cut + 1]
         self._partial = data[cut + 1 :]
         return whole
+
+    def _overlong(self) -> bytes:
+        """A line longer than MAX_LINE is cut there: a container that never writes a newline must not
+        make moorage hold its whole output."""
+        if len(self._partial) <= MAX_LINE:
+            return b""
+        cut, self._partial = self._partial, b""
+        return cut + b"\n"
 
     def _unstamp(self, piece: bytes) -> bytes:
         if self._open:

@@ -84,21 +84,27 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     audit = request.config_dict[AUDIT]
     if request.method not in READS and not audit.writable:
         return envelope.error(503, "the audit log cannot be written: refusing to act unaudited")
-    response = await handler(request)
-    if audited(request.method, response.status):
-        principal = request.get(PRINCIPAL)
-        audit.write(
-            key=principal.name if principal else None,
-            role=principal.role.value if principal else None,
-            client=request.remote,
-            method=request.method,
-            path=request.path,
-            target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
-            result=response.status,
-        )
-    return response
+    # 499: the client went away and the handler was cancelled, perhaps after the engine acted; audited too.
+    status = CLIENT_GONE
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        if audited(request.method, status):
+            principal = request.get(PRINCIPAL)
+            audit.write(
+                key=principal.name if principal else None,
+                role=principal.role.value if principal else None,
+                client=request.remote,
+                method=request.method,
+                path=request.path,
+                target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
+                result=status,
+            )
 
 
+CLIENT_GONE = 499
 # Path variables that name the object a call acts on, for the audit line.
 _TARGETS = ("container_id", "image_id", "jti")
 

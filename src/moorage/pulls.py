@@ -130,6 +130,7 @@ class PullHub:
         for shared in list(self._active.values()):
             if shared.task:
                 await cancel_and_wait(shared.task)
+        await self._engine.close()
 
 
 async def _events(queue: asyncio.Queue[Mapping[str, Any] | _End]) -> AsyncIterator[Mapping[str, Any]]:

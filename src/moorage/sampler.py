@@ -42,8 +42,12 @@ class HostSampler:
         since = time.time() - seconds
         return [sample for sample in self._history if sample["sampled_at"] >= since]
 
+    def record(self, sample: Sample) -> None:
+        """Keep a sample; on the event loop only, where the handlers read the history."""
+        self._history.append(sample)
+
     def sample(self) -> Sample:
-        """One reading of the host; parts that fail are logged and left out."""
+        """One reading of the host (in a worker thread); parts that fail are logged and left out."""
         now = time.time()
         sample: Sample = {"sampled_at": now}
         for name, read in self._parts():
@@ -51,7 +55,6 @@ class HostSampler:
                 sample[name] = read(now)
             except Exception:  # one bad part (a vanished disk, say) must not cost the rest
                 _LOGGER.warning("host sample: %s failed", name, exc_info=True)
-        self._history.append(sample)
         return sample
 
     def _parts(self) -> list[tuple[str, Callable[[float], Any]]]:
@@ -127,7 +130,7 @@ async def sampling(sampler: HostSampler, interval: float) -> AsyncIterator[None]
         while True:
             started = loop.time()
             try:
-                await loop.run_in_executor(None, sampler.sample)
+                sampler.record(await loop.run_in_executor(None, sampler.sample))
             except Exception:  # one bad round must not stop the sampler
                 _LOGGER.exception("host sample failed")
             await asyncio.sleep(max(0.0, interval - (loop.time() - started)))

@@ -23,7 +23,14 @@ from .config import ApiKey, Role
 from .errors import Unauthorized
 
 ALGORITHM = "HS256"
-_REQUIRED = ["exp", "iat", "jti", "sub", "role"]
+_REQUIRED = ["exp", "iat", "jti", "sub", "role", "kid"]
+# Revocations are kept this long: longer than any token can live (the largest ttl the config accepts).
+REVOCATION_KEPT = 10**7
+
+
+def _key_id(key: ApiKey) -> str:
+    """Which key, not just which name: a key replaced under the same name does not keep the old one's tokens."""
+    return key.sha256[:16]
 
 
 def load_or_make_secret(path: Path) -> bytes:
@@ -47,7 +54,14 @@ class TokenIssuer:
 
     def issue(self, key: ApiKey, role: Role, ttl: int) -> dict[str, Any]:
         now = int(time.time())
-        claims = {"sub": key.name, "role": role.value, "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
+        claims = {
+            "sub": key.name,
+            "kid": _key_id(key),
+            "role": role.value,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+        }
         return {**claims, "token": jwt.encode(claims, self._secret, algorithm=ALGORITHM)}
 
     def verify(self, token: str, keys: Iterable[ApiKey]) -> ApiKey:
@@ -61,13 +75,16 @@ class TokenIssuer:
             raise Unauthorized("invalid token", errors=[{"field": "Authorization", "message": "invalid"}]) from None
         if claims["jti"] in self._revoked:
             raise Unauthorized("token revoked", errors=[{"field": "Authorization", "message": "revoked"}])
-        key = next((k for k in keys if k.name == claims["sub"] and not k.disabled), None)
+        key = next(
+            (k for k in keys if k.name == claims["sub"] and _key_id(k) == claims["kid"] and not k.disabled), None
+        )
         if key is None:  # its key was removed or disabled: so is the token
             raise Unauthorized("invalid token", errors=[{"field": "Authorization", "message": "invalid"}])
         return replace(key, role=role if key.role.allows(role) else key.role)
 
-    def revoke(self, jti: str, until: float) -> None:
+    def revoke(self, jti: str) -> None:
         now = time.time()
+        until = now + REVOCATION_KEPT
         self._revoked = {k: v for k, v in self._revoked.items() if v > now}
         self._revoked[jti] = until
         tmp = self._revoked_path.with_suffix(".tmp")
