@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,3 +30,22 @@ async def test_sigterm_ends_an_open_follow_stream_and_exits_0(
     assert code == 0
     assert time.monotonic() - started < 5  # not the 30 s shutdown timeout
     assert "Traceback" not in daemon.output()
+
+
+async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:
+    address = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(address))
+        listener.settimeout(10)
+        daemon = spawn_daemon(
+            f'[server]\nstate_dir = "{tmp_path}/state"\n',
+            env={"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "200000"},
+        )
+        heard = [listener.recv(256).decode() for _ in range(3)]
+        assert heard[0] == "READY=1"  # sent once listening: spawn_daemon saw the port open
+        assert heard[1:] == ["WATCHDOG=1", "WATCHDOG=1"]  # every 0.1 s, half the watchdog period
+        daemon.proc.terminate()
+        while (message := listener.recv(256).decode()) == "WATCHDOG=1":
+            pass
+        assert message == "STOPPING=1"
+    assert await asyncio.to_thread(daemon.proc.wait, 10) == 0

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
 from .accesslog import AccessLogger
 from .app import create_app
 from .auth import hash_key, new_key
+from .background import running
 from .config import (
     EXIT_CONFIG,
     KEY_NAME,
@@ -26,6 +30,7 @@ from .config import (
     resolve_config_path,
 )
 from .keystore import generated_admin_key
+from .systemd import notify, watchdog, watchdog_interval
 
 _LOGGER = logging.getLogger("moorage")
 
@@ -65,18 +70,37 @@ def serve(args: argparse.Namespace) -> int:
     settings = ensure_key(load_settings(path))
     host = args.host if args.host is not None else settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    _LOGGER.info("moorage listening on http://%s:%d (config %s, engine %s)", host, port, path, settings.docker.url)
-    web.run_app(
+    asyncio.run(run(settings, host, port, path))
+    return 0
+
+
+async def run(settings: Settings, host: str, port: int, path: Path) -> None:
+    """Listen, tell systemd, and serve until SIGTERM or SIGINT; then stop as run_app would."""
+    runner = web.AppRunner(
         create_app(settings),
-        host=host,
-        port=port,
-        print=None,
         handler_cancellation=True,
         access_log_class=AccessLogger,
         # In-flight requests get this long after SIGTERM; open streams are ended at once (on_shutdown).
         shutdown_timeout=settings.server.shutdown_timeout,
     )
-    return 0
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        _LOGGER.info("moorage listening on http://%s:%d (config %s, engine %s)", host, port, path, settings.docker.url)
+        notify("READY=1")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        interval = watchdog_interval()
+        if interval is None:
+            await stop.wait()
+        else:
+            async with running(watchdog(interval), "systemd watchdog"):
+                await stop.wait()
+        notify("STOPPING=1")
+    finally:
+        await runner.cleanup()
 
 
 def keygen(args: argparse.Namespace) -> int:
