@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import aiohttp
 
-from .conftest import Daemon, MakeContainer
+from moorage.auth import hash_key
+
+from .conftest import Daemon, MakeContainer, get_json, plain_key
 
 
 async def test_sigterm_ends_an_open_follow_stream_and_exits_0(
@@ -49,3 +52,34 @@ async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, spawn_d
             pass
         assert message == "STOPPING=1"
     assert await asyncio.to_thread(daemon.proc.wait, 10) == 0
+
+
+async def test_sighup_reloads_keys_and_a_broken_config_keeps_the_old_one(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon]
+) -> None:
+    def config(*names: str) -> str:
+        blocks = "".join(
+            f'[[auth.api_keys]]\nname = "{n}"\nrole = "viewer"\nsha256 = "{hash_key(plain_key(n))}"\n' for n in names
+        )
+        return f'[server]\nstate_dir = "{tmp_path}/state"\n{blocks}'
+
+    daemon = spawn_daemon(config("first"))
+    config_file = daemon.log.with_suffix(".toml")
+
+    async def status(name: str) -> int:
+        async with aiohttp.ClientSession(headers={"X-API-Key": plain_key(name)}) as session:
+            return (await get_json(session, f"{daemon.url}/api/v1/metrics/resources"))[0]
+
+    async def hup() -> None:
+        daemon.proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+
+    assert (await status("first"), await status("second")) == (200, 401)
+    config_file.write_text(config("first", "second"))
+    await hup()
+    assert (await status("first"), await status("second")) == (200, 200)
+    config_file.write_text("[server]\nport = 'eighty'\n")
+    await hup()
+    assert (await status("first"), await status("second")) == (200, 200)
+    assert "reload refused" in daemon.output() and "server.port" in daemon.output()
+    assert daemon.stop() == 0

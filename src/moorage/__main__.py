@@ -29,6 +29,7 @@ from .config import (
     load_settings,
     resolve_config_path,
 )
+from .keys import LIVE
 from .keystore import generated_admin_key
 from .systemd import notify, watchdog, watchdog_interval
 
@@ -76,8 +77,9 @@ def serve(args: argparse.Namespace) -> int:
 
 async def run(settings: Settings, host: str, port: int, path: Path) -> None:
     """Listen, tell systemd, and serve until SIGTERM or SIGINT; then stop as run_app would."""
+    app = create_app(settings)
     runner = web.AppRunner(
-        create_app(settings),
+        app,
         handler_cancellation=True,
         access_log_class=AccessLogger,
         # In-flight requests get this long after SIGTERM; open streams are ended at once (on_shutdown).
@@ -92,6 +94,7 @@ async def run(settings: Settings, host: str, port: int, path: Path) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload, app, path)
         interval = watchdog_interval()
         if interval is None:
             await stop.wait()
@@ -101,6 +104,16 @@ async def run(settings: Settings, host: str, port: int, path: Path) -> None:
         notify("STOPPING=1")
     finally:
         await runner.cleanup()
+
+
+def reload(app: web.Application, path: Path) -> None:
+    """SIGHUP: keys, policy, registries and per-request limits from the file again; a bad file changes nothing."""
+    try:
+        app[LIVE].current = ensure_key(load_settings(path))
+    except ConfigError as err:
+        _LOGGER.error("reload refused, the running configuration stays: %s", err)
+        return
+    _LOGGER.info("configuration reloaded from %s", path)
 
 
 def keygen(args: argparse.Namespace) -> int:

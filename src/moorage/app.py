@@ -9,9 +9,9 @@ from prometheus_client import CollectorRegistry
 
 from .api import setup_routes
 from .audit import AuditLog
-from .config import Settings
+from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
-from .keys import AUDIT, CONTAINER_STATS, LIMITER, REGISTRY, SAMPLER, SETTINGS, TOKENS
+from .keys import AUDIT, CONTAINER_STATS, LIMITER, LIVE, REGISTRY, SAMPLER, SETTINGS, TOKENS
 from .middlewares import audit_middleware, auth_middleware, error_middleware
 from .prometheus import ContainerCollector, HostCollector, request_metrics
 from .ratelimit import FailedAuthLimiter
@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_size,
     )
     app[SETTINGS] = settings
+    app[LIVE] = LiveSettings(settings)
     app[REGISTRY] = registry
     auth = settings.auth
     app[LIMITER] = FailedAuthLimiter(auth.failed_limit, auth.failed_window, auth.limit_loopback)

@@ -110,6 +110,14 @@ class Settings:
         return replace(self, auth=replace(self.auth, api_keys=keys))
 
 
+@dataclass
+class LiveSettings:
+    """The settings requests read, replaced whole when SIGHUP reloads the config. What is fixed at start
+    (addresses, the engine's URL, pools, intervals) is read from the Settings the app was built with."""
+
+    current: Settings
+
+
 def default_state_dir() -> str:
     # systemd's StateDirectory= sets this; it may hold several colon-separated paths.
     from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]

@@ -7,7 +7,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .audit import AuditLog
-from .config import ApiKey, Settings
+from .config import ApiKey, LiveSettings, Settings
 from .container_stats import ContainerStats
 from .pulls import PullHub
 from .ratelimit import FailedAuthLimiter
@@ -16,6 +16,7 @@ from .streams import EngineStreams
 from .tokens import TokenIssuer
 
 SETTINGS = web.AppKey("settings", Settings)
+LIVE = web.AppKey("live_settings", LiveSettings)
 DOCKER = web.AppKey("docker", aiodocker.Docker)
 PULLS = web.AppKey("pulls", PullHub)
 STREAMS = web.AppKey("streams", EngineStreams)
@@ -27,3 +28,8 @@ AUDIT = web.AppKey("audit", AuditLog)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
 VIA_TOKEN = web.RequestKey("via_token", bool)
+
+
+def live(request: web.Request) -> Settings:
+    """The settings in force now (SIGHUP may have replaced the ones the app started with)."""
+    return request.config_dict[LIVE].current

@@ -26,7 +26,7 @@ from .errors import (
     Unauthorized,
     from_docker_error,
 )
-from .keys import AUDIT, LIMITER, PRINCIPAL, SETTINGS, TOKENS, VIA_TOKEN
+from .keys import AUDIT, LIMITER, PRINCIPAL, TOKENS, VIA_TOKEN, live
 from .validation import validation_failed
 
 _LOGGER = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ _TARGETS = ("container_id", "image_id", "jti")
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route_handler = request.match_info.handler
-    if is_public(route_handler, request.config_dict[SETTINGS]):
+    if is_public(route_handler, live(request)):
         return await handler(request)
     limiter = request.config_dict[LIMITER]
     if (wait := limiter.retry_after(request.remote)) is not None:
@@ -160,7 +160,7 @@ def credentials_misplaced(request: web.Request) -> None:
 def authenticate(request: web.Request) -> ApiKey:
     """The key (X-API-Key, or Bearer mrg_...) or token (Bearer JWT) presented; 401 when absent or not valid."""
     credentials_misplaced(request)
-    settings = request.config_dict[SETTINGS]
+    settings = live(request)
     presented = request.headers.get("X-API-Key")
     field = "X-API-Key"
     if presented is None:

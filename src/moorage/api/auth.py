@@ -10,7 +10,7 @@ from ..auth import requires
 from ..config import Role
 from ..envelope import ok
 from ..errors import BadRequest, Forbidden
-from ..keys import PRINCIPAL, SETTINGS, TOKENS, VIA_TOKEN
+from ..keys import PRINCIPAL, TOKENS, VIA_TOKEN, live
 from ..schemas.auth import TokenRef, TokenRequest
 from ..validation import load_json, load_path
 from .paths import API_PREFIX
@@ -25,7 +25,7 @@ async def issue_token(request: web.Request) -> web.Response:
     if request.get(VIA_TOKEN):
         raise Forbidden("tokens are issued to API keys, not to other tokens")
     body = await load_json(request, TokenRequest())
-    key, settings = request[PRINCIPAL], request.config_dict[SETTINGS].auth
+    key, settings = request[PRINCIPAL], live(request).auth
     role = body.get("role", key.role)
     if not key.role.allows(role):
         raise Forbidden(f"key {key.name!r} has role {key.role.value}: it cannot issue a {role.value} token")

@@ -10,7 +10,7 @@ from ..auth import requires
 from ..config import Role
 from ..engine import docker, pulls
 from ..envelope import ok
-from ..keys import SETTINGS
+from ..keys import live
 from ..provision import create_container
 from ..schemas.containers import ContainerDetailSchema, ContainerListQuery, ContainerRef, ContainerSummarySchema
 from ..schemas.create import ContainerCreateSchema
@@ -53,7 +53,7 @@ async def list_containers(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     """Like `docker create` (or `docker run -d` with start), within the host-safety policy: 201 with the detail."""
     req = await load_json(request, ContainerCreateSchema())
-    container_id = await create_container(docker(request), pulls(request), req, request.config_dict[SETTINGS])
+    container_id = await create_container(docker(request), pulls(request), req, live(request))
     return ok(_DETAIL.dump(await docker(request).containers.container(container_id).show()), status=201)
 
 

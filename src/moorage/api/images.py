@@ -15,7 +15,7 @@ from ..auth import requires
 from ..config import Role
 from ..engine import docker, pulls, streams
 from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
-from ..keys import SETTINGS
+from ..keys import live
 from ..middlewares import as_api_error
 from ..registries import credentials_for
 from ..schemas.images import (
@@ -76,7 +76,7 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
     """Like `docker pull`: waits and answers the image, or streams NDJSON progress with ?stream=true."""
     stream = load_query(request, PullQuery())["stream"] or NDJSON in request.headers.get("Accept", "")
     body = await load_json(request, PullBody())
-    registry = credentials_for(body["name"], request.config_dict[SETTINGS].registries)
+    registry = credentials_for(body["name"], live(request).registries)
     auth = registry.auth_header() if registry else None
     reference = body["reference"]
     if not stream:

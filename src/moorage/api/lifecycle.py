@@ -18,7 +18,7 @@ from ..binds import recheck
 from ..config import Role
 from ..engine import docker
 from ..envelope import ok
-from ..keys import SETTINGS
+from ..keys import live
 from ..schemas.common import RequestSchema
 from ..schemas.containers import ContainerDetailSchema, ContainerRef
 from ..schemas.lifecycle import KillQuery, NoQuery, StopQuery
@@ -46,7 +46,7 @@ ACTIONS: dict[str, tuple[type[RequestSchema], Action]] = {
 
 def grace_timeout(request: web.Request, seconds: int) -> aiohttp.ClientTimeout:
     """The engine waits up to `seconds` for the container before it answers: allow for that, and no more."""
-    return aiohttp.ClientTimeout(total=seconds + request.config_dict[SETTINGS].docker.timeout)
+    return aiohttp.ClientTimeout(total=seconds + live(request).docker.timeout)
 
 
 def action_handler(
@@ -57,7 +57,7 @@ def action_handler(
         query = load_query(request, schema())
         container = docker(request).containers.container(load_path(request, ContainerRef())["container_id"])
         if name in STARTS:
-            await recheck(container, request.config_dict[SETTINGS].policy)
+            await recheck(container, live(request).policy)
         await action(container, query, grace_timeout(request, query.get("timeout", 0)))
         return ok(_DETAIL.dump(await container.show()))
 

@@ -14,7 +14,7 @@ from ..auth import requires
 from ..config import Role
 from ..engine import docker, streams
 from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
-from ..keys import SETTINGS
+from ..keys import live
 from ..logs import LogLine, split_lines, whole_lines
 from ..schemas.containers import ContainerRef
 from ..schemas.logs import LogLineSchema, LogQuery, engine_time
@@ -58,7 +58,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         async with gate.request("GET", f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
             runs = whole_lines(batched(engine.content), inspected["Config"]["Tty"], stamped(query))
             if query["format"] == "json":
-                return ok(await first_lines(runs, request.config_dict[SETTINGS].logs.max_lines))
+                return ok(await first_lines(runs, live(request).logs.max_lines))
             return await stream_lines(request, runs, query["format"], query["timestamps"])
 
 

@@ -14,7 +14,7 @@ from ..container_stats import idle
 from ..engine import docker
 from ..envelope import ok
 from ..errors import EngineUnavailable
-from ..keys import CONTAINER_STATS, REGISTRY, SAMPLER, SETTINGS
+from ..keys import CONTAINER_STATS, REGISTRY, SAMPLER, live
 from ..schemas.containers import ContainerRef
 from ..schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
 from ..validation import load_path, load_query
@@ -36,14 +36,14 @@ async def resources(request: web.Request) -> web.Response:
     sample = request.config_dict[SAMPLER].latest
     if sample is None:
         raise EngineUnavailable("no host sample yet: the sampler has just started", headers={"Retry-After": "1"})
-    return ok(_RESOURCES.dump(with_age(sample, request.config_dict[SETTINGS].metrics.interval)))
+    return ok(_RESOURCES.dump(with_age(sample, live(request).metrics.interval)))
 
 
 @routes.get(f"{API_PREFIX}/metrics/resources/history")
 @requires(Role.VIEWER)
 async def resources_history(request: web.Request) -> web.Response:
     seconds = load_query(request, HistoryQuery())["seconds"]
-    interval = request.config_dict[SETTINGS].metrics.interval
+    interval = live(request).metrics.interval
     samples = [with_age(sample, interval) for sample in request.config_dict[SAMPLER].history(seconds)]
     return ok({"seconds": seconds, "items": _RESOURCES.dump(samples, many=True)})
 
