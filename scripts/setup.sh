@@ -47,6 +47,12 @@ packages() {
 
 engine() {
     docker info >/dev/null 2>&1 && return
+    # A dockerd that is still stopping holds its pid file: let it finish, or a new one refuses to start.
+    if pgrep -x dockerd >/dev/null; then
+        wait_for 60 "the engine to answer or to finish stopping" sh -c 'docker info || ! pgrep -x dockerd'
+        docker info >/dev/null 2>&1 && return
+    fi
+    rm -f /var/run/docker.pid
     log "starting dockerd (log: $WORK/dockerd.log)"
     mkdir -p "$WORK"
     # setsid + closed stdio: the engine must outlive this script and never hold a caller's pipes open.
