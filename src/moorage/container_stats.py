@@ -98,9 +98,6 @@ class ContainerStats:
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._arrived = asyncio.Event()  # set (and cleared) at each reading, for first_reading's waiters
 
-    def latest(self, container_id: str) -> Reading | None:
-        return self._latest.get(container_id)
-
     def find(self, ref: str) -> Reading | None:
         """The reading of a running container by full id or exact name; anything else (a short id, which a
         stopped container's name could shadow) is for the engine to resolve."""

@@ -42,10 +42,6 @@ class EngineStreams:
         self.limit = limit
         self._open: set[asyncio.Task[object]] = set()
 
-    @property
-    def open_count(self) -> int:
-        return len(self._open)
-
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
         """Count the calling handler as an open stream for as long as it runs; 429 beyond the cap."""

@@ -12,7 +12,7 @@ from ..config import Role
 from ..engine import streams
 from ..envelope import ended_even_if_cancelled, ndjson_line, stream_response
 from ..schemas.events import EventSchema
-from ..schemas.logs import EventQuery, engine_time
+from ..schemas.logs import EventQuery, engine_window
 from ..validation import load_query
 from .logs import ENGINE_STREAM_ERRORS
 from .paths import API_PREFIX
@@ -26,7 +26,7 @@ _EVENT = EventSchema()
 @requires(Role.VIEWER)
 async def events(request: web.Request) -> web.StreamResponse:
     query = load_query(request, EventQuery())
-    params = {key: engine_time(query[key]) for key in ("since", "until") if key in query}
+    params = engine_window(query)
     params["filters"] = json.dumps({"type": query.get("type") or ["container", "image"]})
     gate = streams(request)
     with gate.slot():

@@ -17,7 +17,7 @@ from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
 from ..keys import live
 from ..logs import LogLine, split_lines, whole_lines
 from ..schemas.containers import ContainerRef
-from ..schemas.logs import LogLineSchema, LogQuery, engine_time
+from ..schemas.logs import LogLineSchema, LogQuery, engine_window
 from ..streams import batched
 from ..validation import load_path, load_query
 from .paths import API_PREFIX
@@ -42,7 +42,7 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
         "timestamps": str(stamped(query)).lower(),
         "tail": query["tail"],
     }
-    params.update({key: engine_time(query[key]) for key in ("since", "until") if key in query})
+    params.update(engine_window(query))
     return params
 
 

@@ -86,6 +86,6 @@ class LogLineSchema(Schema):
     line = fields.String()
 
 
-def engine_time(seconds: Decimal) -> str:
-    """Unix seconds as the engine's since/until take them."""
-    return f"{seconds:.9f}"
+def engine_window(query: dict[str, Any]) -> dict[str, str]:
+    """A loaded query's since/until as the engine takes them: Unix seconds with nanoseconds."""
+    return {key: f"{query[key]:.9f}" for key in ("since", "until") if key in query}
