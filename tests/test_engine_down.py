@@ -17,8 +17,9 @@ from moorage.app import create_app
 from .conftest import TEST_IMAGE, Daemon, get_json, make_settings, plain_key
 from .test_auth import assert_error, concrete_routes
 
-# Routes that never need the engine: the host's metrics and the tokens.
+# Routes that never need the engine: the host's metrics, the tokens and the OpenAPI document.
 ENGINE_FREE = {
+    "/api/v1/openapi.json",
     "/api/v1/metrics/resources",
     "/api/v1/metrics/resources/history",
     "/api/v1/auth/tokens",

@@ -8,11 +8,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .api import setup_routes
+from .api.paths import API_PREFIX
 from .audit import AuditLog
 from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
 from .keys import AUDIT, CONTAINER_STATS, LIMITER, LIVE, REGISTRY, SAMPLER, SETTINGS, TOKENS
 from .middlewares import audit_middleware, auth_middleware, error_middleware
+from .openapi import serve_document
 from .prometheus import ContainerCollector, HostCollector, request_metrics
 from .ratelimit import FailedAuthLimiter
 from .sampler import HostSampler, sampling
@@ -73,4 +75,5 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(end_streams)
     app.on_response_prepare.append(hide_server_version)
     setup_routes(app)
+    serve_document(app, f"{API_PREFIX}/openapi.json")  # last: it documents every route
     return app

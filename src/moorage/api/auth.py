@@ -11,6 +11,7 @@ from ..config import Role
 from ..envelope import ok
 from ..errors import BadRequest, Forbidden
 from ..keys import PRINCIPAL, TOKENS, VIA_TOKEN, live
+from ..openapi import documented, shape
 from ..schemas.auth import TokenRef, TokenRequest
 from ..validation import load_json, load_path
 from .paths import API_PREFIX
@@ -20,6 +21,12 @@ routes = web.RouteTableDef()
 
 @routes.post(f"{API_PREFIX}/auth/tokens")
 @requires(Role.VIEWER)
+@documented(
+    "Issue a token",
+    body=TokenRequest,
+    status=201,
+    data=shape(token="string", jti="string", role="string", expires_at="string"),
+)
 async def issue_token(request: web.Request) -> web.Response:
     """A token for the calling key, at its role or a lower one asked for; 201 with the token, shown once."""
     if request.get(VIA_TOKEN):
@@ -39,6 +46,7 @@ async def issue_token(request: web.Request) -> web.Response:
 
 @routes.delete(f"{API_PREFIX}/auth/tokens/{{jti}}")
 @requires(Role.ADMIN)
+@documented("Revoke a token", path=TokenRef, data=shape(jti="string", revoked="boolean"))
 async def revoke_token(request: web.Request) -> web.Response:
     jti = load_path(request, TokenRef())["jti"]
     request.config_dict[TOKENS].revoke(jti)

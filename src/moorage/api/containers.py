@@ -11,6 +11,7 @@ from ..config import Role
 from ..engine import docker, pulls
 from ..envelope import ok
 from ..keys import live
+from ..openapi import ENGINE, documented, page, shape
 from ..provision import create_container
 from ..schemas.containers import ContainerDetailSchema, ContainerListQuery, ContainerRef, ContainerSummarySchema
 from ..schemas.create import ContainerCreateSchema
@@ -40,6 +41,7 @@ def engine_filters(query: dict) -> str:
 
 @routes.get(f"{API_PREFIX}/containers")
 @requires(Role.VIEWER)
+@documented("List containers", query=ContainerListQuery, data=page(ContainerSummarySchema), errors=ENGINE)
 async def list_containers(request: web.Request) -> web.Response:
     query = load_query(request, ContainerListQuery())
     found = await docker(request).containers.list(all=True, filters=engine_filters(query))
@@ -50,6 +52,9 @@ async def list_containers(request: web.Request) -> web.Response:
 
 @routes.post(f"{API_PREFIX}/containers")
 @requires(Role.ADMIN)
+@documented(
+    "Create a container", body=ContainerCreateSchema, status=201, data=ContainerDetailSchema, errors=(404, 409, *ENGINE)
+)
 async def create(request: web.Request) -> web.Response:
     """Like `docker create` (or `docker run -d` with start), within the host-safety policy: 201 with the detail."""
     req = await load_json(request, ContainerCreateSchema())
@@ -59,6 +64,7 @@ async def create(request: web.Request) -> web.Response:
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}")
 @requires(Role.VIEWER)
+@documented("Inspect a container", path=ContainerRef, data=ContainerDetailSchema, errors=(404, *ENGINE))
 async def get_container(request: web.Request) -> web.Response:
     ref = load_path(request, ContainerRef())["container_id"]
     inspected = await docker(request).containers.container(ref).show()
@@ -67,6 +73,9 @@ async def get_container(request: web.Request) -> web.Response:
 
 @routes.delete(f"{API_PREFIX}/containers/{{container_id}}")
 @requires(Role.ADMIN)
+@documented(
+    "Remove a container", path=ContainerRef, query=DeleteQuery, data=shape(id="string"), errors=(404, 409, *ENGINE)
+)
 async def delete_container(request: web.Request) -> web.Response:
     """Like `docker rm [-f] [-v]`; a running container without force is the engine's 409."""
     query = load_query(request, DeleteQuery())

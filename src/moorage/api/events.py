@@ -11,6 +11,7 @@ from ..auth import requires
 from ..config import Role
 from ..engine import streams
 from ..envelope import ended_even_if_cancelled, ndjson_line, stream_response
+from ..openapi import NDJSON, STREAM, documented
 from ..schemas.events import EventSchema
 from ..schemas.logs import EventQuery, engine_window
 from ..validation import load_query
@@ -24,6 +25,7 @@ _EVENT = EventSchema()
 
 @routes.get(f"{API_PREFIX}/events")
 @requires(Role.VIEWER)
+@documented("Engine events", query=EventQuery, raw={NDJSON: EventSchema}, errors=STREAM)
 async def events(request: web.Request) -> web.StreamResponse:
     query = load_query(request, EventQuery())
     params = engine_window(query)

@@ -7,12 +7,14 @@ from aiohttp import web
 from ..auth import public
 from ..engine import docker
 from ..envelope import ok
+from ..openapi import ENGINE, documented, shape
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
 @public
+@documented("Liveness", data=shape(status="string"))
 async def healthz(request: web.Request) -> web.Response:
     """The process is up and serving; says nothing about the engine, so a down engine never restarts us."""
     return ok({"status": "up"})
@@ -20,6 +22,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 @public
+@documented("Readiness: the engine answers", data=shape(status="string"), errors=ENGINE)
 async def readyz(request: web.Request) -> web.Response:
     """Ready when the Docker engine answers; 503 in the error format when it does not.
 

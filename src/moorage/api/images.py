@@ -17,6 +17,7 @@ from ..engine import docker, pulls, streams
 from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
 from ..keys import live
 from ..middlewares import as_api_error
+from ..openapi import ENGINE, STREAM, any_of, documented, page, shape
 from ..registries import credentials_for
 from ..schemas.images import (
     ImageDeletedSchema,
@@ -55,6 +56,7 @@ async def pulled_item(client: aiodocker.Docker, reference: str) -> dict[str, Any
 
 @routes.get(f"{API_PREFIX}/images")
 @requires(Role.VIEWER)
+@documented("List images", query=ImageListQuery, data=page(ImageSummarySchema), errors=ENGINE)
 async def list_images(request: web.Request) -> web.Response:
     query = load_query(request, ImageListQuery())
     filters: dict[str, list[str]] = {}
@@ -72,6 +74,20 @@ async def list_images(request: web.Request) -> web.Response:
 
 @routes.post(f"{API_PREFIX}/images/pull")
 @requires(Role.ADMIN)
+@documented(
+    "Pull an image",
+    query=PullQuery,
+    body=PullBody,
+    data=ImageSummarySchema,
+    raw={
+        NDJSON: any_of(
+            PullProgressSchema,
+            shape(status="string", image=ImageSummarySchema),
+            shape(status="string", code="integer", message="string"),
+        )
+    },
+    errors=(404, *STREAM),
+)
 async def pull_image(request: web.Request) -> web.StreamResponse:
     """Like `docker pull`: waits and answers the image, or streams NDJSON progress with ?stream=true."""
     stream = load_query(request, PullQuery())["stream"] or NDJSON in request.headers.get("Accept", "")
@@ -113,6 +129,9 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
 
 @routes.delete(f"{API_PREFIX}/images/{{image_id:.+}}")
 @requires(Role.ADMIN)
+@documented(
+    "Remove an image", path=ImageRef, query=ImageDeleteQuery, data=ImageDeletedSchema, errors=(404, 409, *ENGINE)
+)
 async def delete_image(request: web.Request) -> web.Response:
     """Like `docker rmi`; an image a container uses is the engine's 409, which names the container."""
     query = load_query(request, ImageDeleteQuery())

@@ -19,6 +19,7 @@ from ..config import Role
 from ..engine import docker
 from ..envelope import ok
 from ..keys import live
+from ..openapi import ENGINE, documented
 from ..schemas.common import RequestSchema
 from ..schemas.containers import ContainerDetailSchema, ContainerRef
 from ..schemas.lifecycle import KillQuery, NoQuery, StopQuery
@@ -53,6 +54,13 @@ def action_handler(
     name: str, schema: type[RequestSchema], action: Action
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     @requires(Role.OPERATOR)
+    @documented(
+        f"{name.capitalize()} a container",
+        path=ContainerRef,
+        query=schema,
+        data=ContainerDetailSchema,
+        errors=(404, 409, *ENGINE),
+    )
     async def handle(request: web.Request) -> web.Response:
         query = load_query(request, schema())
         container = docker(request).containers.container(load_path(request, ContainerRef())["container_id"])

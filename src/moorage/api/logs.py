@@ -16,6 +16,7 @@ from ..engine import docker, streams
 from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
 from ..keys import live
 from ..logs import LogLine, split_lines, whole_lines
+from ..openapi import NDJSON, STREAM, documented, listing, shape
 from ..schemas.containers import ContainerRef
 from ..schemas.logs import LogLineSchema, LogQuery, engine_window
 from ..streams import batched
@@ -48,6 +49,14 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}/logs")
 @requires(Role.VIEWER)
+@documented(
+    "A container's logs",
+    path=ContainerRef,
+    query=LogQuery,
+    data=shape(items=listing(LogLineSchema), truncated="boolean"),
+    raw={"text/plain": {"type": "string"}, NDJSON: LogLineSchema},
+    errors=(404, *STREAM),
+)
 async def container_logs(request: web.Request) -> web.StreamResponse:
     query = load_query(request, LogQuery())
     ref = load_path(request, ContainerRef())["container_id"]

@@ -15,6 +15,7 @@ from ..engine import docker
 from ..envelope import ok
 from ..errors import EngineUnavailable
 from ..keys import CONTAINER_STATS, REGISTRY, SAMPLER, live
+from ..openapi import ENGINE, documented, listing, page, shape
 from ..schemas.containers import ContainerRef
 from ..schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
 from ..validation import load_path, load_query
@@ -32,6 +33,7 @@ def with_age(sample: dict[str, Any], interval: float) -> dict[str, Any]:
 
 @routes.get(f"{API_PREFIX}/metrics/resources")
 @requires(Role.VIEWER)
+@documented("The host's resources", data=HostResourcesSchema, errors=(503,))
 async def resources(request: web.Request) -> web.Response:
     sample = request.config_dict[SAMPLER].latest
     if sample is None:
@@ -41,6 +43,11 @@ async def resources(request: web.Request) -> web.Response:
 
 @routes.get(f"{API_PREFIX}/metrics/resources/history")
 @requires(Role.VIEWER)
+@documented(
+    "The host's recent samples",
+    query=HistoryQuery,
+    data=shape(seconds="number", items=listing(HostResourcesSchema)),
+)
 async def resources_history(request: web.Request) -> web.Response:
     seconds = load_query(request, HistoryQuery())["seconds"]
     interval = live(request).metrics.interval
@@ -50,6 +57,7 @@ async def resources_history(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 @requires(Role.VIEWER, public_when=lambda settings: settings.metrics.public_prometheus)
+@documented("Prometheus metrics", raw={"text/plain": {"type": "string"}})
 async def prometheus(request: web.Request) -> web.Response:
     body = generate_latest(request.config_dict[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -66,6 +74,7 @@ def aged(reading: dict[str, Any]) -> dict[str, Any]:
 
 @routes.get(f"{API_PREFIX}/metrics/containers")
 @requires(Role.VIEWER)
+@documented("Every running container's metrics", data=page(ContainerMetricsSchema), errors=(503,))
 async def all_container_metrics(request: web.Request) -> web.Response:
     """Every running container's latest reading; no engine call."""
     stats = request.config_dict[CONTAINER_STATS]
@@ -77,6 +86,7 @@ async def all_container_metrics(request: web.Request) -> web.Response:
 
 @routes.get(f"{API_PREFIX}/metrics/containers/{{container_id}}")
 @requires(Role.VIEWER)
+@documented("A container's metrics", path=ContainerRef, data=ContainerMetricsSchema, errors=(404, *ENGINE))
 async def container_metrics(request: web.Request) -> web.Response:
     """A running container's latest reading (no engine call when the watcher knows it); zeros when stopped."""
     ref = load_path(request, ContainerRef())["container_id"]
