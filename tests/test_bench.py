@@ -1,30 +1,46 @@
-"""The benchmark scripts run, at a tiny size, so that they cannot rot between measurements."""
+"""The benchmark runs, at a tiny size, so that it cannot rot between measurements."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
-from .conftest import ROOT, free_port
+import pytest
+
+from .conftest import ROOT
+
+SCENARIOS = {"list", "detail", "cycle", "logs", "follow", "metrics", "host", "rss"}
 
 
-def test_the_log_benchmark_runs_and_prints_its_figures() -> None:
+@pytest.mark.timeout(180)
+def test_the_benchmark_runs_every_scenario_and_leaves_no_container(tmp_path: Path) -> None:
+    results_path = tmp_path / "bench.json"
+    tiny = "--sizes 2 --requests 20 --log-lines 2000 --log-rounds 1 --followers 3 --follow-seconds 1"
+    tiny += " --metrics-containers 2 --load-seconds 1 --no-glances"
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "logs.py"),
-            "--lines",
-            "2000",
-            "--rounds",
-            "1",
-            "--port",
-            str(free_port()),
-        ],
+        [sys.executable, "-m", "bench.run", *tiny.split(), "--json", str(results_path)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=170,
     )
     assert done.returncode == 0, done.stderr
-    figures = dict(line.split(None, 1) for line in done.stdout.splitlines() if line and not line.startswith("rounds"))
-    assert figures["lines"] == "2000"
-    assert float(figures["ratio"]) > 0 and float(figures["moorage_rss_growth_mb"]) >= 0
+    results = json.loads(results_path.read_text())
+    assert "| scenario | moorage | baseline | ratio | target | met |" in done.stdout
+    rows = results["rows"]
+    assert {row["name"] for row in rows} == SCENARIOS
+    for row in rows:
+        assert row["moorage"][row["headline"]] > 0 and row["reference"][row["headline"]] > 0, row
+        assert row["ratio"] > 0 and isinstance(row["met"], bool), row
+    (follow,) = (row for row in rows if row["name"] == "follow")
+    assert follow["moorage"]["lines"] == follow["reference"]["lines"] == follow["moorage"]["expected"] == 3 * 100
+    assert follow["moorage"]["all_arrived"] and follow["reference"]["all_arrived"]
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=moorage.bench={results['run_id']}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert left == []

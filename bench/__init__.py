@@ -1,0 +1,1 @@
+"""moorage benchmarks: `.venv/bin/python -m bench.run` from the repository root."""

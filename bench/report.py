@@ -1,0 +1,65 @@
+"""The result rows: each puts moorage beside its baseline as a ratio and says whether the target is met."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+
+
+@dataclass
+class Row:
+    """One comparison. `headline` names the figure the ratio is taken on (p50_ms, lines_per_s, ...)."""
+
+    scenario: str
+    baseline: str
+    moorage: dict[str, Any]
+    reference: dict[str, Any]
+    headline: str
+    target: str  # an operator and a bound for moorage/baseline, such as "<= 1.25"
+    also_required: bool = True  # a condition beside the ratio (every line arrived, ...)
+
+    @property
+    def ratio(self) -> float:
+        return round(self.moorage[self.headline] / self.reference[self.headline], 4)
+
+    @property
+    def met(self) -> bool:
+        symbol, bound = self.target.split()
+        return self.also_required and _OPERATORS[symbol](self.ratio, float(bound))
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio, "met": self.met}
+
+
+def figure(figures: dict[str, Any]) -> str:
+    """A cell: p50/p99 for latencies, the rate for throughputs."""
+    if "p50_ms" in figures:
+        return f"{figures['p50_ms']:.2f} / {figures['p99_ms']:.2f} ms"
+    for key, unit in (("lines_per_s", "lines/s"), ("requests_per_s", "req/s"), ("rss_mb", "MB")):
+        if key in figures:
+            return f"{figures[key]:,.0f} {unit}" if figures[key] >= 100 else f"{figures[key]:,.1f} {unit}"
+    raise ValueError(f"no figure in {figures}")
+
+
+def ratio_cell(row: Row) -> str:
+    def shown(ratio: float) -> str:
+        return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.4f}"
+
+    if row.headline == "p50_ms":
+        return f"{shown(row.ratio)} (p99 {shown(row.moorage['p99_ms'] / row.reference['p99_ms'])})"
+    return shown(row.ratio)
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = [
+        "| scenario | moorage | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        met = "yes" if row.met else "**no**"
+        cells = (row.scenario, figure(row.moorage), f"{row.baseline}: {figure(row.reference)}", ratio_cell(row))
+        lines.append(f"| {' | '.join(cells)} | {row.target} | {met} |")
+    return "\n".join(lines)
