@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from moorage.schemas.containers import ContainerDetailSchema
+
 from .conftest import TEST_IMAGE, TEST_LABEL, MakeContainer
 from .test_auth import assert_error
 
@@ -65,6 +67,21 @@ async def test_detail_holds_what_docker_holds(client: Any, configured: dict[str,
     assert state["started_at"].endswith("Z") and state["finished_at"] is None
     assert state["exit_code"] == 0 and state["pid"] > 0
     assert state["health"] is None
+
+
+async def test_detail_is_exactly_what_its_schema_declares(
+    client: Any, configured: dict[str, Any], make_container: MakeContainer
+) -> None:
+    """The detail is built without marshmallow (for speed); its schema, which the OpenAPI document shows,
+    must still describe every key and type of it."""
+    checked = await make_container(
+        start=True, cmd=["sleep", "60"], Healthcheck={"Test": ["CMD", "true"], "Interval": 500_000_000}
+    )
+    for container in (configured, checked):
+        data = (await (await client.get(f"/api/v1/containers/{container['Id']}")).json())["data"]
+        assert ContainerDetailSchema().validate(data) == {}
+    assert data["state"]["health"]["status"] in {"starting", "healthy"}
+    assert data["state"]["health"]["failing_streak"] == 0
 
 
 async def test_detail_of_a_container_that_exited(client: Any, make_container: MakeContainer, docker: Any) -> None:

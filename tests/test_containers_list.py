@@ -9,6 +9,8 @@ from typing import Any
 import aiodocker
 import pytest
 
+from moorage.schemas.containers import ContainerSummarySchema
+
 from .conftest import TEST_IMAGE, TEST_LABEL, MakeContainer
 from .test_auth import assert_error
 
@@ -62,6 +64,14 @@ async def test_item_shape(client: Any, case_label: str, three: dict[str, Any]) -
     assert item["labels"] == {TEST_LABEL: case_label, "role": "web", "tier": "front"}
     [binding] = item["ports"]["80/tcp"]
     assert binding["host_ip"] == "127.0.0.1" and 0 < binding["host_port"] < 65536
+
+
+async def test_items_are_exactly_what_their_schema_declares(
+    client: Any, case_label: str, three: dict[str, Any]
+) -> None:
+    data = await listed(client, case_label)
+    assert len(data["items"]) == 3
+    assert ContainerSummarySchema(many=True).validate(data["items"]) == {}
 
 
 @pytest.mark.parametrize("status", ["created", "running", "exited"])

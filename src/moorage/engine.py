@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiodocker
 import aiohttp
+import orjson
 from aiohttp import web
 
 from .container_stats import ContainerStats, watching
@@ -39,6 +41,16 @@ async def end_streams(app: web.Application) -> None:
 
 def docker(request: web.Request) -> aiodocker.Docker:
     return request.config_dict[DOCKER]
+
+
+async def engine_json(docker: aiodocker.Docker, path: str, params: Mapping[str, str] | None = None) -> Any:
+    """GET an engine path through aiodocker's client (its timeout, its DockerError), parsed with orjson.
+
+    For the hot reads: aiodocker's helpers parse with `json` and wrap each list item in an object, which
+    was most of what a 500-container list cost moorage beyond the engine's own time.
+    """
+    async with docker._query(path, params=params) as response:
+        return orjson.loads(await response.read())
 
 
 def pulls(request: web.Request) -> PullHub:

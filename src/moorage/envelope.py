@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+JSON = "application/json"
 
 
 def ok(data: Any, status: int = 200, message: str = "success") -> web.Response:
-    return web.json_response({"code": status, "message": message, "data": data}, status=status, dumps=_dumps)
+    return json_response({"code": status, "message": message, "data": data}, status)
 
 
 def error(
@@ -23,13 +23,17 @@ def error(
     errors: Sequence[Mapping[str, str]] = (),
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    body = {"code": status, "message": message, "errors": list(errors)}
-    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+    return json_response({"code": status, "message": message, "errors": list(errors)}, status, headers)
+
+
+def json_response(body: Any, status: int, headers: Mapping[str, str] | None = None) -> web.Response:
+    """orjson writes UTF-8 bytes directly, several times faster than json on a 500-container list."""
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers, content_type=JSON)
 
 
 def ndjson_line(item: Any) -> bytes:
     """One line of a streamed NDJSON response."""
-    return (_dumps(item) + "\n").encode()
+    return orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def stream_response(content_type: str = "application/x-ndjson") -> web.StreamResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -37,8 +38,15 @@ def validation_failed(err: ValidationError, where: str) -> BadRequest:
     return BadRequest(f"invalid {where}: {names}", errors=problems)
 
 
-def load_query(request: web.Request, schema: Schema) -> Any:
+@functools.cache
+def _instance(schema: type[Schema]) -> Schema:
+    """One instance per schema class: making one deep-copies its fields, a tenth of a millisecond a request."""
+    return schema()
+
+
+def load_query(request: web.Request, schema_class: type[Schema]) -> Any:
     """Load the query string; a parameter given twice is an error unless its field is a List."""
+    schema = _instance(schema_class)
     data: dict[str, Any] = {}
     problems: dict[str, Any] = {}
     for name in dict.fromkeys(request.query):
@@ -58,10 +66,10 @@ def load_query(request: web.Request, schema: Schema) -> Any:
     return loaded
 
 
-def load_path(request: web.Request, schema: Schema) -> Any:
+def load_path(request: web.Request, schema_class: type[Schema]) -> Any:
     """Load the path's variables, so that no unchecked text is put into an engine URL."""
     try:
-        return schema.load(dict(request.match_info))
+        return _instance(schema_class).load(dict(request.match_info))
     except ValidationError as err:
         raise validation_failed(err, "path") from None
 
@@ -87,7 +95,7 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-async def load_json(request: web.Request, schema: Schema) -> Any:
+async def load_json(request: web.Request, schema_class: type[Schema]) -> Any:
     """Load a JSON object body: 415 for another type, 413 past client_max_size, 400 for anything malformed."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType(
@@ -108,6 +116,6 @@ async def load_json(request: web.Request, schema: Schema) -> Any:
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", errors=[{"field": "body", "message": "not an object"}])
     try:
-        return schema.load(data)
+        return _instance(schema_class).load(data)
     except ValidationError as err:
         raise validation_failed(err, "request body") from None

@@ -31,7 +31,7 @@ async def issue_token(request: web.Request) -> web.Response:
     """A token for the calling key, at its role or a lower one asked for; 201 with the token, shown once."""
     if request.get(VIA_TOKEN):
         raise Forbidden("tokens are issued to API keys, not to other tokens")
-    body = await load_json(request, TokenRequest())
+    body = await load_json(request, TokenRequest)
     key, settings = request[PRINCIPAL], live(request).auth
     role = body.get("role", key.role)
     if not key.role.allows(role):
@@ -48,6 +48,6 @@ async def issue_token(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 @documented("Revoke a token", path=TokenRef, data=shape(jti="string", revoked="boolean"))
 async def revoke_token(request: web.Request) -> web.Response:
-    jti = load_path(request, TokenRef())["jti"]
+    jti = load_path(request, TokenRef)["jti"]
     request.config_dict[TOKENS].revoke(jti)
     return ok({"jti": jti, "revoked": True})

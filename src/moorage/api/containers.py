@@ -8,21 +8,25 @@ from aiohttp import web
 
 from ..auth import requires
 from ..config import Role
-from ..engine import docker, pulls
+from ..engine import docker, engine_json, pulls
 from ..envelope import ok
 from ..keys import live
 from ..openapi import ENGINE, documented, page, shape
 from ..provision import create_container
-from ..schemas.containers import ContainerDetailSchema, ContainerListQuery, ContainerRef, ContainerSummarySchema
+from ..schemas.containers import (
+    ContainerDetailSchema,
+    ContainerListQuery,
+    ContainerRef,
+    ContainerSummarySchema,
+    detail,
+    summary,
+)
 from ..schemas.create import ContainerCreateSchema
 from ..schemas.lifecycle import DeleteQuery
 from ..validation import load_json, load_path, load_query
 from .paths import API_PREFIX
 
 routes = web.RouteTableDef()
-
-_SUMMARY = ContainerSummarySchema()
-_DETAIL = ContainerDetailSchema()
 
 
 def engine_filters(query: dict) -> str:
@@ -43,11 +47,11 @@ def engine_filters(query: dict) -> str:
 @requires(Role.VIEWER)
 @documented("List containers", query=ContainerListQuery, data=page(ContainerSummarySchema), errors=ENGINE)
 async def list_containers(request: web.Request) -> web.Response:
-    query = load_query(request, ContainerListQuery())
-    found = await docker(request).containers.list(all=True, filters=engine_filters(query))
+    query = load_query(request, ContainerListQuery)
+    found = await engine_json(docker(request), "containers/json", {"all": "1", "filters": engine_filters(query)})
     found.sort(key=lambda c: c["Created"], reverse=True)
     page = found[query["offset"] : query["offset"] + query["limit"]]
-    return ok({"total": len(found), "items": _SUMMARY.dump(page, many=True)})
+    return ok({"total": len(found), "items": [summary(c) for c in page]})
 
 
 @routes.post(f"{API_PREFIX}/containers")
@@ -57,18 +61,17 @@ async def list_containers(request: web.Request) -> web.Response:
 )
 async def create(request: web.Request) -> web.Response:
     """Like `docker create` (or `docker run -d` with start), within the host-safety policy: 201 with the detail."""
-    req = await load_json(request, ContainerCreateSchema())
+    req = await load_json(request, ContainerCreateSchema)
     container_id = await create_container(docker(request), pulls(request), req, live(request))
-    return ok(_DETAIL.dump(await docker(request).containers.container(container_id).show()), status=201)
+    return ok(detail(await docker(request).containers.container(container_id).show()), status=201)
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}")
 @requires(Role.VIEWER)
 @documented("Inspect a container", path=ContainerRef, data=ContainerDetailSchema, errors=(404, *ENGINE))
 async def get_container(request: web.Request) -> web.Response:
-    ref = load_path(request, ContainerRef())["container_id"]
-    inspected = await docker(request).containers.container(ref).show()
-    return ok(_DETAIL.dump(inspected))
+    ref = load_path(request, ContainerRef)["container_id"]
+    return ok(detail(await engine_json(docker(request), f"containers/{ref}/json")))
 
 
 @routes.delete(f"{API_PREFIX}/containers/{{container_id}}")
@@ -78,8 +81,8 @@ async def get_container(request: web.Request) -> web.Response:
 )
 async def delete_container(request: web.Request) -> web.Response:
     """Like `docker rm [-f] [-v]`; a running container without force is the engine's 409."""
-    query = load_query(request, DeleteQuery())
-    ref = load_path(request, ContainerRef())["container_id"]
+    query = load_query(request, DeleteQuery)
+    ref = load_path(request, ContainerRef)["container_id"]
     # Inspect first: the answer names the full id, whatever reference the caller used.
     container_id = (await docker(request).containers.container(ref).show())["Id"]
     await docker(request).containers.container(container_id).delete(force=query["force"], v=query["volumes"])

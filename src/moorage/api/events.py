@@ -27,7 +27,7 @@ _EVENT = EventSchema()
 @requires(Role.VIEWER)
 @documented("Engine events", query=EventQuery, raw={NDJSON: EventSchema}, errors=STREAM)
 async def events(request: web.Request) -> web.StreamResponse:
-    query = load_query(request, EventQuery())
+    query = load_query(request, EventQuery)
     params = engine_window(query)
     params["filters"] = json.dumps({"type": query.get("type") or ["container", "image"]})
     gate = streams(request)

@@ -58,7 +58,7 @@ async def pulled_item(client: aiodocker.Docker, reference: str) -> dict[str, Any
 @requires(Role.VIEWER)
 @documented("List images", query=ImageListQuery, data=page(ImageSummarySchema), errors=ENGINE)
 async def list_images(request: web.Request) -> web.Response:
-    query = load_query(request, ImageListQuery())
+    query = load_query(request, ImageListQuery)
     filters: dict[str, list[str]] = {}
     if "reference" in query:
         filters["reference"] = [query["reference"]]
@@ -90,8 +90,8 @@ async def list_images(request: web.Request) -> web.Response:
 )
 async def pull_image(request: web.Request) -> web.StreamResponse:
     """Like `docker pull`: waits and answers the image, or streams NDJSON progress with ?stream=true."""
-    stream = load_query(request, PullQuery())["stream"] or NDJSON in request.headers.get("Accept", "")
-    body = await load_json(request, PullBody())
+    stream = load_query(request, PullQuery)["stream"] or NDJSON in request.headers.get("Accept", "")
+    body = await load_json(request, PullBody)
     registry = credentials_for(body["name"], live(request).registries)
     auth = registry.auth_header() if registry else None
     reference = body["reference"]
@@ -134,7 +134,7 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
 )
 async def delete_image(request: web.Request) -> web.Response:
     """Like `docker rmi`; an image a container uses is the engine's 409, which names the container."""
-    query = load_query(request, ImageDeleteQuery())
-    ref = load_path(request, ImageRef())["image_id"]
+    query = load_query(request, ImageDeleteQuery)
+    ref = load_path(request, ImageRef)["image_id"]
     deleted = await docker(request).images.delete(ref, force=query["force"], noprune=query["noprune"])
     return ok(_DELETED.dump(deleted))

@@ -21,14 +21,13 @@ from ..envelope import ok
 from ..keys import live
 from ..openapi import ENGINE, documented
 from ..schemas.common import RequestSchema
-from ..schemas.containers import ContainerDetailSchema, ContainerRef
+from ..schemas.containers import ContainerDetailSchema, ContainerRef, detail
 from ..schemas.lifecycle import KillQuery, NoQuery, StopQuery
 from ..validation import load_path, load_query
 from .paths import API_PREFIX
 
 routes = web.RouteTableDef()
 
-_DETAIL = ContainerDetailSchema()
 
 # An action gets the container, its loaded query and the engine call's timeout.
 Action = Callable[[DockerContainer, dict[str, Any], aiohttp.ClientTimeout], Awaitable[None]]
@@ -62,12 +61,12 @@ def action_handler(
         errors=(404, 409, *ENGINE),
     )
     async def handle(request: web.Request) -> web.Response:
-        query = load_query(request, schema())
-        container = docker(request).containers.container(load_path(request, ContainerRef())["container_id"])
+        query = load_query(request, schema)
+        container = docker(request).containers.container(load_path(request, ContainerRef)["container_id"])
         if name in STARTS:
             await recheck(container, live(request).policy)
         await action(container, query, grace_timeout(request, query.get("timeout", 0)))
-        return ok(_DETAIL.dump(await container.show()))
+        return ok(detail(await container.show()))
 
     handle.__name__ = handle.__qualname__ = name
     return handle

@@ -58,8 +58,8 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
     errors=(404, *STREAM),
 )
 async def container_logs(request: web.Request) -> web.StreamResponse:
-    query = load_query(request, LogQuery())
-    ref = load_path(request, ContainerRef())["container_id"]
+    query = load_query(request, LogQuery)
+    ref = load_path(request, ContainerRef)["container_id"]
     # Inspect first: an unknown container is a 404 before any header goes out, and TTY decides the framing.
     inspected = await docker(request).containers.container(ref).show()
     gate = streams(request)

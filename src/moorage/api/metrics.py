@@ -49,7 +49,7 @@ async def resources(request: web.Request) -> web.Response:
     data=shape(seconds="number", items=listing(HostResourcesSchema)),
 )
 async def resources_history(request: web.Request) -> web.Response:
-    seconds = load_query(request, HistoryQuery())["seconds"]
+    seconds = load_query(request, HistoryQuery)["seconds"]
     interval = live(request).metrics.interval
     samples = [with_age(sample, interval) for sample in request.config_dict[SAMPLER].history(seconds)]
     return ok({"seconds": seconds, "items": _RESOURCES.dump(samples, many=True)})
@@ -89,7 +89,7 @@ async def all_container_metrics(request: web.Request) -> web.Response:
 @documented("A container's metrics", path=ContainerRef, data=ContainerMetricsSchema, errors=(404, *ENGINE))
 async def container_metrics(request: web.Request) -> web.Response:
     """A running container's latest reading (no engine call when the watcher knows it); zeros when stopped."""
-    ref = load_path(request, ContainerRef())["container_id"]
+    ref = load_path(request, ContainerRef)["container_id"]
     stats = request.config_dict[CONTAINER_STATS]
     found = stats.find(ref)
     if found is None:

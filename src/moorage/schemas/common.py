@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,17 +31,26 @@ def rfc3339(moment: datetime) -> str:
 
 
 def docker_time(value: int | float | str | None) -> str | None:
-    """Unix seconds (list payloads) or Docker's nanosecond RFC 3339 (inspect) as RFC 3339 UTC seconds."""
+    """Unix seconds (list payloads) or Docker's nanosecond RFC 3339 (inspect) as RFC 3339 UTC seconds.
+
+    The common forms take a string operation, not datetime: a 500-container list calls this 500 times.
+    """
     if value is None or value == "" or (isinstance(value, str) and value.startswith(_DOCKER_ZERO_TIME)):
         return None
     if isinstance(value, (int, float)):
-        return rfc3339(datetime.fromtimestamp(value, UTC))
+        return time.strftime(_UTC_SECONDS, time.gmtime(value))
+    if value.endswith("Z") and value[_SECONDS_LENGTH : _SECONDS_LENGTH + 1] in (".", "Z"):
+        return value[:_SECONDS_LENGTH] + "Z"  # "2026-11-24T10:59:13.123456789Z", as engines write it
     # Python parses at most microseconds: cut Docker's nanoseconds before the zone.
     head, dot, tail = value.partition(".")
     if dot:
         zone_at = next((i for i, ch in enumerate(tail) if ch in "Z+-"), len(tail))
         value = head + tail[zone_at:]
     return rfc3339(datetime.fromisoformat(value))
+
+
+_UTC_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
+_SECONDS_LENGTH = len("2026-11-24T10:59:13")
 
 
 class DockerTime(fields.Field):
