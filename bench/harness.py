@@ -25,6 +25,9 @@ LABEL = "moorage.bench"
 ENGINE_SOCKET = "/var/run/docker.sock"
 ENGINE = "http://docker"
 GLANCES_VENV = ROOT / ".bench" / "glances"
+# The benchmark's containers need no network: without one, neither side's figures depend on the bridge
+# (its veth pairs cost the engine alike on both sides, and a bridge can be missing on a shared engine).
+NETWORK_MODE = "none"
 
 Call = Callable[[], Awaitable[None]]
 
@@ -182,16 +185,24 @@ class Containers:
     def labels(self) -> dict[str, str]:
         return {LABEL: self.run_id}
 
-    async def make(self, name: str, cmd: list[str], *, start: bool = False, **config: Any) -> str:
-        """A container named bench-RUN-name; `config` adds to the engine's create body (HostConfig, ...)."""
-        body = {"Image": IMAGE, "Cmd": cmd, "Labels": self.labels, **config}
+    async def make(self, name: str, cmd: list[str], *, start: bool = False, binds: tuple[str, ...] = ()) -> str:
+        """A container named bench-RUN-name, with no network: it needs none (NETWORK_MODE)."""
+        host_config = {"NetworkMode": NETWORK_MODE, "Binds": list(binds)}
+        body = {"Image": IMAGE, "Cmd": cmd, "Labels": self.labels, "HostConfig": host_config}
         container = await self.docker.containers.create(body, name=f"bench-{self.run_id}-{name}")
         if start:
             await container.start()
         return container.id
 
     async def make_many(
-        self, prefix: str, count: int, cmd: list[str], *, start: bool = False, first: int = 0, **config: Any
+        self,
+        prefix: str,
+        count: int,
+        cmd: list[str],
+        *,
+        start: bool = False,
+        first: int = 0,
+        binds: tuple[str, ...] = (),
     ) -> list[str]:
         """`count` containers named prefix-first, prefix-first+1, ...; a few at a time: the engine serialises
         much of a create anyway."""
@@ -199,7 +210,7 @@ class Containers:
 
         async def one(index: int) -> str:
             async with gate:
-                return await self.make(f"{prefix}-{index}", cmd, start=start, **config)
+                return await self.make(f"{prefix}-{index}", cmd, start=start, binds=binds)
 
         return list(await asyncio.gather(*(one(index) for index in range(first, first + count))))
 

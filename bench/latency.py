@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-from .harness import ENGINE, IMAGE, LABEL, Bench, Call, fetch, side_by_side
+from .harness import ENGINE, IMAGE, LABEL, NETWORK_MODE, Bench, Call, fetch, side_by_side
 from .report import Row
 
 # The targets: moorage adds at most a quarter to the engine's time; container metrics at least 40x
@@ -65,14 +65,14 @@ async def cycle(bench: Bench) -> list[Row]:
     labels = bench.containers.labels
 
     async def through_moorage() -> None:
-        body = {"image": IMAGE, "command": SLEEPER, "labels": labels, "start": True}
+        body = {"image": IMAGE, "command": SLEEPER, "labels": labels, "network": NETWORK_MODE, "start": True}
         created = json.loads(await fetch(bench.http, "POST", api, json=body, headers=auth))
         container = f"{api}/{created['data']['id']}"
         await fetch(bench.http, "POST", f"{container}/stop?timeout=0", headers=auth)
         await fetch(bench.http, "DELETE", container, headers=auth)
 
     async def on_engine() -> None:
-        body = {"Image": IMAGE, "Cmd": SLEEPER, "Labels": labels}
+        body = {"Image": IMAGE, "Cmd": SLEEPER, "Labels": labels, "HostConfig": {"NetworkMode": NETWORK_MODE}}
         created = json.loads(await fetch(bench.engine, "POST", f"{ENGINE}/containers/create", json=body))
         container = f"{ENGINE}/containers/{created['Id']}"
         await fetch(bench.engine, "POST", f"{container}/start")
@@ -112,14 +112,16 @@ async def metrics(bench: Bench) -> list[Row]:
     if glances is not None:
         await bench.wait_until(f"{glances}/containers", lambda body: names <= {item["name"] for item in body})
         first = sorted(names)[0]
-        participants["glances one"] = (getter(bench, f"{glances}/containers/name/{first}"), calls)
+        one = f"{glances}/containers/name/value/{first}"
+        await bench.wait_until(one, lambda body: len(body[first]) == 1)
+        participants["glances one"] = (getter(bench, one), calls)
         participants["glances all"] = (getter(bench, f"{glances}/containers"), calls)
     figures = await side_by_side(participants)
     rows = []
     for which, scenario in (("one", "5. container metrics, one"), ("all", f"5. container metrics, all {count}")):
         baselines = {"engine": "engine stats (one-shot)" if which == "one" else f"engine stats x{count} at once"}
         if glances is not None:
-            baselines["glances"] = "Glances /api/4/containers" + ("/name/NAME" if which == "one" else "")
+            baselines["glances"] = "Glances /api/4/containers" + ("/name/value/NAME" if which == "one" else "")
         for side, baseline in baselines.items():
             target = STATS_TARGET if side == "engine" else GLANCES_TARGET
             moorage, reference = figures[f"moorage {which}"], figures[f"{side} {which}"]

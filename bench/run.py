@@ -6,7 +6,8 @@ Sets up the engine and test image, starts `moorage serve` with a bench config, m
 (labelled moorage.bench=RUN), measures every scenario against its baseline in the same run (the engine's
 socket with the same client library, keep-alive on both; Glances; a bare aiohttp handler), samples the
 RSS of moorage and Glances throughout, prints a table, writes it as JSON, and removes all it made.
---only SCENARIO (repeatable) runs a few: list, detail, cycle, logs, follow, metrics, host.
+--only SCENARIO (repeatable) runs a few: list, detail, cycle, logs, follow, metrics, host; --profile DIR
+records moorage with py-spy in each scenario (which costs it a little: not for the figures of record).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import aiodocker
 
 from . import hostload, latency, streams
 from .harness import Bench, Containers, RssPeaks, sessions, setup_engine, start_moorage, stop
+from .profile import profiled
 from .report import Row, markdown
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
@@ -90,9 +92,10 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             rss.watch("moorage", daemon.proc.pid)
             try:
                 async with rss.sampling():
-                    for name in options.only or SCENARIOS:
+                    for name in [name for name in SCENARIOS if name in (options.only or SCENARIOS)]:
                         started = time.monotonic()
-                        rows += [(name, row) for row in await SCENARIOS[name](bench)]
+                        with profiled(options.profile, name, daemon.proc.pid):
+                            rows += [(name, row) for row in await SCENARIOS[name](bench)]
                         print(f"{name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
                 rows.append(("rss", rss_row(rss)))
             finally:
@@ -127,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-glances", action="store_true")
     parser.add_argument("--only", action="append", choices=list(SCENARIOS))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--profile", type=Path, help="py-spy moorage in each scenario, stacks and summaries here")
     parser.add_argument("--port", type=int, default=0, help="moorage's (default: a free one)")
     parser.add_argument("--glances-port", type=int, default=0)
     parser.add_argument("--bare-port", type=int, default=0)

@@ -108,8 +108,9 @@ async def follow(bench: Bench) -> list[Row]:
     )
     expected = batches * per_batch
     with tempfile.TemporaryDirectory(dir=bench.workdir) as go:
-        binds = {"HostConfig": {"Binds": [f"{go}:/go:ro"]}}
-        ids = await bench.containers.make_many("follow", count, ["sh", "-c", script], start=True, **binds)
+        ids = await bench.containers.make_many(
+            "follow", count, ["sh", "-c", script], start=True, binds=(f"{go}:/go:ro",)
+        )
         through_moorage = [
             await bench.http.get(
                 f"{bench.moorage.url}/api/v1/containers/{i}/logs?follow=true", headers=bench.moorage.auth
