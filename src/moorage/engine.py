@@ -8,6 +8,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 import orjson
+from aiodocker.types import SENTINEL, Sentinel
 from aiohttp import web
 
 from .container_stats import ContainerStats, watching
@@ -16,10 +17,25 @@ from .pulls import PullHub
 from .streams import EngineStreams
 
 
+class BoundedDocker(aiodocker.Docker):
+    """aiodocker's client, with every call bounded by its timeout unless the caller gives another.
+
+    aiodocker 0.27 lets the calls it counts as long-running (container delete, stop, kill, wait, logs,
+    stats...) run without any limit by default, so a wedged engine would hold a `DELETE /containers/{id}`
+    for ever. moorage reads no stream through aiodocker (logs, events, stats and pulls go through
+    EngineStreams), so none of its calls needs that.
+    """
+
+    def _resolve_long_running_timeout(
+        self, timeout: float | aiohttp.ClientTimeout | Sentinel | None
+    ) -> aiohttp.ClientTimeout:
+        return self._timeout if timeout is SENTINEL else super()._resolve_long_running_timeout(timeout)
+
+
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: aiodocker opens no connection here, so a stopped engine does not stop start-up."""
     settings = app[SETTINGS].docker
-    docker = aiodocker.Docker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
+    docker = BoundedDocker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
     app[DOCKER] = docker
     app[STREAMS] = EngineStreams(settings, app[SETTINGS].server.max_streams)
     # Pulls have a pool of their own: a full pool of log streams must not make a pull wait for ever.

@@ -30,8 +30,8 @@ class EngineStreams:
         else:
             connector = aiohttp.TCPConnector(limit=limit)
             self._base = docker.url.replace("tcp://", "http://", 1).rstrip("/")
-        # No total timeout: a followed log is open for hours. Connecting must still be quick.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=docker.timeout)
+        # No total timeout: a followed log is open for hours. `request` bounds connecting and the answer's head.
+        timeout = aiohttp.ClientTimeout(total=None)
         # HTTP/1.0, so that the engine sends a body as it is instead of in HTTP chunks: it writes a chunk
         # per log line, and parsing two million chunk headers cost more than all else moorage does.
         # Large reads, so that one trip through the event loop takes many lines.
@@ -39,6 +39,7 @@ class EngineStreams:
             connector=connector, timeout=timeout, read_bufsize=_READ_BUFFER, version=aiohttp.HttpVersion10
         )
         self._url = docker.url
+        self._timeout = docker.timeout
         self.limit = limit
         self._open: set[asyncio.Task[object]] = set()
 
@@ -62,18 +63,27 @@ class EngineStreams:
         self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """An engine call whose body is read as it comes, and closed when the caller is done or cancelled;
-        engine errors raise as aiodocker's do."""
+        engine errors raise as aiodocker's do. The answer's head must come within [docker] timeout (a wedged
+        engine is a TimeoutError), its body may take as long as it takes (a followed log is open for hours)."""
         try:
-            async with self._session.request(method, self._base + path, params=params, headers=headers) as response:
+            async with (
+                asyncio.timeout(self._timeout) as head,
+                self._session.request(method, self._base + path, params=params, headers=headers) as response,
+            ):
                 if response.status >= 400:
                     body = await response.read()
                     message = body.decode("utf-8", "replace")
                     with contextlib.suppress(ValueError, AttributeError):
                         message = (await response.json(content_type=None))["message"]
                     raise DockerError(response.status, message)
+                head.reschedule(None)
                 yield response
         except aiohttp.ClientConnectionError as err:
             raise DockerError(DOCKER_UNREACHABLE, f"Cannot connect to Docker Engine via {self._url} [{err}]") from err
+        except TimeoutError:
+            if not head.expired():
+                raise
+            raise TimeoutError(f"the Docker engine did not answer {method} {path} within {self._timeout:g} s") from None
 
     async def end_all(self) -> None:
         """End every open stream (on shutdown): their handlers are cancelled and close their responses."""
