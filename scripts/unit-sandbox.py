@@ -117,7 +117,10 @@ def remount(option: str, roots: Iterable[str], skip: Iterable[str] = ()) -> None
         points = [line.split()[4].encode().decode("unicode_escape") for line in info]
     for point in dict.fromkeys(points):
         if under(point, roots) and not under(point, skip):
-            mount("-o", f"remount,bind,{option}", point)
+            done = subprocess.run(["mount", "-o", f"remount,bind,{option}", point], capture_output=True, text=True)
+            # The engine unmounts a container's root as it goes: such a mount is no longer there to change.
+            if done.returncode and os.path.ismount(point):
+                raise SystemExit(f"unit-sandbox: cannot make {point} {option}: {done.stderr.strip()}")
 
 
 class Scratch:
