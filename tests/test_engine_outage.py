@@ -1,12 +1,13 @@
 """The engine stops under a running moorage and comes back: 503s meanwhile, recovery without a restart.
 
-The test runs its own dockerd (own socket, data root and exec root, no bridge, no iptables), so stopping
-it disturbs neither the shared engine nor the other tests.
+The test runs its own dockerd (own socket, data root and exec root, in a network namespace of its own), so
+stopping it disturbs neither the shared engine nor the other tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import shutil
 import signal
@@ -34,6 +35,9 @@ class PrivateEngine:
 
     async def start(self) -> None:
         args = [
+            # Its own network namespace: a dockerd without a bridge deletes the host's docker0 at start.
+            "unshare",
+            "--net",
             "dockerd",
             f"--host=unix://{self.socket}",
             f"--data-root={self.root / 'data'}",
@@ -79,7 +83,12 @@ async def engine2() -> AsyncIterator[PrivateEngine]:
     engine = PrivateEngine(root)
     await engine.start()
     try:
-        await engine.call("POST", "/images/create", params={"fromImage": TEST_IMAGE})
+        # From the shared engine: the registry on 127.0.0.1 is out of reach from the engine's namespace.
+        shared = aiohttp.ClientSession(connector=aiohttp.UnixConnector("/var/run/docker.sock"))
+        async with shared, shared.get(f"http://engine/images/{TEST_IMAGE}/get") as resp:
+            assert resp.status == 200
+            image = await resp.read()
+        await engine.call("POST", "/images/load", data=io.BytesIO(image), headers={"Content-Type": "application/x-tar"})
         yield engine
     finally:
         if engine.proc is not None and engine.proc.returncode is None:

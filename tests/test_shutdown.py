@@ -35,6 +35,25 @@ async def test_sigterm_ends_an_open_follow_stream_and_exits_0(
     assert "Traceback" not in daemon.output()
 
 
+async def test_sigterm_lets_an_in_flight_request_finish_and_exits_0(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon], make_container: MakeContainer
+) -> None:
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nshutdown_timeout = 30\n')
+    [key] = [word for word in daemon.output().split() if word.startswith("mrg_")]
+    # sh as PID 1 ignores SIGTERM: the engine waits out the whole stop timeout, then kills it.
+    stubborn = await make_container(cmd=["sh", "-c", "sleep 600"], start=True)
+    async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
+        url = f"{daemon.url}/api/v1/containers/{stubborn['Id']}/stop?timeout=3"
+        stopping = asyncio.create_task(session.post(url))
+        await asyncio.sleep(1)  # the engine is waiting out the timeout
+        assert not stopping.done()
+        daemon.proc.terminate()
+        async with await stopping as resp:
+            assert resp.status == 200
+            assert (await resp.json())["data"]["status"] == "exited"
+    assert await asyncio.to_thread(daemon.proc.wait, 10) == 0
+
+
 async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:
     address = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
