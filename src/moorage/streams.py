@@ -99,9 +99,12 @@ class EngineStreams:
 async def batched(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
     """The body as it comes, in reads of more than a trickle: the engine writes a log line at a time,
     and a read and a write for each line costs more CPU than the engine spends sending it. A read that
-    brought less than _BATCH waits _LINGER for more, which nobody reading a log can see."""
+    brought less than _BATCH waits up to _LINGER for more, which nobody reading a log can see; the wait ends
+    when the engine ends the body, so a short dump costs no more than the engine's own time."""
     while chunk := await content.readany():
         if len(chunk) < _BATCH:
-            await asyncio.sleep(_LINGER)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LINGER):
+                    await content.wait_eof()
             chunk += content.read_nowait()
         yield chunk
