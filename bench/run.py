@@ -149,6 +149,8 @@ def main() -> None:
     loop.add_signal_handler(signal.SIGINT, main_task.cancel)
     try:
         results = loop.run_until_complete(main_task)
+    except asyncio.CancelledError:
+        sys.exit("interrupted: what the run made is removed")
     finally:
         loop.close()
     info = results["machine"]

@@ -126,6 +126,6 @@ async def follow(bench: Bench) -> list[Row]:
             delivered(through_moorage, count_moorage, expected, started),
             delivered(on_engine, count_engine, expected, started),
         )
-    scenario = f"4. {count} follow streams, {count * per_batch * 10:,} lines/s written"
-    arrived = bool(moorage["all_arrived"] and engine["all_arrived"])
-    return [Row(scenario, "engine", moorage, engine, "lines_per_s", THROUGHPUT_TARGET, also_required=arrived)]
+    scenario = f"4. {count} follow streams, {per_batch * 10} lines/s each"
+    # Every line must come through moorage; the engine's own streams are the yardstick for the rate only.
+    return [Row(scenario, "engine", moorage, engine, "lines_per_s", THROUGHPUT_TARGET, moorage["all_arrived"])]
