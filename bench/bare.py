@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
 
 
@@ -26,7 +27,7 @@ def main() -> None:
 
     app = web.Application()
     app.router.add_get(args.path, answer)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None, loop=uvloop.new_event_loop())
 
 
 if __name__ == "__main__":

@@ -25,9 +25,26 @@ routes = web.RouteTableDef()
 _RESOURCES = HostResourcesSchema()
 
 
-def with_age(sample: dict[str, Any], interval: float) -> dict[str, Any]:
+class _LatestDumped:
+    """The latest host sample dumped once, not once a request: it changes once a second, and the dump was
+    most of what an answer cost under load."""
+
+    def __init__(self) -> None:
+        self._sample: dict[str, Any] | None = None
+        self._dumped: dict[str, Any] = {}
+
+    def of(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if sample is not self._sample:
+            self._sample, self._dumped = sample, _RESOURCES.dump(sample)
+        return self._dumped
+
+
+_LATEST = _LatestDumped()
+
+
+def with_age(sample: dict[str, Any], sampled_at: float, interval: float) -> dict[str, Any]:
     """The sample, saying how old it is and whether that is older than two rounds of the sampler."""
-    age = max(0.0, time.time() - sample["sampled_at"])
+    age = max(0.0, time.time() - sampled_at)
     return {**sample, "age_seconds": round(age, 3), "stale": age > 2 * interval}
 
 
@@ -38,7 +55,7 @@ async def resources(request: web.Request) -> web.Response:
     sample = request.config_dict[SAMPLER].latest
     if sample is None:
         raise EngineUnavailable("no host sample yet: the sampler has just started", headers={"Retry-After": "1"})
-    return ok(_RESOURCES.dump(with_age(sample, live(request).metrics.interval)))
+    return ok(with_age(_LATEST.of(sample), sample["sampled_at"], live(request).metrics.interval))
 
 
 @routes.get(f"{API_PREFIX}/metrics/resources/history")
@@ -51,8 +68,9 @@ async def resources(request: web.Request) -> web.Response:
 async def resources_history(request: web.Request) -> web.Response:
     seconds = load_query(request, HistoryQuery)["seconds"]
     interval = live(request).metrics.interval
-    samples = [with_age(sample, interval) for sample in request.config_dict[SAMPLER].history(seconds)]
-    return ok({"seconds": seconds, "items": _RESOURCES.dump(samples, many=True)})
+    samples = request.config_dict[SAMPLER].history(seconds)
+    items = [with_age(_RESOURCES.dump(sample), sample["sampled_at"], interval) for sample in samples]
+    return ok({"seconds": seconds, "items": items})
 
 
 @routes.get("/metrics")
