@@ -137,12 +137,18 @@ async def test_engine_stop_answers_503_and_its_return_needs_no_restart(
     async with aiohttp.ClientSession(headers={"X-API-Key": plain_key("outage")}) as session:
         status, body = await get_json(session, f"{api}/containers")
         assert status == 200 and body["data"]["total"] == 1
-        async with session.get(f"{api}/containers/{container_id}/logs?follow=true&tail=0") as stream:
+        async with (
+            session.get(f"{api}/containers/{container_id}/logs?follow=true&tail=0") as stream,
+            session.get(f"{api}/events?type=container") as events,
+        ):
             assert await asyncio.wait_for(stream.content.readline(), 10) == b"tick\n"
             await engine2.stop()
-            # The open stream ends, properly: its body is complete, not a cut connection.
+            # The open streams end, properly: their bodies are complete, not cut connections.
             rest = await asyncio.wait_for(stream.content.read(), 10)
             assert rest.endswith(b"tick\n") or rest == b""
+            seen = [json.loads(line) for line in (await asyncio.wait_for(events.content.read(), 10)).splitlines()]
+            # The engine stopped the container on its way down, and the event stream said so before it ended.
+            assert {"id": container_id, "action": "die"} in [{"id": e["id"], "action": e["action"]} for e in seen]
 
         for path in ("/containers", f"/containers/{container_id}", "/images", f"/metrics/containers/{container_id}"):
             status, body, took = await timed(session, f"{api}{path}")
