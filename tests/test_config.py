@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import socket
 import stat
+import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from moorage.__main__ import JsonFormatter
 from moorage.auth import hash_key, match_key, new_key
-from moorage.config import ConfigError, Role, load_settings, resolve_config_path, settings_from_mapping
+from moorage.config import (
+    ApiKey,
+    ConfigError,
+    Role,
+    ServerSettings,
+    key_toml,
+    load_settings,
+    resolve_config_path,
+    settings_from_mapping,
+)
 from moorage.keystore import generated_admin_key
 
-from .conftest import ROOT
+from .conftest import ROOT, Daemon
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -25,6 +41,11 @@ def test_the_shipped_config_loads_with_its_documented_defaults() -> None:
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8000)
     assert settings.docker.url == "unix:///var/run/docker.sock"
     assert settings.auth.api_keys == ()
+
+
+def test_the_shipped_config_documents_the_servers_defaults() -> None:
+    server = load_settings(ROOT / "config.toml").server
+    assert server == replace(ServerSettings(), state_dir=server.state_dir)
 
 
 def test_an_empty_file_gives_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,6 +70,11 @@ def test_state_dir_defaults_to_systemds_state_directory(tmp_path: Path, monkeypa
         ("[server]\nport = 80.5\n", "server.port"),
         ('[docker]\nurl = "/var/run/docker.sock"\n', "docker.url"),
         ("[docker]\ntimeout = 0\n", "docker.timeout"),
+        ("[server]\nkeepalive_timeout = 0\n", "server.keepalive_timeout"),
+        ('[server]\nbody_timeout = "30s"\n', "server.body_timeout"),
+        ("[server]\nmax_field_size = 100\n", "server.max_field_size"),
+        ("[server]\nmax_headers = 1.5\n", "server.max_headers"),
+        ('[server]\nlog_format = "xml"\n', "server.log_format"),
         ('[[auth.api_keys]]\nname = "a"\nrole = "root"\nsha256 = "' + "0" * 64 + '"\n', "auth.api_keys.0.role"),
         ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\nsha256 = "abc"\n', "auth.api_keys.0.sha256"),
         ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\n', "auth.api_keys.0.sha256"),
@@ -131,3 +157,27 @@ def test_an_unwritable_state_dir_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigError, match="state_dir"):
         generated_admin_key(blocker / "state")
+
+
+async def test_json_logs_are_one_object_a_line(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:
+    key = ApiKey("json-admin", Role.ADMIN, hash_key(new_key()))
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nlog_format = "json"\n\n{key_toml(key)}')
+    with socket.create_connection(("127.0.0.1", daemon.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.0 200")
+    assert daemon.stop() == 0
+    records = [json.loads(line) for line in daemon.output().splitlines()]
+    assert all(set(record) == {"time", "level", "logger", "message"} for record in records)
+    assert {"level": "INFO", "logger": "moorage"}.items() <= records[0].items()
+    assert "moorage listening" in records[0]["message"]
+    assert any(r["logger"] == "aiohttp.access" and '"GET /healthz" 200' in r["message"] for r in records)
+
+
+def test_a_json_log_record_carries_its_traceback() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("moorage", logging.ERROR, __file__, 1, "failed: %s", ("x",), sys.exc_info())
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["level"], line["logger"], line["message"]) == ("ERROR", "moorage", "failed: x")
+    assert line["exc_info"].startswith("Traceback") and line["exc_info"].endswith("ValueError: boom")

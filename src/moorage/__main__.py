@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .accesslog import AccessLogger
 from .app import create_app
@@ -37,10 +40,42 @@ from .systemd import notify, watchdog, watchdog_interval
 _LOGGER = logging.getLogger("moorage")
 
 
-def setup_logging() -> None:
-    # journald stamps each line itself; elsewhere the time is worth having.
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(level=logging.INFO, format=f"{stamp}%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for collectors that parse fields rather than read text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def malformed_request(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it cannot parse (a header over the limits, say) at ERROR with a traceback whose
+    message quotes 100 bytes of the offending header, which may be a key: one line naming the error instead."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}, answered {exc.code}", ()
+        record.exc_info = record.exc_text = None
+    return True
+
+
+def setup_logging(log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        # journald stamps each line itself; elsewhere the time is worth having.
+        stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+        handler.setFormatter(logging.Formatter(f"{stamp}%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.getLogger("aiohttp.server").addFilter(malformed_request)
 
 
 def ensure_key(settings: Settings) -> Settings:
@@ -67,9 +102,10 @@ def ensure_key(settings: Settings) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
-    setup_logging()
     path = resolve_config_path(args.config)
-    settings = ensure_key(load_settings(path))
+    settings = load_settings(path)
+    setup_logging(settings.server.log_format)
+    settings = ensure_key(settings)
     host = args.host if args.host is not None else settings.server.host
     port = args.port if args.port is not None else settings.server.port
     # uvloop: a fifth off each request's own cost here, the part moorage adds to the engine's time.
@@ -86,6 +122,12 @@ async def run(settings: Settings, host: str, port: int, path: Path) -> None:
         access_log_class=AccessLogger,
         # In-flight requests get this long after SIGTERM; open streams are ended at once (on_shutdown).
         shutdown_timeout=settings.server.shutdown_timeout,
+        # Also the time a client has to send a complete request head: aiohttp has no separate header
+        # timeout, but closes a connection whose head is unfinished when this fires (tests/test_slow_clients.py).
+        keepalive_timeout=settings.server.keepalive_timeout,
+        max_line_size=settings.server.max_line_size,
+        max_field_size=settings.server.max_field_size,
+        max_headers=settings.server.max_headers,
     )
     await runner.setup()
     try:

@@ -58,6 +58,14 @@ class ServerSettings:
     max_body_size: int = 1024 * 1024
     max_streams: int = 256
     shutdown_timeout: float = 10.0
+    # aiohttp (3.14) arms this at connection start and after each response, and closes a connection still
+    # waiting for a complete request head when it fires: it bounds slow heads as well as idle connections.
+    keepalive_timeout: float = 15.0
+    body_timeout: float = 30.0
+    max_line_size: int = 8190  # bytes of the request line (method, path and query)
+    max_field_size: int = 8190  # bytes of one header, name and value
+    max_headers: int = 128
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,16 @@ class ServerSchema(_Section):
         strict=True, load_default=ServerSettings.max_streams, validate=validate.Range(1, 10000)
     )
     shutdown_timeout = fields.Float(load_default=ServerSettings.shutdown_timeout, validate=validate.Range(0, 600))
+    keepalive_timeout = fields.Float(load_default=ServerSettings.keepalive_timeout, validate=validate.Range(0.1, 3600))
+    body_timeout = fields.Float(load_default=ServerSettings.body_timeout, validate=validate.Range(0.1, 3600))
+    max_line_size = fields.Integer(
+        strict=True, load_default=ServerSettings.max_line_size, validate=validate.Range(1024, 1024 * 1024)
+    )
+    max_field_size = fields.Integer(
+        strict=True, load_default=ServerSettings.max_field_size, validate=validate.Range(1024, 1024 * 1024)
+    )
+    max_headers = fields.Integer(strict=True, load_default=ServerSettings.max_headers, validate=validate.Range(8, 1024))
+    log_format = fields.String(load_default=ServerSettings.log_format, validate=validate.OneOf(("text", "json")))
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ServerSettings:

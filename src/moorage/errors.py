@@ -55,6 +55,11 @@ class Conflict(ApiError):
     default_message = "conflict"
 
 
+class RequestTimeout(ApiError):
+    status = 408
+    default_message = "the request did not arrive in time"
+
+
 class TooManyRequests(ApiError):
     status = 429
     default_message = "too many requests"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields
 
-from .errors import BadRequest, UnsupportedMediaType
+from .errors import BadRequest, RequestTimeout, UnsupportedMediaType
 
 FieldError = dict[str, str]
 
@@ -95,14 +96,31 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body within [server] body_timeout, else 408: aiohttp bounds a body's size (413) but not its
+    pace, and a client sending a byte a second would hold its handler for as long as it liked."""
+    from .keys import live  # here, not at the top: keys imports config, which imports this module
+
+    seconds = live(request).server.body_timeout
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {seconds:g} s",
+            errors=[{"field": "body", "message": "not received in time"}],
+        ) from None
+
+
 async def load_json(request: web.Request, schema_class: type[Schema]) -> Any:
-    """Load a JSON object body: 415 for another type, 413 past client_max_size, 400 for anything malformed."""
+    """Load a JSON object body: 415 for another type, 413 past client_max_size, 408 past body_timeout, 400 for
+    anything malformed."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.content_type}",
             errors=[{"field": "Content-Type", "message": "must be application/json"}],
         )
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         data = json.loads(raw, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
     except _DuplicateKey as err:
