@@ -149,7 +149,7 @@ async def test_a_disabled_key_is_refused(aiohttp_client: Any, tmp_path: Path) ->
 
 
 async def test_the_access_log_never_holds_a_query_string(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:
-    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\n')
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\naccess_log = true\n')
     secret = "mrg_this-must-not-be-logged"
     async with aiohttp.ClientSession() as session:
         status, _ = await get_json(session, f"{daemon.url}/api/v1/containers?api_key={secret}")

@@ -161,7 +161,8 @@ def test_an_unwritable_state_dir_is_a_config_error(tmp_path: Path) -> None:
 
 async def test_json_logs_are_one_object_a_line(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:
     key = ApiKey("json-admin", Role.ADMIN, hash_key(new_key()))
-    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nlog_format = "json"\n\n{key_toml(key)}')
+    server = f'[server]\nstate_dir = "{tmp_path}/state"\nlog_format = "json"\naccess_log = true\n'
+    daemon = spawn_daemon(f"{server}\n{key_toml(key)}")
     with socket.create_connection(("127.0.0.1", daemon.port)) as sock:
         sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.0 200")
@@ -171,6 +172,16 @@ async def test_json_logs_are_one_object_a_line(tmp_path: Path, spawn_daemon: Cal
     assert {"level": "INFO", "logger": "moorage"}.items() <= records[0].items()
     assert "moorage listening" in records[0]["message"]
     assert any(r["logger"] == "aiohttp.access" and '"GET /healthz" 200' in r["message"] for r in records)
+
+
+async def test_requests_are_not_logged_unless_asked(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\n')
+    with socket.create_connection(("127.0.0.1", daemon.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.0 200")
+    assert daemon.stop() == 0
+    assert "moorage listening" in daemon.output()
+    assert "/healthz" not in daemon.output()
 
 
 def test_a_json_log_record_carries_its_traceback() -> None:

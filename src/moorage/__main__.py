@@ -120,6 +120,7 @@ async def run(settings: Settings, host: str, port: int, path: Path) -> None:
         app,
         handler_cancellation=True,
         access_log_class=AccessLogger,
+        access_log=logging.getLogger("aiohttp.access") if settings.server.access_log else None,
         # In-flight requests get this long after SIGTERM; open streams are ended at once (on_shutdown).
         shutdown_timeout=settings.server.shutdown_timeout,
         # Also the time a client has to send a complete request head: aiohttp has no separate header
