@@ -35,7 +35,7 @@ class FakeEngine:
     pulls_started: int = 0
     pulls_finished: int = 0
     pulls_cut: int = 0
-    # Calls by name ("list", "inspect", "delete", "events") that hang for ever, as on a wedged engine.
+    # Calls by name ("list", "inspect", "delete", "events", "pull") that hang for ever, as on a wedged engine.
     stalled: set[str] = field(default_factory=set)
     hanging: Counter[str] = field(default_factory=Counter)  # hung calls still open, by name
     cut: Counter[str] = field(default_factory=Counter)  # hung calls whose client went away, by name
@@ -98,6 +98,7 @@ class FakeEngine:
         )
 
     async def pull(self, request: web.Request) -> web.StreamResponse:
+        await self.stall("pull")
         self.pulls_started += 1
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         # As the real engine does for moorage's HTTP/1.0 stream requests: the body ends when the connection does.

@@ -52,10 +52,10 @@ async def until(check: Callable[[], bool], what: str, seconds: float = 5.0) -> N
         await asyncio.sleep(0.05)
 
 
-async def timed_504(client: TestClient, method: str, path: str) -> float:
+async def timed_504(client: TestClient, method: str, path: str, body: dict[str, str] | None = None) -> float:
     """Send the call, check it is the error envelope's 504, and return how long it took."""
     start = time.monotonic()
-    async with client.request(method, path) as resp:
+    async with client.request(method, path, json=body) as resp:
         body = await resp.json()
     elapsed = time.monotonic() - start
     assert resp.status == 504, body
@@ -64,22 +64,23 @@ async def timed_504(client: TestClient, method: str, path: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("stalled", "method", "path"),
+    ("stalled", "method", "path", "body"),
     [
-        ("list", "GET", "/api/v1/containers"),
-        ("inspect", "GET", f"/api/v1/containers/{CONTAINER_ID}"),
+        ("list", "GET", "/api/v1/containers", None),
+        ("inspect", "GET", f"/api/v1/containers/{CONTAINER_ID}", None),
         # aiodocker gives a container delete no time limit of its own: moorage's client must.
-        ("delete", "DELETE", f"/api/v1/containers/{CONTAINER_ID}"),
+        ("delete", "DELETE", f"/api/v1/containers/{CONTAINER_ID}", None),
         # A stream's head is bounded even though its body is not.
-        ("events", "GET", "/api/v1/events"),
+        ("events", "GET", "/api/v1/events", None),
+        ("pull", "POST", "/api/v1/images/pull", {"name": "127.0.0.1:5000/moorage-test/wedged"}),
     ],
 )
 async def test_a_wedged_engine_is_a_504_within_the_timeout(
-    connect: Connect, fake: FakeEngine, stalled: str, method: str, path: str
+    connect: Connect, fake: FakeEngine, stalled: str, method: str, path: str, body: dict[str, str] | None
 ) -> None:
     client = await connect(TIMEOUT)
     fake.stalled = {stalled}
-    elapsed = await timed_504(client, method, path)
+    elapsed = await timed_504(client, method, path, body)
     assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + MARGIN
     # moorage hung up: nothing is left waiting on the engine.
     await until(lambda: fake.hanging[stalled] == 0, "the engine call is dropped")
