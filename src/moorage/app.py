@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import web, web_response
 from prometheus_client import CollectorRegistry
 
 from .api import setup_routes
@@ -20,10 +20,9 @@ from .ratelimit import FailedAuthLimiter
 from .sampler import HostSampler, sampling
 from .tokens import TokenIssuer, load_or_make_secret
 
-
-async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
-    """Name no versions to unauthenticated callers: aiohttp's default Server header lists Python's and its own."""
-    response.headers["Server"] = "moorage"
+# Name no versions to unauthenticated callers: aiohttp's Server header lists Python's and its own, on every
+# answer, including its own 400s for requests it cannot parse, which no hook of the app sees.
+web_response.SERVER_SOFTWARE = "moorage"
 
 
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -73,7 +72,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(engine_ctx)
     app.cleanup_ctx.append(metrics_ctx)  # after engine_ctx: it reads the container watcher
     app.on_shutdown.append(end_streams)
-    app.on_response_prepare.append(hide_server_version)
     setup_routes(app)
     serve_document(app, f"{API_PREFIX}/openapi.json")  # last: it documents every route
     return app
