@@ -4,6 +4,7 @@ RSS sampling and side-by-side latency figures. No scenario lives here."""
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,23 @@ def glances_binary() -> Path:
 def start_glances(binary: Path, port: int) -> subprocess.Popen[bytes]:
     command = [str(binary), "-w", "--disable-webui", "--quiet", "--bind", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wrk_summary(text: str) -> dict[str, Any]:
+    """wrk's summary: requests, rate, latency percentiles, socket errors and non-2xx/3xx answers."""
+    requests, seconds = re.search(r"(\d+) requests in ([\d.]+)s", text).groups()  # type: ignore[union-attr]
+    figures: dict[str, Any] = {"requests": int(requests), "seconds": float(seconds)}
+    figures["requests_per_s"] = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    for percent in ("50", "99"):
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if match:
+            scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+            figures[f"p{percent}_ms"] = round(float(match.group(1)) * scale, 2)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    figures["socket_errors"] = sum(int(n) for n in socket.groups()) if socket else 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    figures["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    return figures
 
 
 @dataclass

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 import sys
 
-from .harness import ROOT, Bench
+from .harness import ROOT, Bench, wrk_summary
 from .report import Row
 
 RESOURCES = "/api/v1/metrics/resources"
@@ -33,9 +32,9 @@ async def wrk(url: str, connections: int, seconds: float, headers: dict[str, str
     out = (await proc.communicate())[0].decode()
     if proc.returncode:
         raise RuntimeError(f"wrk failed: {out}")
-    requests, elapsed = re.search(r"(\d+) requests in ([\d.]+)s", out).groups()  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"requests": int(requests), "seconds": float(elapsed), "failed": int(bad.group(1)) if bad else 0}
+    figures = wrk_summary(out)
+    failed = figures["non_2xx"] + figures["socket_errors"]
+    return {"requests": figures["requests"], "seconds": figures["seconds"], "failed": failed}
 
 
 async def python_load(url: str, connections: int, seconds: float, headers: dict[str, str]) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """moorage's overhead over the Docker engine, every scenario side by side in one run (issue 9).
 
-    bash scripts/setup.sh && apt-get install -y wrk && .venv/bin/python -m bench.run [--json bench.json]
+    bash scripts/setup.sh && .venv/bin/python -m bench.run [--json bench.json]
 
 Sets up the engine and test image, starts `moorage serve` with a bench config, makes the containers
 (labelled moorage.bench=RUN), measures every scenario against its baseline in the same run (the engine's

@@ -18,7 +18,7 @@ AUTH_REGISTRY=127.0.0.1:5001
 AUTH_USER=moorage-test
 TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
 # systemd: systemd-analyze, to check the unit; python3-seccomp: its sandbox, rebuilt where systemd is not PID 1.
-APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp)
+APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

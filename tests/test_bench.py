@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, free_port
 
 SCENARIOS = {"list", "detail", "cycle", "logs", "follow", "metrics", "host", "rss"}
 
@@ -44,3 +44,16 @@ def test_the_benchmark_runs_every_scenario_and_leaves_no_container(tmp_path: Pat
         check=True,
     ).stdout.split()
     assert left == []
+
+
+@pytest.mark.timeout(120)
+def test_the_load_run_runs_and_counts_errors(tmp_path: Path) -> None:
+    results_path = tmp_path / "soak.json"
+    tiny = f"--seconds 2 --connections 4 --settle 0 --port {free_port()} --json {results_path}"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.soak", *tiny.split()], cwd=ROOT, capture_output=True, text=True, timeout=110
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(results_path.read_text())
+    assert results["requests"] > 0 and results["errors"] == 0
+    assert results["before"]["fds"] > 0 and results["peak_rss_mb"] >= results["before"]["rss_mb"] > 0
