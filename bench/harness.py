@@ -54,8 +54,9 @@ def start_glances(binary: Path, port: int) -> subprocess.Popen[bytes]:
 
 def wrk_summary(text: str) -> dict[str, Any]:
     """wrk's summary: requests, rate, latency percentiles, socket errors and non-2xx/3xx answers."""
-    requests, seconds = re.search(r"(\d+) requests in ([\d.]+)s", text).groups()  # type: ignore[union-attr]
-    figures: dict[str, Any] = {"requests": int(requests), "seconds": float(seconds)}
+    requests, took, unit = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", text).groups()  # type: ignore[union-attr]
+    seconds = float(took) * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]  # wrk writes a minute as "1.00m"
+    figures: dict[str, Any] = {"requests": int(requests), "seconds": seconds}
     figures["requests_per_s"] = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     for percent in ("50", "99"):
         match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
