@@ -93,7 +93,18 @@ _BY_ENGINE_STATUS: dict[int, type[ApiError]] = {
 }
 
 
+# Engine 500s that are the request's fault, not the engine's (Docker 20.10), known by their text.
+_BY_ENGINE_MESSAGE: tuple[tuple[str, type[ApiError]], ...] = (
+    ("is not paused", Conflict),  # unpause of a container that is not paused
+    ("is marked for removal", Conflict),  # an action on a container being removed
+    ("Multiple IDs found with provided prefix", BadRequest),  # a short id that names several objects
+)
+
+
 def from_docker_error(err: DockerError) -> ApiError:
     """Map an engine error to ours, keeping Docker's own text: it is what a Docker user knows."""
-    cls = _BY_ENGINE_STATUS.get(err.status, BadGateway)
-    return cls(str(err.message).strip() or None)
+    message = str(err.message).strip()
+    cls = _BY_ENGINE_STATUS.get(err.status)
+    if cls is None and err.status == 500:
+        cls = next((found for text, found in _BY_ENGINE_MESSAGE if text in message), None)
+    return (cls or BadGateway)(message or None)
