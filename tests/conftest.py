@@ -211,6 +211,20 @@ def spawn_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
             daemon.stop()
 
 
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str]]:
+    """A `moorage serve` for a whole module of fuzzing, and the admin key it generated."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    config = tmp / "moorage.toml"
+    config.write_text(f'[server]\nstate_dir = "{tmp}/state"\n')
+    daemon = Daemon(config, free_port())
+    daemon.wait_healthy()
+    [key] = [word for word in daemon.output().split() if word.startswith("mrg_")]
+    yield daemon, key
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.output()
+
+
 async def get_json(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
     async with session.get(url, **kwargs) as resp:
         return resp.status, await resp.json()

@@ -6,14 +6,12 @@ import http.client
 import json
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import TEST_IMAGE, TEST_LABEL, Daemon, free_port
+from .conftest import TEST_IMAGE, TEST_LABEL, Daemon
 
 CREATE_FIELDS = (
     "name", "image", "ports", "environment", "volumes", "command", "entrypoint", "working_dir", "user", "labels",
@@ -34,19 +32,6 @@ BODIES = st.fixed_dictionaries(
 SETTINGS = settings(
     max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
 )
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str]]:
-    tmp = tmp_path_factory.mktemp("fuzz")
-    config = tmp / "moorage.toml"
-    config.write_text(f'[server]\nstate_dir = "{tmp}/state"\n')
-    daemon = Daemon(config, free_port())
-    daemon.wait_healthy()
-    [key] = [word for word in daemon.output().split() if word.startswith("mrg_")]
-    yield daemon, key
-    assert daemon.stop() == 0
-    assert "Traceback" not in daemon.output()
 
 
 def request(live: tuple[Daemon, str], method: str, path: str, body: bytes | None = None) -> int:

@@ -31,7 +31,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from .conftest import TEST_IMAGE, TEST_LABEL, TEST_REPO, Daemon
-from .test_no_500 import live  # noqa: F401  (a fixture: the live daemon and its generated admin key)
 
 # Enough examples per operation to reach past validation on each, few enough for about two minutes on 2 cores.
 EXAMPLES = 50
@@ -231,7 +230,7 @@ def explain(err: BaseException) -> str:
 
 @pytest.mark.timeout(300)  # about two minutes here, more on a busy engine
 def test_every_operation_answers_as_documented_and_never_5xx(
-    live: tuple[Daemon, str],  # noqa: F811 (the fixture imported above)
+    live: tuple[Daemon, str],
     sandbox: Sandbox,
 ) -> None:
     daemon, key = live
