@@ -188,6 +188,11 @@ class Daemon:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def generated_key(self) -> str:
+        """The admin key a daemon without configured keys printed on its first start."""
+        [key] = [word for word in self.output().split() if word.startswith("mrg_")]
+        return key
+
     def stop(self) -> int:
         self.proc.terminate()
         return self.proc.wait(timeout=30)
@@ -219,8 +224,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str
     config.write_text(f'[server]\nstate_dir = "{tmp}/state"\n')
     daemon = Daemon(config, free_port())
     daemon.wait_healthy()
-    [key] = [word for word in daemon.output().split() if word.startswith("mrg_")]
-    yield daemon, key
+    yield daemon, daemon.generated_key()
     assert daemon.stop() == 0
     assert "Traceback" not in daemon.output()
 

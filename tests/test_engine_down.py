@@ -66,7 +66,7 @@ async def test_serve_starts_against_a_stopped_engine(
 ) -> None:
     config = f'[server]\nstate_dir = "{tmp_path}/state"\n[docker]\nurl = "{dead_engine_url}"\n'
     daemon = spawn_daemon(config)
-    [key] = [word for word in daemon.output().split() if word.startswith("mrg_")]
+    key = daemon.generated_key()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         status, body = await get_json(session, f"{daemon.url}/healthz")
         assert status == 200 and body["data"]["status"] == "up"

@@ -30,7 +30,7 @@ async def daemon(
     tmp_path: Path, spawn_daemon: Callable[..., Daemon], docker: aiodocker.Docker
 ) -> AsyncIterator[tuple[Daemon, str]]:
     started = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\n')
-    [key] = [word for word in started.output().split() if word.startswith("mrg_")]
+    key = started.generated_key()
     yield started, key
     try:
         await docker.containers.container(EXAMPLE_NAME).delete(force=True)

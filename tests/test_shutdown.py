@@ -10,17 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from moorage.auth import hash_key
 
 from .conftest import Daemon, MakeContainer, get_json, plain_key
 
 
-async def test_sigterm_ends_an_open_follow_stream_and_exits_0(
-    tmp_path: Path, spawn_daemon: Callable[..., Daemon], make_container: MakeContainer
-) -> None:
-    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nshutdown_timeout = 30\n')
-    [key] = [word for word in daemon.output().split() if word.startswith("mrg_")]
+@pytest.fixture
+def patient(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> Daemon:
+    """A daemon that would give in-flight requests 30 s after SIGTERM."""
+    return spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nshutdown_timeout = 30\n')
+
+
+async def test_sigterm_ends_an_open_follow_stream_and_exits_0(patient: Daemon, make_container: MakeContainer) -> None:
+    daemon, key = patient, patient.generated_key()
     running = await make_container(cmd=["sh", "-c", "echo up; sleep 600"], start=True)
     async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
         url = f"{daemon.url}/api/v1/containers/{running['Id']}/logs?follow=true"
@@ -36,10 +40,9 @@ async def test_sigterm_ends_an_open_follow_stream_and_exits_0(
 
 
 async def test_sigterm_lets_an_in_flight_request_finish_and_exits_0(
-    tmp_path: Path, spawn_daemon: Callable[..., Daemon], make_container: MakeContainer
+    patient: Daemon, make_container: MakeContainer
 ) -> None:
-    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nshutdown_timeout = 30\n')
-    [key] = [word for word in daemon.output().split() if word.startswith("mrg_")]
+    daemon, key = patient, patient.generated_key()
     # sh as PID 1 ignores SIGTERM: the engine waits out the whole stop timeout, then kills it.
     stubborn = await make_container(cmd=["sh", "-c", "sleep 600"], start=True)
     async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
