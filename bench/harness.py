@@ -262,6 +262,7 @@ class Bench:
     workdir: Path
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     glances_url: str | None = None
+    proxy_url: str | None = None
 
     def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         self.children.append(proc)
@@ -279,6 +280,17 @@ class Bench:
         self.adopt("glances", start_glances(binary, port))
         self.glances_url = f"http://127.0.0.1:{port}/api/4"
         return self.glances_url
+
+    async def pass_through(self) -> str:
+        """The base URL of a bare aiohttp proxy to the engine (started on first use): what a second HTTP hop
+        costs with nothing else done, the floor under any call through moorage."""
+        if self.proxy_url is None:
+            port = self.options.proxy_port
+            command = [sys.executable, str(ROOT / "bench" / "bare.py"), f"--port={port}", f"--engine={ENGINE_SOCKET}"]
+            self.spawn("pass-through proxy", command)
+            self.proxy_url = f"http://127.0.0.1:{port}/engine"
+            await self.wait_until(f"{self.proxy_url}/version", lambda body: "ApiVersion" in body)
+        return self.proxy_url
 
     async def wait_until(self, url: str, ready: Callable[[Any], bool], **kwargs: Any) -> None:
         """Until `url` answers 200 with JSON that `ready` accepts (a daemon starting, a first reading)."""

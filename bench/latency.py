@@ -27,10 +27,29 @@ def getter(bench: Bench, url: str, *, engine: bool = False) -> Call:
     return call
 
 
-async def compare(bench: Bench, scenario: str, moorage: Call, engine: Call) -> Row:
+async def compare(bench: Bench, scenario: str, moorage: Call, engine: Call, floor: Call | None = None) -> list[Row]:
+    """moorage beside the engine; with `floor`, a bare pass-through proxy beside the engine too, in the same
+    rounds: what the second hop alone costs, under any call through moorage."""
     count = bench.options.requests
-    figures = await side_by_side({"moorage": (moorage, count), "engine": (engine, count)})
-    return Row(scenario, "engine", figures["moorage"], figures["engine"], "p50_ms", ENGINE_TARGET)
+    participants = {"moorage": (moorage, count), "engine": (engine, count)}
+    if floor is not None:
+        participants["floor"] = (floor, count)
+    figures = await side_by_side(participants)
+    rows = [Row(scenario, "engine", figures["moorage"], figures["engine"], "p50_ms", ENGINE_TARGET)]
+    if floor is not None:
+        subject = "bare aiohttp proxy"
+        rows.append(
+            Row(
+                f"{scenario}, the floor",
+                "engine",
+                figures["floor"],
+                figures["engine"],
+                "p50_ms",
+                ENGINE_TARGET,
+                subject=subject,
+            )
+        )
+    return rows
 
 
 async def listing(bench: Bench) -> list[Row]:
@@ -48,7 +67,8 @@ async def listing(bench: Bench) -> list[Row]:
             found = f"moorage lists {body['data']['total']}, the engine {len(listed)}"
             raise RuntimeError(f"expected {size} containers: {found}")
         moorage, engine = getter(bench, moorage_url), getter(bench, engine_url, engine=True)
-        rows.append(await compare(bench, f"1. list, {size} containers", moorage, engine))
+        floor = getter(bench, engine_url.replace(ENGINE, await bench.pass_through(), 1))
+        rows += await compare(bench, f"1. list, {size} containers", moorage, engine, floor)
     return rows
 
 
@@ -56,7 +76,8 @@ async def detail(bench: Bench) -> list[Row]:
     container_id = await bench.containers.make("detail", SLEEPER, start=True)
     moorage = getter(bench, f"{bench.moorage.url}/api/v1/containers/{container_id}")
     engine = getter(bench, f"{ENGINE}/containers/{container_id}/json", engine=True)
-    return [await compare(bench, "2. container detail", moorage, engine)]
+    floor = getter(bench, f"{await bench.pass_through()}/containers/{container_id}/json")
+    return await compare(bench, "2. container detail", moorage, engine, floor)
 
 
 async def cycle(bench: Bench) -> list[Row]:
@@ -79,7 +100,7 @@ async def cycle(bench: Bench) -> list[Row]:
         await fetch(bench.engine, "POST", f"{container}/stop?t=0")
         await fetch(bench.engine, "DELETE", container)
 
-    return [await compare(bench, "3. create+start+stop+delete", through_moorage, on_engine)]
+    return await compare(bench, "3. create+start+stop+delete", through_moorage, on_engine)
 
 
 async def metrics(bench: Bench) -> list[Row]:

@@ -20,6 +20,7 @@ class Row:
     headline: str
     target: str  # an operator and a bound for moorage/baseline, such as "<= 1.25"
     also_required: bool = True  # a condition beside the ratio (every line arrived, ...)
+    subject: str = "moorage"  # what the "moorage" column measures: moorage, or a floor shown for comparison
 
     @property
     def ratio(self) -> float:
@@ -60,6 +61,7 @@ def markdown(rows: list[Row]) -> str:
     ]
     for row in rows:
         met = "yes" if row.met else "**no**"
-        cells = (row.scenario, figure(row.moorage), f"{row.baseline}: {figure(row.reference)}", ratio_cell(row))
+        measured = figure(row.moorage) if row.subject == "moorage" else f"{row.subject}: {figure(row.moorage)}"
+        cells = (row.scenario, measured, f"{row.baseline}: {figure(row.reference)}", ratio_cell(row))
         lines.append(f"| {' | '.join(cells)} | {row.target} | {met} |")
     return "\n".join(lines)

@@ -134,12 +134,13 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="moorage's (default: a free one)")
     parser.add_argument("--glances-port", type=int, default=0)
     parser.add_argument("--bare-port", type=int, default=0)
+    parser.add_argument("--proxy-port", type=int, default=0)
     return parser
 
 
 def main() -> None:
     options = parser().parse_args()
-    for name in ("port", "glances_port", "bare_port"):
+    for name in ("port", "glances_port", "bare_port", "proxy_port"):
         setattr(options, name, getattr(options, name) or free_port())
     setup_engine()
     loop = asyncio.new_event_loop()
