@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import time
@@ -43,12 +44,20 @@ async def test_sigterm_lets_an_in_flight_request_finish_and_exits_0(
     patient: Daemon, make_container: MakeContainer
 ) -> None:
     daemon, key = patient, patient.generated_key()
-    # sh as PID 1 ignores SIGTERM: the engine waits out the whole stop timeout, then kills it.
-    stubborn = await make_container(cmd=["sh", "-c", "sleep 600"], start=True)
-    async with aiohttp.ClientSession(headers={"X-API-Key": key}) as session:
+    # A container's PID 1 without a handler ignores SIGTERM: the engine waits out the stop timeout, then kills.
+    stubborn = await make_container(cmd=["sleep", "600"], start=True)
+    kills = {"container": [stubborn["Id"]], "event": ["kill"]}
+    engine = aiohttp.ClientSession(connector=aiohttp.UnixConnector("/var/run/docker.sock"))
+    async with (
+        engine,
+        engine.get("http://docker/events", params={"filters": json.dumps(kills)}) as events,
+        aiohttp.ClientSession(headers={"X-API-Key": key}) as session,
+    ):
         url = f"{daemon.url}/api/v1/containers/{stubborn['Id']}/stop?timeout=3"
         stopping = asyncio.create_task(session.post(url))
-        await asyncio.sleep(1)  # the engine is waiting out the timeout
+        # The engine has sent SIGTERM, and waits out the timeout: moorage's call is in flight.
+        sent = json.loads(await asyncio.wait_for(events.content.readline(), 10))
+        assert sent["Actor"]["Attributes"]["signal"] == "15"
         assert not stopping.done()
         daemon.proc.terminate()
         async with await stopping as resp:
