@@ -20,6 +20,7 @@ from moorage.config import (
     ConfigError,
     Role,
     ServerSettings,
+    fixed_at_start,
     key_toml,
     load_settings,
     resolve_config_path,
@@ -192,3 +193,23 @@ def test_a_json_log_record_carries_its_traceback() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert (line["level"], line["logger"], line["message"]) == ("ERROR", "moorage", "failed: x")
     assert line["exc_info"].startswith("Traceback") and line["exc_info"].endswith("ValueError: boom")
+
+
+def test_a_reload_names_what_it_cannot_apply() -> None:
+    running = settings_from_mapping({"server": {"port": 8000}})
+    changed = settings_from_mapping(
+        {
+            "server": {"port": 9000, "body_timeout": 5, "keepalive_timeout": 3},
+            "docker": {"url": "unix:///run/other.sock"},
+            "logs": {"max_lines": 10},
+            "metrics": {"public_prometheus": True, "interval": 2},
+            "policy": {"allow_privileged": True},
+        }
+    )
+    assert fixed_at_start(running, changed) == [
+        "server.port",
+        "server.keepalive_timeout",
+        "docker.url",
+        "metrics.interval",
+    ]
+    assert fixed_at_start(running, running) == []

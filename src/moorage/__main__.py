@@ -29,6 +29,7 @@ from .config import (
     ConfigError,
     Role,
     Settings,
+    fixed_at_start,
     key_toml,
     load_settings,
     resolve_config_path,
@@ -158,11 +159,15 @@ async def run(settings: Settings, host: str, port: int, path: Path) -> None:
 def reload(app: web.Application, path: Path) -> None:
     """SIGHUP: keys, policy, registries and per-request limits from the file again; a bad file changes nothing."""
     try:
-        app[LIVE].current = ensure_key(load_settings(path))
+        loaded = ensure_key(load_settings(path))
     except ConfigError as err:
         _LOGGER.error("reload refused, the running configuration stays: %s", err)
         return
+    waiting = fixed_at_start(app[LIVE].current, loaded)
+    app[LIVE].current = loaded
     _LOGGER.info("configuration reloaded from %s", path)
+    if waiting:
+        _LOGGER.warning("changed, but read at start only (restart moorage to apply): %s", ", ".join(waiting))
 
 
 def keygen(args: argparse.Namespace) -> int:

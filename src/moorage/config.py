@@ -10,7 +10,8 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, is_dataclass, replace
+from dataclasses import fields as fields_of
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,27 @@ class LiveSettings:
     (addresses, the engine's URL, pools, intervals) is read from the Settings the app was built with."""
 
     current: Settings
+
+
+# What SIGHUP changes at once: requests read these from LiveSettings. The rest is fixed at start.
+RELOADED = frozenset({"auth", "policy", "registries", "logs", "server.body_timeout", "metrics.public_prometheus"})
+
+
+def fixed_at_start(running: Settings, loaded: Settings) -> list[str]:
+    """The keys whose new values a reload cannot apply (addresses, pools, the engine's URL...): a restart can."""
+    changed = []
+    for section in fields_of(running):
+        old, new = getattr(running, section.name), getattr(loaded, section.name)
+        if section.name in RELOADED or old == new:
+            continue
+        if not is_dataclass(old):
+            changed.append(section.name)
+            continue
+        for key in fields_of(old):
+            name = f"{section.name}.{key.name}"
+            if name not in RELOADED and getattr(old, key.name) != getattr(new, key.name):
+                changed.append(name)
+    return changed
 
 
 def default_state_dir() -> str:

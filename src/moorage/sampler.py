@@ -35,6 +35,11 @@ class HostSampler:
         psutil.cpu_percent(None, percpu=True)
 
     @property
+    def interval(self) -> float:
+        """Seconds between samples, as configured when the sampler started (a reload does not change it)."""
+        return self._settings.interval
+
+    @property
     def latest(self) -> Sample | None:
         return self._history[-1] if self._history else None
 

@@ -18,7 +18,7 @@ from ..binds import recheck
 from ..config import Role
 from ..engine import docker
 from ..envelope import ok
-from ..keys import live
+from ..keys import SETTINGS, live
 from ..openapi import ENGINE, documented
 from ..schemas.common import RequestSchema
 from ..schemas.containers import ContainerDetailSchema, ContainerRef, detail
@@ -46,7 +46,7 @@ ACTIONS: dict[str, tuple[type[RequestSchema], Action]] = {
 
 def grace_timeout(request: web.Request, seconds: int) -> aiohttp.ClientTimeout:
     """The engine waits up to `seconds` for the container before it answers: allow for that, and no more."""
-    return aiohttp.ClientTimeout(total=seconds + live(request).docker.timeout)
+    return aiohttp.ClientTimeout(total=seconds + request.config_dict[SETTINGS].docker.timeout)
 
 
 def action_handler(

@@ -14,7 +14,7 @@ from ..container_stats import idle
 from ..engine import docker
 from ..envelope import ok
 from ..errors import EngineUnavailable
-from ..keys import CONTAINER_STATS, REGISTRY, SAMPLER, live
+from ..keys import CONTAINER_STATS, REGISTRY, SAMPLER
 from ..openapi import ENGINE, documented, listing, page, shape
 from ..schemas.containers import ContainerRef
 from ..schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
@@ -52,10 +52,11 @@ def with_age(sample: dict[str, Any], sampled_at: float, interval: float) -> dict
 @requires(Role.VIEWER)
 @documented("The host's resources", data=HostResourcesSchema, errors=(503,))
 async def resources(request: web.Request) -> web.Response:
-    sample = request.config_dict[SAMPLER].latest
+    sampler = request.config_dict[SAMPLER]
+    sample = sampler.latest
     if sample is None:
         raise EngineUnavailable("no host sample yet: the sampler has just started", headers={"Retry-After": "1"})
-    return ok(with_age(_LATEST.of(sample), sample["sampled_at"], live(request).metrics.interval))
+    return ok(with_age(_LATEST.of(sample), sample["sampled_at"], sampler.interval))
 
 
 @routes.get(f"{API_PREFIX}/metrics/resources/history")
@@ -67,9 +68,8 @@ async def resources(request: web.Request) -> web.Response:
 )
 async def resources_history(request: web.Request) -> web.Response:
     seconds = load_query(request, HistoryQuery)["seconds"]
-    interval = live(request).metrics.interval
-    samples = request.config_dict[SAMPLER].history(seconds)
-    items = [with_age(_RESOURCES.dump(sample), sample["sampled_at"], interval) for sample in samples]
+    sampler = request.config_dict[SAMPLER]
+    items = [with_age(_RESOURCES.dump(s), s["sampled_at"], sampler.interval) for s in sampler.history(seconds)]
     return ok({"seconds": seconds, "items": items})
 
 
