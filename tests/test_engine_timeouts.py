@@ -52,10 +52,10 @@ async def until(check: Callable[[], bool], what: str, seconds: float = 5.0) -> N
         await asyncio.sleep(0.05)
 
 
-async def timed_504(client: TestClient, method: str, path: str, body: dict[str, str] | None = None) -> float:
+async def timed_504(client: TestClient, method: str, path: str, sent: dict[str, str] | None = None) -> float:
     """Send the call, check it is the error envelope's 504, and return how long it took."""
     start = time.monotonic()
-    async with client.request(method, path, json=body) as resp:
+    async with client.request(method, path, json=sent) as resp:
         body = await resp.json()
     elapsed = time.monotonic() - start
     assert resp.status == 504, body

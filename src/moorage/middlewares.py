@@ -69,7 +69,7 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, DockerError):
         return from_docker_error(exc)
     if isinstance(exc, TimeoutError):
-        return EngineTimeout()
+        return EngineTimeout(str(exc) or None)  # asyncio's own timeouts carry no text: the default says it
     if isinstance(exc, aiohttp.ClientConnectionError):
         return EngineUnavailable(f"{EngineUnavailable.default_message}: {exc}")
     if isinstance(exc, aiohttp.ClientError):

@@ -114,8 +114,8 @@ class PullHub:
         except asyncio.CancelledError:
             outcome = _End(EngineUnavailable(f"the pull of {shared.reference} was cancelled"))
             raise
-        except TimeoutError:
-            outcome = _End(EngineTimeout(f"the Docker engine did not answer in time: the pull of {shared.reference}"))
+        except TimeoutError as err:
+            outcome = _End(EngineTimeout(f"{err} (the pull of {shared.reference})"))
         except Exception as err:  # a garbled stream, say: a failure of the engine's, not a hang of ours
             _LOGGER.exception("pull of %s failed", shared.reference)
             outcome = _End(BadGateway(f"the engine's pull stream for {shared.reference} broke: {err}"))

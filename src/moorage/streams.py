@@ -83,7 +83,8 @@ class EngineStreams:
         except TimeoutError:
             if not head.expired():
                 raise
-            raise TimeoutError(f"the Docker engine did not answer {method} {path} within {self._timeout:g} s") from None
+            late = f"{method} {path}, {self._timeout:g} s"
+            raise TimeoutError(f"the Docker engine did not answer in time: {late}") from None
 
     async def end_all(self) -> None:
         """End every open stream (on shutdown): their handlers are cancelled and close their responses."""
