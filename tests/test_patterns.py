@@ -15,6 +15,9 @@ from moorage.config import ApiKeySchema, ConfigError, DockerSchema, settings_fro
 from moorage.registries import credentials_for
 from moorage.schemas.containers import ContainerListQuery, ContainerRef
 from moorage.schemas.create import ContainerCreateSchema
+from moorage.schemas.fields import matches
+from moorage.schemas.lifecycle import KillQuery
+from moorage.schemas.logs import LogQuery
 from moorage.schemas.references import is_reference, registry_host, with_default_tag
 
 SHA = "a" * 64
@@ -105,3 +108,24 @@ def test_registry_credentials_are_checked_and_the_password_hidden(tmp_path: Path
         settings_from_mapping({"registries": [{"host": "localhost:5001", "username": "u"}]})
     with pytest.raises(ConfigError, match=r"registries\.0\.host"):
         settings_from_mapping({"registries": [{"host": "no host", "username": "u", "password": "p"}]})
+
+
+def test_a_pattern_error_is_given_as_written() -> None:
+    """marshmallow's Regexp reads {input} and {regex} in its message: a whole-string pattern's is left alone."""
+    with pytest.raises(ValidationError) as caught:
+        matches("[a-z]+", "lowercase, not {input} or {regex}")("Web")
+    assert caught.value.messages == ["lowercase, not {input} or {regex}"]
+
+
+def test_a_pattern_caps_the_length() -> None:
+    assert matches("[a-z]+", "lowercase")("a" * 4096) == "a" * 4096
+    with pytest.raises(ValidationError):
+        matches("[a-z]+", "lowercase")("a" * 4097)
+
+
+@pytest.mark.parametrize(("schema", "field"), [(KillQuery, "signal"), (LogQuery, "tail")])
+def test_a_digit_that_is_not_ascii_is_no_number(schema: type[Schema], field: str) -> None:
+    """str.isdigit takes "²", which int() refuses: it must be a bad field, not an error of the daemon's."""
+    with pytest.raises(ValidationError) as caught:
+        schema().load({field: "²"})
+    assert list(caught.value.messages_dict) == [field]

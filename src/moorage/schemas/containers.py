@@ -12,8 +12,10 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from .common import PageQuery, RequestSchema, docker_time
-from .fields import matches
+from .fields import WHITESPACE, matches
 
+# The first character of a label filter: not "=" and not whitespace.
+_LABEL_START = f"[^={WHITESPACE}]"
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 # Docker's rule for container names; ids are hex, so one pattern admits both references. Unanchored:
 # use it with `fields.matches`, which matches the whole string.
@@ -26,7 +28,9 @@ class ContainerListQuery(PageQuery):
     status = fields.String(validate=validate.OneOf(STATUSES))
     name = fields.String(validate=matches(r"[a-zA-Z0-9_.-]{1,128}", "letters, digits, _ . - only (a part of a name)"))
     label = fields.List(
-        fields.String(validate=matches(r"[^=\s][^=\x00-\x1f]{0,254}(=[^\x00-\x1f]{0,1024})?", "KEY or KEY=VALUE"))
+        fields.String(
+            validate=matches(_LABEL_START + r"[^=\x00-\x1f]{0,254}(=[^\x00-\x1f]{0,1024})?", "KEY or KEY=VALUE")
+        )
     )
 
 

@@ -1,36 +1,57 @@
-"""Reusable request fields and validators: whole-string patterns, text the engine can take, sizes, durations."""
+"""Reusable request fields and validators: whole-string patterns, text the engine can take, sizes, durations.
+
+A field class of our own says what it accepts in JSON Schema as its `json_schema`, beside the code that
+accepts it; the OpenAPI document takes it from there (moorage.openapi).
+"""
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validate
+
+JsonSchema = dict[str, Any]
 
 # Docker's own floor (linuxMinMemory): the engine refuses less.
 MIN_MEMORY = 6 * 1024 * 1024
 # The engine's counters (Memory, NanoCpus, PidsLimit, durations) are Go int64s.
 INT64_MAX = 2**63 - 1
+# Python's `\s` spelled out: ECMA-262's `\s` lacks \x1c-\x1f and \x85 and adds U+FEFF, so a published pattern
+# that wrote `\s` would not mean what the daemon checks.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 _MAX_TEXT = 4096  # PATH_MAX; also bounds the work a pattern can be made to do.
-_SIZE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,9})?) ?([kmgtp]?)(?:i?b)?", re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,9})?) ?([kmgtpKMGTP]?)(?:[iI]?[bB])?")
 _DURATION_PART = re.compile(r"([0-9]{1,20}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})(ns|us|µs|ms|s|m|h)")
-_DURATION = re.compile(f"(?:{_DURATION_PART.pattern})+")
+DURATION = re.compile(f"(?:{_DURATION_PART.pattern})+")
 _DURATION_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
-def matches(pattern: str | re.Pattern[str], error: str) -> Callable[[str], None]:
-    """A validator on the whole string: `re.match` with `$` would let a trailing newline through."""
-    regex = re.compile(pattern)
+def anchored(pattern: str) -> str:
+    """`pattern` as a whole-string JSON Schema pattern: those are searched, not matched, like `re.search`."""
+    return f"^(?:{pattern})$"
 
-    def check(value: str) -> None:
-        if len(value) > _MAX_TEXT or not regex.fullmatch(value):
-            raise ValidationError(error)
 
-    return check
+class matches(validate.Regexp):
+    """A pattern on the whole string, at most _MAX_TEXT long: `re.match` with `$` would let a trailing newline
+    through. The compiled regex is the anchored form, so that the document publishes what `fullmatch` means."""
+
+    max_length: ClassVar[int] = _MAX_TEXT
+
+    def __init__(self, pattern: str | re.Pattern[str], error: str) -> None:
+        text, flags = (pattern.pattern, pattern.flags) if isinstance(pattern, re.Pattern) else (pattern, 0)
+        super().__init__(anchored(text), flags, error=error)
+
+    def _format_error(self, value: str | bytes) -> str:
+        return self.error  # as given: Regexp would read braces in it as {input} and {regex}
+
+    def __call__(self, value: str) -> str:  # type: ignore[override]
+        if len(value) > self.max_length or not self.regex.fullmatch(value):
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 def absolute_path(value: str) -> None:
@@ -74,6 +95,8 @@ STRINGS = fields.List(Text())
 class Argv(fields.Field[tuple[str, ...]]):
     """A list of strings, or one string split as a shell would, like `docker run IMAGE cmd args`."""
 
+    json_schema: ClassVar[JsonSchema] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
         if isinstance(value, str):
             try:
@@ -85,6 +108,13 @@ class Argv(fields.Field[tuple[str, ...]]):
 
 class MemorySize(fields.Field[int]):
     """Bytes as an integer, or as `docker run --memory` writes them ("512m", "1g", "64k"): powers of 1024."""
+
+    json_schema: ClassVar[JsonSchema] = {
+        "anyOf": [
+            {"type": "integer", "minimum": MIN_MEMORY, "maximum": INT64_MAX},
+            {"type": "string", "pattern": anchored(_SIZE.pattern), "description": "at least 6m"},
+        ]
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         found = _SIZE.fullmatch(value) if isinstance(value, str) else None
@@ -99,13 +129,21 @@ class MemorySize(fields.Field[int]):
 
 def duration_ns(text: str) -> Decimal | None:
     """Go's duration text ("1m30s", "500ms") in nanoseconds, or None when it is not one."""
-    if len(text) > 64 or not _DURATION.fullmatch(text):
+    if len(text) > 64 or not DURATION.fullmatch(text):
         return None
     return sum((Decimal(num) * _DURATION_NS[unit] for num, unit in _DURATION_PART.findall(text)), Decimal(0))
 
 
 class Duration(fields.Field[int]):
     """Go's duration text ("1m30s", "500ms") or seconds as a number, loaded as the engine's nanoseconds."""
+
+    json_schema: ClassVar[JsonSchema] = {
+        "anyOf": [
+            {"type": "string", "pattern": anchored(DURATION.pattern), "maxLength": 64, "description": "0, or 1ms on"},
+            # Whole seconds at the top: the float nearest INT64_MAX / 1e9 is past it.
+            {"type": "number", "anyOf": [{"const": 0}, {"minimum": 0.001, "maximum": INT64_MAX // 10**9}]},
+        ]
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, str) and (parsed := duration_ns(value)) is not None:

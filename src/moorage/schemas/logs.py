@@ -6,12 +6,12 @@ import re
 import time
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from .common import RequestSchema
-from .fields import duration_ns, valid_text
+from .fields import DURATION, JsonSchema, anchored, duration_ns, valid_text
 
 FORMATS = ("json", "text", "ndjson")
 _UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
@@ -20,6 +20,16 @@ _MOMENT_RULE = 'RFC 3339 with a zone, Unix seconds, or a duration back from now 
 
 class Moment(fields.Field[Decimal]):
     """A point in time, loaded as Unix seconds: RFC 3339 (with a zone), Unix seconds, or "10m" ago."""
+
+    json_schema: ClassVar[JsonSchema] = {
+        "type": "string",
+        "description": _MOMENT_RULE,
+        "anyOf": [
+            {"format": "date-time"},
+            {"pattern": anchored(_UNIX.pattern)},
+            {"pattern": anchored(DURATION.pattern), "maxLength": 64},
+        ],
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
         text = valid_text(value).strip()
@@ -39,9 +49,16 @@ class Moment(fields.Field[Decimal]):
 class Tail(fields.Field[str]):
     """The last N lines, or "all"; kept as the engine's text."""
 
+    json_schema: ClassVar[JsonSchema] = {
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": 10**9 - 1},
+            {"type": "string", "pattern": "^(?:[aA][lL][lL]|[0-9]{1,9})$"},
+        ]
+    }
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = valid_text(value).strip().lower()
-        if text == "all" or (text.isdigit() and len(text) <= 9):
+        if text == "all" or (text.isascii() and text.isdigit() and len(text) <= 9):
             return str(int(text)) if text != "all" else text
         raise ValidationError('a number of lines (0 or more) or "all"')
 
