@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from marshmallow import Schema, ValidationError
 
 from moorage.app import create_app
 from moorage.auth import declared_role, requires
 from moorage.config import Role
 from moorage.openapi import build_document, openapi_path
+from moorage.schemas.containers import ContainerListQuery
+from moorage.schemas.create import ContainerCreateSchema
+from moorage.schemas.logs import LogQuery
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
 
@@ -160,3 +167,141 @@ def test_security_schemes_and_roles(viewer: TestClient, document: dict[str, Any]
     assert {key[1] for key, op in ops.items() if op.get("security") == []} == {"/healthz", "/readyz"}
     assert ops["DELETE", "/api/v1/containers/{container_id}"]["x-moorage-role"] == "admin"
     assert ops["POST", "/api/v1/containers/{container_id}/stop"]["x-moorage-role"] == "operator"
+
+
+def subschemas(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema that stands for a value (a property, an item, a map's value, a parameter's, one option of
+    several) in the document part `node`, with where it is."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from subschemas(item, f"{where}[{index}]")
+        return
+    if not isinstance(node, dict):
+        return
+    for name, value in node.get("properties", {}).items():
+        yield f"{where}.{name}", value
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict) and node[key]:
+            yield f"{where}.{key}", node[key]
+    if "in" in node and "schema" in node:
+        yield f"{where}({node['name']})", node["schema"]
+    for key, value in node.items():
+        yield from subschemas(value, f"{where}.{key}")
+
+
+def test_every_property_and_parameter_has_a_type(document: dict[str, Any]) -> None:
+    found = [*subschemas(document["components"], "components"), *subschemas(document["paths"], "paths")]
+    assert len(found) > 200
+    untyped = [where for where, schema in found if not {"type", "oneOf", "anyOf", "$ref"} & set(schema)]
+    assert untyped == []
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs <= set(document["components"]["schemas"])
+
+
+def published_patterns(document: dict[str, Any]) -> set[str]:
+    patterns: set[str] = set()
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                patterns.add(node["pattern"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return patterns
+
+
+# The regex syntax that Python's `re` and ECMA-262 (with the u flag, as JSON Schema asks) both read, and read
+# alike: literals, classes, escapes of the syntax characters, \xHH and \uHHHH, groups, bounded and plain
+# quantifiers, alternation; the anchors only around it all. Not `.`, `\s`, `\d` or `\w` (their sets differ), nor
+# Python's own (?P, (?i), \Z.
+_ESCAPE = r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|[tnrvf]|[\\^$.*+?()[\]{}|/])"
+_COMMON_SYNTAX = re.compile(
+    rf"(?:{_ESCAPE}|\[\^?(?:{_ESCAPE}|[^\]\\\[])+\]|\(\?:|\((?!\?)|\)|\||[*+?]|\{{[0-9]+(?:,[0-9]+)?\}}|[^\\.()[\]{{}}|*+?^$])*"
+)
+
+
+def test_published_patterns_are_anchored_and_mean_the_same_to_ecma_262(document: dict[str, Any]) -> None:
+    patterns = published_patterns(document)
+    assert len(patterns) > 15
+    for pattern in patterns:
+        assert pattern.startswith("^") and pattern.endswith("$"), pattern
+        assert _COMMON_SYNTAX.fullmatch(pattern[1:-1]), pattern
+        jsonschema_rs.validator_for({"pattern": pattern})  # refuses a pattern that is not a regex
+
+
+def refused(schema: type[Schema], data: dict[str, Any], field: str) -> bool:
+    try:
+        schema().load(data)
+    except ValidationError as err:
+        return field in err.messages_dict
+    return False
+
+
+def property_schema(document: dict[str, Any], component: str, name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = document["components"]["schemas"][component]["properties"][name]
+    return schema
+
+
+def parameter_schema(document: dict[str, Any], method: str, path: str, name: str) -> dict[str, Any]:
+    [parameter] = [p for p in operations(document)[method, path]["parameters"] if p["name"] == name]
+    schema: dict[str, Any] = parameter["schema"]
+    return schema
+
+
+CREATE = {"image": "busybox"}
+AGREEMENT = [
+    (
+        lambda doc: property_schema(doc, "ContainerCreate", "name"),
+        ContainerCreateSchema,
+        CREATE,
+        "name",
+        ["web", "a.b-c_1", "9", "-web", ".web", "web\n", "", "we b", "wéb", "w" * 4096, "w" * 4097],
+    ),
+    (
+        lambda doc: property_schema(doc, "ContainerCreate", "devices")["items"],
+        ContainerCreateSchema,
+        CREATE,
+        "devices",
+        ["/dev/fuse", "/dev/fuse:", "/dev/fuse:/dev/f", "/dev/fuse::rw", "/a:/b:", "dev/fuse", "/a:b", "/a:/b:rwx"],
+    ),
+    (
+        lambda doc: property_schema(doc, "ContainerCreate", "restart_policy"),
+        ContainerCreateSchema,
+        CREATE,
+        "restart_policy",
+        ["no", "always", "unless-stopped", "on-failure", "on-failure:3", "on-failure:", "never", "no\n", "NO"],
+    ),
+    (
+        lambda doc: property_schema(doc, "ContainerCreate", "memory"),
+        ContainerCreateSchema,
+        CREATE,
+        "memory",
+        ["512m", "1G", "64 MiB", "1.5g", 7 * 2**20, "512x", "m", 2**20, True, "1e9", "512m\n"],
+    ),
+    (
+        lambda doc: parameter_schema(doc, "GET", "/api/v1/containers", "label")["items"],
+        ContainerListQuery,
+        {},
+        "label",
+        ["app", "app=web", "app=", "=web", " app", "\x1capp", "\ufeffapp", "app\n", "a\tb"],
+    ),
+    (
+        lambda doc: parameter_schema(doc, "GET", "/api/v1/containers/{container_id}/logs", "tail"),
+        LogQuery,
+        {},
+        "tail",
+        ["all", "ALL", "0", "100", "999999999", "1000000000", "-1", "some", "²"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("published", "schema", "base", "field", "values"), AGREEMENT)
+def test_published_schemas_accept_what_the_schema_accepts(
+    document: dict[str, Any], published: Any, schema: type[Schema], base: dict[str, Any], field: str, values: list[Any]
+) -> None:
+    validator = jsonschema_rs.validator_for(published(document))
+    for value in values:
+        wrapped = [value] if field in ("devices", "label") else value
+        assert validator.is_valid(value) is not refused(schema, {**base, field: wrapped}, field), repr(value)

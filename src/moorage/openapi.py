@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
 from . import __version__
 from .auth import declared_role, requires
 from .config import Role
+from .schemas.fields import matches
 
 NDJSON = "application/x-ndjson"
 _DOC_ATTR = "__moorage_openapi__"
@@ -181,16 +182,52 @@ def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict
     return operation
 
 
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
+
+
+def _declared_schema(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """What a field class of ours declares it takes (`json_schema`): apispec knows the types of marshmallow's
+    fields only. A field that also takes null says so with the declared forms."""
+    declared = getattr(field, "json_schema", None)
+    if declared is None:
+        return {}
+    schema = copy.deepcopy(declared)
+    if not field.allow_none:
+        return schema
+    return {"anyOf": [*(schema["anyOf"] if set(schema) == {"anyOf"} else [schema]), {"type": "null"}]}
+
+
+def _text_cap(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """A whole-string pattern also caps the length (`matches`): apispec publishes only validate.Length's."""
+    caps = [v.max_length for v in field.validators if isinstance(v, matches)]
+    if "maxLength" in ret:
+        caps.append(ret["maxLength"])
+    return {"maxLength": min(caps)} if caps else {}
+
+
+def _enum_type(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """apispec gives an Enum field its values but no type: the type is theirs."""
+    if "enum" not in ret or "type" in ret:
+        return {}
+    types = sorted({_JSON_TYPES[type(value)] for value in ret["enum"]})
+    return {"type": types[0] if len(types) == 1 else types}
+
+
 def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
     """The document of every route on the router; a route without `@documented` is an error here."""
+    plugin = MarshmallowPlugin()
     spec = APISpec(
         title="moorage",
         version=__version__,
         openapi_version="3.1.0",
-        plugins=[MarshmallowPlugin()],
+        plugins=[plugin],
         info={"description": "The Docker containers and images of one host."},
         security=[{"ApiKey": []}, {"Bearer": []}],
     )
+    assert plugin.converter is not None  # set by APISpec
+    plugin.converter.add_attribute_function(_declared_schema)
+    plugin.converter.add_attribute_function(_enum_type)
+    plugin.converter.add_attribute_function(_text_cap)
     spec.components.schema("Envelope", _ENVELOPE)
     spec.components.schema("Error", _ERROR)
     for name, scheme in _SECURITY_SCHEMES.items():

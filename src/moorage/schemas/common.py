@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from .fields import JsonSchema
 
 # Docker writes this for "never" (a container that has not started or finished yet).
 _DOCKER_ZERO_TIME = "0001-01-01T"
@@ -55,6 +57,8 @@ _SECONDS_LENGTH = len("2026-11-24T10:59:13")
 
 class DockerTime(fields.Field):
     """Dumps an engine timestamp (either form) as RFC 3339 UTC with a Z, or null for Docker's zero time."""
+
+    json_schema: ClassVar[JsonSchema] = {"type": ["string", "null"], "format": "date-time"}
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return docker_time(value)

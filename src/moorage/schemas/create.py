@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
@@ -22,10 +22,12 @@ from .fields import (
     STRINGS,
     Argv,
     Duration,
+    JsonSchema,
     MemorySize,
     StrictBool,
     Text,
     absolute_path,
+    anchored,
     matches,
     valid_text,
 )
@@ -37,6 +39,8 @@ VOLUME_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"
 _NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 _HOSTNAME_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 _RESTART = re.compile(r"(no|always|unless-stopped)|on-failure(?::([0-9]{1,9}))?")
+# What DeviceField's parse takes, for the document: absolute paths, the container's optional, permissions of rwm.
+_DEVICE = r"/[^:\x00]*(?::(?:/[^:\x00]*)?(?::[rwm]*)?)?"
 
 _CAPABILITY = matches(r"[A-Za-z][A-Za-z0-9_]{0,63}", "not a capability name such as NET_ADMIN")
 
@@ -55,6 +59,20 @@ def _container_path(value: str) -> None:
 class HealthTest(fields.Field[tuple[str, ...]]):
     """Compose's rule: a string runs with the shell; a list is ["NONE"], ["CMD", ...] or ["CMD-SHELL", s]."""
 
+    json_schema: ClassVar[JsonSchema] = {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "array", "prefixItems": [{"const": "NONE"}], "minItems": 1, "maxItems": 1},
+            {"type": "array", "prefixItems": [{"const": "CMD"}], "items": {"type": "string"}, "minItems": 2},
+            {
+                "type": "array",
+                "prefixItems": [{"const": "CMD-SHELL"}, {"type": "string"}],
+                "minItems": 2,
+                "maxItems": 2,
+            },
+        ]
+    }
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
         if isinstance(value, str):
             value = ["CMD-SHELL", value]
@@ -67,6 +85,8 @@ class HealthTest(fields.Field[tuple[str, ...]]):
 
 class DeviceField(fields.Field[Device]):
     """`docker run --device` syntax: HOST[:CONTAINER[:PERMISSIONS]], permissions out of "rwm"."""
+
+    json_schema: ClassVar[JsonSchema] = {"type": "string", "pattern": anchored(_DEVICE)}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Device:
         host, _, rest = valid_text(value).partition(":")
@@ -86,7 +106,7 @@ class Capability(Text):
         return normalize_capability(text)
 
 
-def _mode(*values: str) -> Callable[[str], None]:
+def _mode(*values: str) -> matches:
     """One of the literal modes; "container:NAME" and "NAME" stand for any container or network name."""
     names = {"container:NAME": f"container:{_NAME}", "NAME": _NAME}
     return matches("|".join(names.get(v, re.escape(v)) for v in values), "must be one of: " + ", ".join(values))
@@ -125,6 +145,8 @@ class HealthcheckSchema(RequestSchema):
 
 
 class RestartPolicyField(fields.Field[RestartPolicy]):
+    json_schema: ClassVar[JsonSchema] = {"type": "string", "pattern": anchored(_RESTART.pattern)}
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> RestartPolicy:
         found = _RESTART.fullmatch(valid_text(value))
         if not found:

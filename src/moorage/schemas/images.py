@@ -10,6 +10,10 @@ from .common import DockerTime, PageQuery, RequestSchema
 from .fields import Text, matches
 from .references import TAG, image_ref, repository
 
+# The types of computed fields, for the document: apispec cannot see what a function returns.
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_COUNT = {"type": ["integer", "null"]}
+
 
 class ImageListQuery(PageQuery):
     # Docker's reference filter is a glob on repo:tag: * and ? are wildcards. No [ ]: an unbalanced one
@@ -48,8 +52,10 @@ class ImageSummarySchema(Schema):
     """An image from the engine's list or inspect payload; `Containers` is filled in by moorage (the engine's is -1)."""
 
     id = fields.String(attribute="Id")
-    tags = fields.Function(lambda i: [t for t in i.get("RepoTags") or () if t != "<none>:<none>"])
-    digests = fields.Function(lambda i: [d for d in i.get("RepoDigests") or () if not d.startswith("<none>@")])
+    tags = fields.Function(lambda i: [t for t in i.get("RepoTags") or () if t != "<none>:<none>"], metadata=_STRINGS)
+    digests = fields.Function(
+        lambda i: [d for d in i.get("RepoDigests") or () if not d.startswith("<none>@")], metadata=_STRINGS
+    )
     size = fields.Integer(attribute="Size")
     created_at = DockerTime(attribute="Created")
     containers = fields.Integer(attribute="Containers")
@@ -60,12 +66,12 @@ class PullProgressSchema(Schema):
 
     status = fields.String(attribute="status")
     id = fields.String(attribute="id")
-    current = fields.Function(lambda e: (e.get("progressDetail") or {}).get("current"))
-    total = fields.Function(lambda e: (e.get("progressDetail") or {}).get("total"))
+    current = fields.Function(lambda e: (e.get("progressDetail") or {}).get("current"), metadata=_COUNT)
+    total = fields.Function(lambda e: (e.get("progressDetail") or {}).get("total"), metadata=_COUNT)
 
 
 class ImageDeletedSchema(Schema):
     """The engine's answer to a delete, grouped: which references were untagged, which images deleted."""
 
-    untagged = fields.Function(lambda items: [i["Untagged"] for i in items if i.get("Untagged")])
-    deleted = fields.Function(lambda items: [i["Deleted"] for i in items if i.get("Deleted")])
+    untagged = fields.Function(lambda items: [i["Untagged"] for i in items if i.get("Untagged")], metadata=_STRINGS)
+    deleted = fields.Function(lambda items: [i["Deleted"] for i in items if i.get("Deleted")], metadata=_STRINGS)

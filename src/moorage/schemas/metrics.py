@@ -20,20 +20,26 @@ def _moment(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# The types of computed and passed-through fields, for the document: apispec cannot see them.
+_PERCENT = {"type": ["number", "null"]}
+_OBJECT = {"type": "object"}
+_MOMENT = {"type": "string", "format": "date-time"}
+
+
 class HostResourcesSchema(Schema):
     """A host sample. Percent fields are 0-100 (cpu over all cores), sizes in bytes, rates per second."""
 
-    cpu_usage = fields.Function(lambda s: (s.get("cpu") or {}).get("percent"))
-    memory_usage = fields.Function(lambda s: (s.get("memory") or {}).get("percent"))
-    disk_usage = fields.Function(_first_disk_percent)
-    network = fields.Raw(attribute="network")
-    cpu = fields.Raw(attribute="cpu")
-    memory = fields.Raw(attribute="memory")
-    swap = fields.Raw(attribute="swap")
-    disks = fields.Raw(attribute="disks")
-    load_average = fields.Raw(attribute="load_average")
-    uptime_seconds = fields.Raw(attribute="uptime_seconds")
-    sampled_at = fields.Function(lambda s: _moment(s["sampled_at"]))
+    cpu_usage = fields.Function(lambda s: (s.get("cpu") or {}).get("percent"), metadata=_PERCENT)
+    memory_usage = fields.Function(lambda s: (s.get("memory") or {}).get("percent"), metadata=_PERCENT)
+    disk_usage = fields.Function(_first_disk_percent, metadata=_PERCENT)
+    network = fields.Raw(attribute="network", metadata=_OBJECT)
+    cpu = fields.Raw(attribute="cpu", metadata=_OBJECT)
+    memory = fields.Raw(attribute="memory", metadata=_OBJECT)
+    swap = fields.Raw(attribute="swap", metadata=_OBJECT)
+    disks = fields.Raw(attribute="disks", metadata=_OBJECT)
+    load_average = fields.Raw(attribute="load_average", metadata={"type": "array", "items": {"type": "number"}})
+    uptime_seconds = fields.Raw(attribute="uptime_seconds", metadata={"type": "number"})
+    sampled_at = fields.Function(lambda s: _moment(s["sampled_at"]), metadata=_MOMENT)
     age_seconds = fields.Float(attribute="age_seconds")
     stale = fields.Boolean(attribute="stale")
 
@@ -46,11 +52,11 @@ class ContainerMetricsSchema(Schema):
     status = fields.String()
     cpu_percent = fields.Float()
     online_cpus = fields.Integer()
-    memory = fields.Raw()
-    network = fields.Raw()
-    block_io = fields.Raw()
+    memory = fields.Raw(metadata=_OBJECT)
+    network = fields.Raw(metadata=_OBJECT)
+    block_io = fields.Raw(metadata=_OBJECT)
     pids = fields.Integer()
-    sampled_at = fields.Function(lambda r: _moment(r["sampled_at"]))
+    sampled_at = fields.Function(lambda r: _moment(r["sampled_at"]), metadata=_MOMENT)
     age_seconds = fields.Float()
 
 

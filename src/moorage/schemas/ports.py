@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields
 
 from ..models import PortBinding
 from .common import KeyedDict
-from .fields import Text, valid_text
+from .fields import JsonSchema, Text, anchored, valid_text
 
 _PORT_KEY = re.compile(r"([0-9]{1,5})(?:/(tcp|udp|sctp))?", re.IGNORECASE)
+# What _host_binding takes as text, for the document: a port, or an address (IPv6 in brackets) and maybe a port.
+_BINDING_TEXT = r"[0-9]{1,5}|(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9a-fA-F:.]+\]):(?:[0-9]{1,5})?"
+_BINDING = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 65535},
+        {"type": "string", "pattern": anchored(_BINDING_TEXT)},
+    ]
+}
 
 
 class PortKey(Text):
@@ -51,6 +59,8 @@ def _host_binding(value: Any) -> PortBinding:
 
 class HostBindings(fields.Field[tuple[PortBinding, ...]]):
     """A port's host side: one binding, a non-empty list of them, or null (a free port on every address)."""
+
+    json_schema: ClassVar[JsonSchema] = {"anyOf": [_BINDING, {"type": "array", "items": _BINDING, "minItems": 1}]}
 
     def __init__(self) -> None:
         super().__init__(allow_none=True)
