@@ -38,8 +38,8 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 _AUTHENTICATED = (400, 401, 403, 429)
 # A call that changes something is refused when its audit line cannot be written.
 _AUDITED = (503,)
-# A JSON body can be too large or not JSON.
-_WITH_BODY = (413, 415)
+# A JSON body can be too slow to arrive, too large or not JSON.
+_WITH_BODY = (408, 413, 415)
 # What a call that reaches the engine can get besides its own errors: the engine's error, down, or too slow.
 ENGINE = (502, 503, 504)
 # Streams are capped at [server] max_streams.
