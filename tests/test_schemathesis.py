@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .conftest import TEST_IMAGE, TEST_LABEL, TEST_REPO, Daemon
+from .conftest import SCRATCH_REPO, TEST_IMAGE, TEST_LABEL, TEST_REPO, Daemon
 
 # Enough examples per operation to reach past validation on each, few enough for about two minutes on 2 cores.
 EXAMPLES = 50
@@ -46,7 +46,6 @@ SETTINGS = settings(
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 RUN = uuid.uuid4().hex[:8]
 # Repositories under this prefix exist nowhere: pulling one asks the local registry and gets a 404.
-SCRATCH_REPO = "127.0.0.1:5000/moorage-st"
 NDJSON = "application/x-ndjson"
 # A stop or restart of a container whose PID 1 ignores SIGTERM waits its whole timeout.
 MAX_STOP_TIMEOUT = 1
