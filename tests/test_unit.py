@@ -194,13 +194,33 @@ def exec_start(venv: Path, config: Path) -> list[str]:
 
 
 def venv_for_unit(work: Path) -> Path:
-    """A venv of Debian's python3 that reads the project's packages. The project's own .venv cannot serve: its
-    interpreter may live under /root (pyenv), which ProtectHome= hides, as it would hide any home."""
+    """A venv of Debian's python3 that reads a copy of the project's packages and code. The project's own .venv
+    cannot serve: its interpreter may live under /root (pyenv), which ProtectHome= hides, and the checkout itself
+    may be under /tmp or a home, which PrivateTmp= and ProtectHome= hide; README installs under /opt."""
+    code = installed_copy(work / "code")
     venv = work / "venv"
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
     [site] = venv.glob("lib/python3*/site-packages")
-    (site / "moorage-project.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    (site / "moorage-project.pth").write_text(f"import site; site.addsitedir({str(code)!r})\n")
     return venv
+
+
+def installed_copy(target: Path) -> Path:
+    """The project's site-packages, linked file by file where the file system allows (it is quick), with the
+    editable install of moorage pointed at a copy of src/."""
+    shutil.copytree(sysconfig.get_paths()["purelib"], target, copy_function=link_or_copy, symlinks=True)
+    shutil.copytree(ROOT / "src", target.parent / "src", copy_function=link_or_copy)
+    for editable in target.glob("__editable__.moorage-*.pth"):
+        editable.unlink()  # a link to the project's own file: unlinked, not rewritten
+        editable.write_text(f"{target.parent / 'src'}\n")
+    return target
+
+
+def link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def start_in_sandbox(work: Path, port: int, command: list[str]) -> Sandboxed:
@@ -217,9 +237,13 @@ def start_in_sandbox(work: Path, port: int, command: list[str]) -> Sandboxed:
     leave = [f"--leave={key}" for key in (*APPLIED_HERE, *NOT_REPRODUCIBLE)]
     dirs = [f"--state-dir={work / 'state'}", f"--logs-dir={work / 'logs'}"]
     log = work / "moorage.log"
+    # It runs itself again and reads the unit inside the sandbox, where a checkout under /tmp or a home is
+    # out of sight: both are copied beside the test's venv.
+    sandbox = Path(shutil.copy2(SANDBOX, work / SANDBOX.name))
+    unit = Path(shutil.copy2(UNIT, work / UNIT.name))
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SANDBOX), "run", str(UNIT), *dirs, *leave, "--", *command],
+            [SYSTEM_PYTHON, str(sandbox), "run", str(unit), *dirs, *leave, "--", *command],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
