@@ -39,24 +39,22 @@ TEST_LABEL = "moorage.test"
 MakeContainer = Callable[..., Awaitable[dict[str, Any]]]
 
 
+def docker_cli(*args: str) -> str:
+    """The docker command's output, for what tests set up and sweep beside the API under test."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def engine() -> Iterator[None]:
     """Install and start the engine, the registry and the test image if needed; sweep test containers after."""
     subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "engine"], check=True)
     # Extra tags of the test image, left by an interrupted fuzz run, would change the engine's answers
     # about it (a delete is "referenced in multiple repositories" before it is "in use").
-    scratch = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"{SCRATCH_REPO}/*"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    scratch = docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}", f"{SCRATCH_REPO}/*").split()
     if scratch:
         subprocess.run(["docker", "rmi", *scratch], capture_output=True, check=False)
     yield
-    leftovers = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={TEST_LABEL}"], capture_output=True, text=True, check=True
-    ).stdout.split()
+    leftovers = docker_cli("ps", "-aq", "--filter", f"label={TEST_LABEL}").split()
     if leftovers:
         subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True, check=False)
 

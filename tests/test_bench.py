@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, docker_cli, free_port
 
 SCENARIOS = {"list", "detail", "cycle", "logs", "follow", "metrics", "host", "rss"}
 
@@ -37,13 +37,7 @@ def test_the_benchmark_runs_every_scenario_and_leaves_no_container(tmp_path: Pat
     (follow,) = (row for row in rows if row["name"] == "follow")
     assert follow["moorage"]["lines"] == follow["reference"]["lines"] == follow["moorage"]["expected"] == 3 * 100
     assert follow["moorage"]["all_arrived"] and follow["reference"]["all_arrived"]
-    left = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=moorage.bench={results['run_id']}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert left == []
+    assert docker_cli("ps", "-aq", "--filter", f"label=moorage.bench={results['run_id']}") == ""
 
 
 @pytest.mark.timeout(120)

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .conftest import SCRATCH_REPO, TEST_IMAGE, TEST_LABEL, TEST_REPO, Daemon
+from .conftest import SCRATCH_REPO, TEST_IMAGE, TEST_LABEL, TEST_REPO, Daemon, docker_cli
 
 # Enough examples per operation to reach past validation on each, few enough for about two minutes on 2 cores.
 EXAMPLES = 50
@@ -54,10 +54,6 @@ VALID = {
     "POST /api/v1/containers": {"body": {"image": TEST_IMAGE, "command": ["sleep", "5"], "start": True}},
     "POST /api/v1/images/pull": {"body": {"name": TEST_REPO}},
 }
-
-
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def pick(value: Any, options: list[str]) -> str:
@@ -84,11 +80,11 @@ class Sandbox:
 
     def container(self, *, start: bool, name: str | None = None) -> str:
         name = name or f"moorage-st-{RUN}-{uuid.uuid4().hex[:8]}"
-        container_id = docker(
+        container_id = docker_cli(
             "create", "--label", self.label, "--network", "none", "--name", name, TEST_IMAGE, "sleep", "600"
         )
         if start:
-            docker("start", container_id)
+            docker_cli("start", container_id)
         return container_id
 
     def kept(self, role: str) -> str:
@@ -101,7 +97,7 @@ class Sandbox:
 
     def image_tag(self) -> str:
         tag = f"{SCRATCH_REPO}/victim-{RUN}:{len(self.tags)}"
-        docker("tag", TEST_IMAGE, tag)
+        docker_cli("tag", TEST_IMAGE, tag)
         self.tags.append(tag)
         return tag
 
@@ -169,10 +165,10 @@ class Sandbox:
         return volume
 
     def clean(self) -> None:
-        made = docker("ps", "-aq", "--filter", f"label={self.label}").split()
+        made = docker_cli("ps", "-aq", "--filter", f"label={self.label}").split()
         if made:
             subprocess.run(["docker", "rm", "-f", "-v", *made], capture_output=True, check=False)
-        volumes = docker("volume", "ls", "-q", "--filter", f"name=moorage-st-{RUN}-").split()
+        volumes = docker_cli("volume", "ls", "-q", "--filter", f"name=moorage-st-{RUN}-").split()
         if volumes:
             subprocess.run(["docker", "volume", "rm", *volumes], capture_output=True, check=False)
         for tag in self.tags:
