@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from moorage.app import create_app
+from moorage.config import MetricsSettings
 from moorage.sampler import HostSampler
 
 from .conftest import SERVER_KWARGS, MakeContainer, make_settings, plain_key
@@ -215,3 +216,20 @@ async def test_prometheus_has_per_container_gauges(client: TestClient, make_cont
     found = families(await (await client.get("/metrics")).text())
     names = {s.labels["name"] for s in found["moorage_container_memory_usage_bytes"].samples}
     assert running["Name"].lstrip("/") in names
+
+
+def test_a_view_of_the_latest_sample_is_made_once_a_sample() -> None:
+    sampler = HostSampler(MetricsSettings(interval=1.0, history_seconds=10.0))
+    made: list[float] = []
+
+    def view(sample: dict[str, Any]) -> dict[str, Any]:
+        made.append(sample["sampled_at"])
+        return {"at": sample["sampled_at"]}
+
+    assert sampler.latest_as(view) is None
+    sampler.record({"sampled_at": 1.0})
+    first = sampler.latest_as(view)
+    assert sampler.latest_as(view) is first == {"at": 1.0}
+    sampler.record({"sampled_at": 2.0})
+    assert sampler.latest_as(view) == {"at": 2.0}
+    assert made == [1.0, 2.0]

@@ -30,6 +30,7 @@ class HostSampler:
         self._history: deque[Sample] = deque(maxlen=max(1, int(settings.history_seconds / settings.interval)))
         self._previous_net: tuple[float, dict[str, Any]] | None = None
         self._boot = psutil.boot_time()
+        self._view: tuple[Sample, Callable[[Sample], Any], Any] | None = None
         # psutil's first cpu_percent(None) has nothing to compare with: prime it so the first sample is true.
         psutil.cpu_percent(None)
         psutil.cpu_percent(None, percpu=True)
@@ -38,6 +39,15 @@ class HostSampler:
     def interval(self) -> float:
         """Seconds between samples, as configured when the sampler started (a reload does not change it)."""
         return self._settings.interval
+
+    def latest_as(self, view: Callable[[Sample], Any]) -> Any:
+        """`view` of the latest sample, made once a sample: answers come far more often than samples do."""
+        sample = self.latest
+        if sample is None:
+            return None
+        if self._view is None or self._view[0] is not sample or self._view[1] != view:
+            self._view = (sample, view, view(sample))
+        return self._view[2]
 
     @property
     def latest(self) -> Sample | None:

@@ -25,23 +25,6 @@ routes = web.RouteTableDef()
 _RESOURCES = HostResourcesSchema()
 
 
-class _LatestDumped:
-    """The latest host sample dumped once, not once a request: it changes once a second, and the dump was
-    most of what an answer cost under load."""
-
-    def __init__(self) -> None:
-        self._sample: dict[str, Any] | None = None
-        self._dumped: dict[str, Any] = {}
-
-    def of(self, sample: dict[str, Any]) -> dict[str, Any]:
-        if sample is not self._sample:
-            self._sample, self._dumped = sample, _RESOURCES.dump(sample)
-        return self._dumped
-
-
-_LATEST = _LatestDumped()
-
-
 def with_age(sample: dict[str, Any], sampled_at: float, interval: float) -> dict[str, Any]:
     """The sample, saying how old it is and whether that is older than two rounds of the sampler."""
     age = max(0.0, time.time() - sampled_at)
@@ -56,7 +39,8 @@ async def resources(request: web.Request) -> web.Response:
     sample = sampler.latest
     if sample is None:
         raise EngineUnavailable("no host sample yet: the sampler has just started", headers={"Retry-After": "1"})
-    return ok(with_age(_LATEST.of(sample), sample["sampled_at"], sampler.interval))
+    # Dumped once a sample, not once a request: the dump was most of what an answer cost under load.
+    return ok(with_age(sampler.latest_as(_RESOURCES.dump), sample["sampled_at"], sampler.interval))
 
 
 @routes.get(f"{API_PREFIX}/metrics/resources/history")
