@@ -21,6 +21,7 @@ from moorage.config import Role
 from moorage.openapi import build_document, openapi_path
 from moorage.schemas.containers import ContainerListQuery
 from moorage.schemas.create import ContainerCreateSchema
+from moorage.schemas.lifecycle import KillQuery
 from moorage.schemas.logs import LogQuery
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
@@ -293,6 +294,28 @@ AGREEMENT = [
         {},
         "tail",
         ["all", "ALL", "0", "100", "999999999", "1000000000", "-1", "some", "²"],
+    ),
+    (
+        lambda doc: parameter_schema(doc, "POST", "/api/v1/containers/{container_id}/kill", "signal"),
+        KillQuery,
+        {},
+        "signal",
+        [
+            "KILL",
+            "kill",
+            "SigTerm",
+            " HUP ",
+            "SIGKILL",
+            "9",
+            "09",
+            "64",
+            "65",
+            "0",
+            "SIGFOO",
+            "SIGSIGKILL",
+            "²",
+            "k ill",
+        ],
     ),
 ]
 
