@@ -204,12 +204,14 @@ def test_a_reload_names_what_it_cannot_apply() -> None:
             "logs": {"max_lines": 10},
             "metrics": {"public_prometheus": True, "interval": 2},
             "policy": {"allow_privileged": True},
+            "auth": {"token_ttl": 60, "failed_limit": 3},
         }
     )
     assert fixed_at_start(running, changed) == [
         "server.port",
         "server.keepalive_timeout",
         "docker.url",
+        "auth.failed_limit",
         "metrics.interval",
     ]
     assert fixed_at_start(running, running) == []

@@ -34,7 +34,7 @@ from .config import (
     load_settings,
     resolve_config_path,
 )
-from .keys import LIVE
+from .keys import LIVE, SETTINGS
 from .keystore import generated_admin_key
 from .systemd import notify, watchdog, watchdog_interval
 
@@ -163,7 +163,7 @@ def reload(app: web.Application, path: Path) -> None:
     except ConfigError as err:
         _LOGGER.error("reload refused, the running configuration stays: %s", err)
         return
-    waiting = fixed_at_start(app[LIVE].current, loaded)
+    waiting = fixed_at_start(app[SETTINGS], loaded)  # against what started, not the last reload
     app[LIVE].current = loaded
     _LOGGER.info("configuration reloaded from %s", path)
     if waiting:

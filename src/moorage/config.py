@@ -131,7 +131,18 @@ class LiveSettings:
 
 
 # What SIGHUP changes at once: requests read these from LiveSettings. The rest is fixed at start.
-RELOADED = frozenset({"auth", "policy", "registries", "logs", "server.body_timeout", "metrics.public_prometheus"})
+RELOADED = frozenset(
+    {
+        "auth.api_keys",
+        "auth.token_ttl",
+        "auth.token_max_ttl",
+        "policy",
+        "registries",
+        "logs",
+        "server.body_timeout",
+        "metrics.public_prometheus",
+    }
+)
 
 
 def fixed_at_start(running: Settings, loaded: Settings) -> list[str]:
