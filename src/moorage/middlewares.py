@@ -27,6 +27,7 @@ from .errors import (
     from_docker_error,
 )
 from .keys import AUDIT, LIMITER, PRINCIPAL, TOKENS, VIA_TOKEN, live
+from .streams import EngineLate
 from .validation import validation_failed
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, DockerError):
         return from_docker_error(exc)
     if isinstance(exc, TimeoutError):
-        return EngineTimeout(str(exc) or None)  # asyncio's own timeouts carry no text: the default says it
+        # Only our own late-head error names the engine's call; aiohttp's and asyncio's say nothing of the engine.
+        return EngineTimeout(str(exc) if isinstance(exc, EngineLate) else None)
     if isinstance(exc, aiohttp.ClientConnectionError):
         return EngineUnavailable(f"{EngineUnavailable.default_message}: {exc}")
     if isinstance(exc, aiohttp.ClientError):

@@ -182,7 +182,12 @@ def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict
     return operation
 
 
-_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
+# In this order: a bool is an int, a StrEnum member a str.
+_JSON_TYPES = ((bool, "boolean"), (str, "string"), (int, "integer"), (float, "number"), (type(None), "null"))
+
+
+def _json_type(value: Any) -> str:
+    return next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
 
 
 def _declared_schema(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -209,7 +214,7 @@ def _enum_type(converter: Any, field: fields.Field, ret: dict[str, Any], **_: An
     """apispec gives an Enum field its values but no type: the type is theirs."""
     if "enum" not in ret or "type" in ret:
         return {}
-    types = sorted({_JSON_TYPES[type(value)] for value in ret["enum"]})
+    types = sorted({_json_type(value) for value in ret["enum"]})
     return {"type": types[0] if len(types) == 1 else types}
 
 

@@ -21,7 +21,7 @@ from aiodocker.exceptions import DockerError, DockerStreamError
 from .background import cancel_and_wait
 from .errors import DOCKER_UNREACHABLE, ApiError, BadGateway, EngineTimeout, EngineUnavailable, NotFound
 from .schemas.references import with_default_tag
-from .streams import EngineStreams
+from .streams import EngineLate, EngineStreams
 
 _LOGGER = logging.getLogger(__name__)
 # The engine's words for "no such repository or tag" when it reports them inside the stream.
@@ -115,7 +115,8 @@ class PullHub:
             outcome = _End(EngineUnavailable(f"the pull of {shared.reference} was cancelled"))
             raise
         except TimeoutError as err:
-            outcome = _End(EngineTimeout(f"{err} (the pull of {shared.reference})"))
+            late = str(err) if isinstance(err, EngineLate) else EngineTimeout.default_message
+            outcome = _End(EngineTimeout(f"{late} (the pull of {shared.reference})"))
         except Exception as err:  # a garbled stream, say: a failure of the engine's, not a hang of ours
             _LOGGER.exception("pull of %s failed", shared.reference)
             outcome = _End(BadGateway(f"the engine's pull stream for {shared.reference} broke: {err}"))

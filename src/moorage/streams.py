@@ -22,6 +22,10 @@ _BATCH = 64 * 1024
 _LINGER = 0.005  # seconds
 
 
+class EngineLate(TimeoutError):
+    """The engine did not answer a call's head in time; the text names the call."""
+
+
 class EngineStreams:
     def __init__(self, docker: DockerSettings, limit: int) -> None:
         if docker.url.startswith("unix://"):
@@ -84,7 +88,7 @@ class EngineStreams:
             if not head.expired():
                 raise
             late = f"{method} {path}, {self._timeout:g} s"
-            raise TimeoutError(f"the Docker engine did not answer in time: {late}") from None
+            raise EngineLate(f"the Docker engine did not answer in time: {late}") from None
 
     async def end_all(self) -> None:
         """End every open stream (on shutdown): their handlers are cancelled and close their responses."""
