@@ -27,7 +27,10 @@ class Row:
         return round(self.moorage[self.headline] / self.reference[self.headline], 4)
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        """None for a row that shows a floor rather than moorage: it has no target of its own."""
+        if self.subject != "moorage":
+            return None
         symbol, bound = self.target.split()
         return self.also_required and _OPERATORS[symbol](self.ratio, float(bound))
 
@@ -60,8 +63,10 @@ def markdown(rows: list[Row]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        met = "yes" if row.met else "**no**"
-        measured = figure(row.moorage) if row.subject == "moorage" else f"{row.subject}: {figure(row.moorage)}"
-        cells = (row.scenario, measured, f"{row.baseline}: {figure(row.reference)}", ratio_cell(row))
-        lines.append(f"| {' | '.join(cells)} | {row.target} | {met} |")
+        if row.met is None:
+            measured, target, met = f"{row.subject}: {figure(row.moorage)}", "-", "-"
+        else:
+            measured, target, met = figure(row.moorage), row.target, "yes" if row.met else "**no**"
+        cells = (row.scenario, measured, f"{row.baseline}: {figure(row.reference)}", ratio_cell(row), target, met)
+        lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines)

@@ -207,9 +207,10 @@ def venv_for_unit(work: Path) -> Path:
 
 def installed_copy(target: Path) -> Path:
     """The project's site-packages, linked file by file where the file system allows (it is quick), with the
-    editable install of moorage pointed at a copy of src/."""
+    editable install of moorage pointed at a copy of src/ (copied: a snapshot, and small). Nothing may write into
+    the linked files: they are the project's own."""
     shutil.copytree(sysconfig.get_paths()["purelib"], target, copy_function=link_or_copy, symlinks=True)
-    shutil.copytree(ROOT / "src", target.parent / "src", copy_function=link_or_copy)
+    shutil.copytree(ROOT / "src", target.parent / "src")
     for editable in target.glob("__editable__.moorage-*.pth"):
         editable.unlink()  # a link to the project's own file: unlinked, not rewritten
         editable.write_text(f"{target.parent / 'src'}\n")
