@@ -24,7 +24,7 @@ from moorage.config import Settings, settings_from_mapping
 ROOT = Path(__file__).resolve().parents[1]
 TEST_IMAGE = "127.0.0.1:5000/moorage-test/busybox:latest"
 TEST_REPO = TEST_IMAGE.rsplit(":", 1)[0]
-# Names that only tests make (the fuzz run tags the test image here); never pushed, swept at start.
+# Names that only tests make (the fuzz run's own images); never pushed, swept at start.
 SCRATCH_REPO = "127.0.0.1:5000/moorage-st"
 # The registry with basic auth that scripts/setup.sh runs, and the image only it holds.
 AUTH_REGISTRY = "127.0.0.1:5001"
@@ -48,8 +48,8 @@ def docker_cli(*args: str) -> str:
 def engine() -> Iterator[None]:
     """Install and start the engine, the registry and the test image if needed; sweep test containers after."""
     subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "engine"], check=True)
-    # Extra tags of the test image, left by an interrupted fuzz run, would change the engine's answers
-    # about it (a delete is "referenced in multiple repositories" before it is "in use").
+    # What an interrupted fuzz run left; older runs tagged the test image itself, which changes the engine's
+    # answers about it (a delete is "referenced in multiple repositories" before it is "in use").
     scratch = docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}", f"{SCRATCH_REPO}/*").split()
     if scratch:
         subprocess.run(["docker", "rmi", *scratch], capture_output=True, check=False)

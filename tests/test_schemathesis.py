@@ -11,8 +11,10 @@ events always have an end.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
+import tarfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -96,8 +98,16 @@ class Sandbox:
         return name
 
     def image_tag(self) -> str:
+        """A tag of an image of this run's own, imported from an empty archive: deleting it never touches the test
+        image, which other tests inspect and delete by id (extra tags of it would change the engine's answers)."""
+        base = f"{SCRATCH_REPO}/victim-{RUN}:base"
+        if not self.tags:
+            empty = io.BytesIO()
+            tarfile.open(fileobj=empty, mode="w").close()
+            subprocess.run(["docker", "import", "-", base], input=empty.getvalue(), capture_output=True, check=True)
+            self.tags.append(base)
         tag = f"{SCRATCH_REPO}/victim-{RUN}:{len(self.tags)}"
-        docker_cli("tag", TEST_IMAGE, tag)
+        docker_cli("tag", base, tag)
         self.tags.append(tag)
         return tag
 
@@ -108,7 +118,7 @@ class Sandbox:
         elif method == "POST" and path == "/api/v1/images/pull" and isinstance(case.body, dict):
             case.body["name"] = allowed(case.body.get("name"), [TEST_REPO, f"{SCRATCH_REPO}/absent-{RUN}"])
         elif method == "DELETE" and path == "/api/v1/images/{image_id}":
-            # A tag of the test image: deleting it untags, and the test image keeps its own tag.
+            # A tag of this run's own image: deleting it untags, the image keeps its first tag.
             if pick(case.path_parameters, ["tag", "absent"]) == "tag":
                 case.path_parameters["image_id"] = self.image_tag()
             else:
