@@ -25,9 +25,13 @@ routes = web.RouteTableDef()
 _RESOURCES = HostResourcesSchema()
 
 
+def age_of(sampled_at: float) -> float:
+    return max(0.0, time.time() - sampled_at)
+
+
 def with_age(sample: dict[str, Any], sampled_at: float, interval: float) -> dict[str, Any]:
     """The sample, saying how old it is and whether that is older than two rounds of the sampler."""
-    age = max(0.0, time.time() - sampled_at)
+    age = age_of(sampled_at)
     return {**sample, "age_seconds": round(age, 3), "stale": age > 2 * interval}
 
 
@@ -71,7 +75,7 @@ _FIRST_READING = 2.5
 
 
 def aged(reading: dict[str, Any]) -> dict[str, Any]:
-    return {**reading, "age_seconds": round(max(0.0, time.time() - reading["sampled_at"]), 3)}
+    return {**reading, "age_seconds": round(age_of(reading["sampled_at"]), 3)}
 
 
 @routes.get(f"{API_PREFIX}/metrics/containers")
