@@ -127,20 +127,6 @@ async def test_removing_a_key_invalidates_its_tokens(aiohttp_client: Any, tmp_pa
     assert (await without.get("/api/v1/containers", headers=bearer(token))).status == 401
 
 
-async def test_failed_authentication_is_limited_per_address_and_the_limit_passes(
-    aiohttp_client: Any, tmp_path: Path
-) -> None:
-    client = await app_client(aiohttp_client, tmp_path, auth={"failed_limit": 3, "failed_window": 2})
-    wrong = {"X-API-Key": "mrg_wrong"}
-    for _ in range(3):
-        assert (await client.get("/api/v1/containers", headers=wrong)).status == 401
-    limited = await client.get("/api/v1/containers", headers=wrong)
-    assert limited.status == 429 and 1 <= int(limited.headers["Retry-After"]) <= 2
-    assert (await client.get("/api/v1/containers", headers=key_headers("admin-key"))).status == 429
-    await asyncio.sleep(2.1)
-    assert (await client.get("/api/v1/containers?limit=1", headers=key_headers("admin-key"))).status == 200
-
-
 async def test_the_audit_log_has_a_line_per_mutating_or_denied_call_and_no_secret(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:

@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIVE] = LiveSettings(settings)
     app[REGISTRY] = registry
     auth = settings.auth
-    app[LIMITER] = FailedAuthLimiter(auth.failed_limit, auth.failed_window, auth.limit_loopback)
+    app[LIMITER] = FailedAuthLimiter(auth.failed_limit, auth.failed_window)
     app.cleanup_ctx.append(auth_ctx)
     app.cleanup_ctx.append(engine_ctx)
     app.cleanup_ctx.append(metrics_ctx)  # after engine_ctx: it reads the container watcher

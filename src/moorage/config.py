@@ -99,7 +99,6 @@ class AuthSettings:
     token_max_ttl: int = 86400
     failed_limit: int = 10  # failed authentications per address in failed_window before a 429
     failed_window: float = 60.0
-    limit_loopback: bool = True
 
 
 @dataclass(frozen=True)
@@ -242,7 +241,6 @@ class AuthSchema(_Section):
         strict=True, load_default=AuthSettings.failed_limit, validate=validate.Range(1, 10**6)
     )
     failed_window = fields.Float(load_default=AuthSettings.failed_window, validate=validate.Range(1, 86400))
-    limit_loopback = fields.Boolean(load_default=True)
 
     @validates_schema
     def distinct(self, data: dict[str, Any], **_: Any) -> None:

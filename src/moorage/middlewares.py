@@ -116,16 +116,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route_handler = request.match_info.handler
     if is_public(route_handler, live(request)):
         return await handler(request)
-    limiter = request.config_dict[LIMITER]
-    if (wait := limiter.retry_after(request.remote)) is not None:
-        raise TooManyRequests(
-            "too many failed authentications from this address: try again later",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
     try:
         key = authenticate(request)
+    except CredentialMissing:
+        raise
     except Unauthorized:
-        limiter.failed(request.remote)
+        # Only now, after the credential was checked: a valid one is never refused for its address's failures.
+        if (wait := request.config_dict[LIMITER].failed(request.remote)) is not None:
+            raise TooManyRequests(
+                "too many failed authentications from this address: try again later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            ) from None
         raise
     request[PRINCIPAL] = key
     needed = declared_role(route_handler)
@@ -159,6 +160,10 @@ def credentials_misplaced(request: web.Request) -> None:
         )
 
 
+class CredentialMissing(Unauthorized):
+    """No credential at all (a CORS preflight, a probe on the wrong path): a 401, but not a guess to limit."""
+
+
 def authenticate(request: web.Request) -> ApiKey:
     """The key (X-API-Key, or Bearer mrg_...) or token (Bearer JWT) presented; 401 when absent or not valid."""
     credentials_misplaced(request)
@@ -170,7 +175,7 @@ def authenticate(request: web.Request) -> ApiKey:
         if scheme.lower() == "bearer":
             presented, field = credentials.strip(), "Authorization"
     if not presented:
-        raise Unauthorized(
+        raise CredentialMissing(
             "authentication required: send an API key in X-API-Key or Authorization: Bearer",
             errors=[{"field": "X-API-Key", "message": "missing"}],
         )

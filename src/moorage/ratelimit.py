@@ -1,54 +1,59 @@
 """Failed-authentication limiting per client address: after too many failures in a window, a 429.
 
-Only failures count, and only the address is limited, never a key: a lockout of keys (Portainer's)
-shuts out the real admin. The window slides, so an address is let in again as its failures age.
+Only failures are throttled: a valid credential is never refused, whatever its address did before, so a
+local process (every local client is loopback, and so is every client of a proxy not in trusted_proxies)
+cannot lock the admins out by sending bad keys. Only the address is limited, never a key: a lockout of keys
+(Portainer's) shuts out the real admin. The window slides, so an address is let in again as its failures age.
+
+Addresses that one caller can rotate through share one budget: all of loopback (127.0.0.0/8, ::1 and their
+IPv4-mapped forms) is one address, and an IPv6 client is its /64, the smallest network a host is given.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections import OrderedDict, deque
+from ipaddress import IPv6Address, IPv6Network, ip_address
 
 # Addresses remembered at most; the oldest is forgotten first (a flood of addresses cannot grow memory).
 _MAX_ADDRESSES = 65536
+IPV6_PREFIX = 64
+
+
+def budget(address: str | None) -> str:
+    """The name of the failure budget `address` draws on."""
+    try:
+        ip = ip_address(address or "")
+    except ValueError:
+        return address or "unknown"
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if isinstance(ip, IPv6Address):
+        return str(IPv6Network((int(ip), IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 class FailedAuthLimiter:
-    def __init__(self, limit: int, window: float, limit_loopback: bool) -> None:
+    def __init__(self, limit: int, window: float) -> None:
         self._limit = limit
         self._window = window
-        self._limit_loopback = limit_loopback
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def retry_after(self, address: str | None) -> float | None:
-        """Seconds until `address` may try again, or None when it may now."""
-        failures = self._recent(address)
-        if failures is None or len(failures) < self._limit:
-            return None
-        return max(0.0, failures[0] + self._window - time.monotonic())
+    def failed(self, address: str | None) -> float | None:
+        """Count a failed authentication from `address`. When it was already over its limit, the seconds until
+        it may fail again without a 429; else None (the failure is a plain 401).
 
-    def failed(self, address: str | None) -> None:
-        if address is None or not self._applies(address):
-            return
-        failures = self._failures.setdefault(address, deque(maxlen=self._limit))
-        failures.append(time.monotonic())
-        self._failures.move_to_end(address)
+        A failure answered 429 counts too: an address that keeps guessing stays refused until it pauses."""
+        now = time.monotonic()
+        name = budget(address)
+        failures = self._failures.setdefault(name, deque(maxlen=self._limit))
+        while failures and failures[0] <= now - self._window:
+            failures.popleft()
+        over = len(failures) >= self._limit
+        failures.append(now)
+        self._failures.move_to_end(name)
         while len(self._failures) > _MAX_ADDRESSES:
             self._failures.popitem(last=False)
-
-    def _recent(self, address: str | None) -> deque[float] | None:
-        failures = self._failures.get(address) if address else None
-        if failures is not None:
-            cutoff = time.monotonic() - self._window
-            while failures and failures[0] < cutoff:
-                failures.popleft()
-        return failures
-
-    def _applies(self, address: str) -> bool:
-        if self._limit_loopback:
-            return True
-        try:
-            return not ipaddress.ip_address(address).is_loopback
-        except ValueError:
-            return True
+        return max(0.0, failures[0] + self._window - now) if over else None

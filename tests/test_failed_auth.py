@@ -1,0 +1,120 @@
+"""The failed-authentication limiter: what counts as a guess, whose budget it draws on, and what it never refuses.
+
+Every test counts the bad guesses answered 401 before the first 429 (`guesses_before_429`): the figure the
+limiter promises is `failed_limit` per address (loopback as one, IPv6 by /64), and a valid credential
+answered 200 whatever its address did before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from moorage.app import create_app
+from moorage.ratelimit import budget
+
+from .conftest import SERVER_KWARGS, make_settings, plain_key
+
+LIMIT = 10
+PATH = "/api/v1/containers?limit=1"
+BAD = {"X-API-Key": "mrg_not-a-key"}
+Send = Callable[[], Awaitable[aiohttp.ClientResponse]]
+
+
+async def limited_client(aiohttp_client: Any, tmp_path: Path, **sections: dict[str, Any]) -> TestClient:
+    auth = {"failed_limit": LIMIT, **sections.pop("auth", {})}
+    settings = make_settings(tmp_path, {"admin-key": "admin"}, auth=auth, **sections)
+    client: TestClient = await aiohttp_client(create_app(settings), server_kwargs=SERVER_KWARGS)
+    return client
+
+
+def admin() -> dict[str, str]:
+    return {"X-API-Key": plain_key("admin-key")}
+
+
+async def guesses_before_429(sends: Iterable[Send]) -> int:
+    """How many of `sends` (bad guesses) were answered 401 before the first 429; every one after is a 429 too."""
+    statuses = []
+    for send in sends:
+        resp = await send()
+        statuses.append(resp.status)
+        if resp.status == 429:
+            assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    allowed = statuses.index(429) if 429 in statuses else len(statuses)
+    assert set(statuses[:allowed]) == {401} and set(statuses[allowed:]) <= {429}, statuses
+    return allowed
+
+
+async def test_a_valid_credential_is_never_refused_only_failures_are(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await limited_client(aiohttp_client, tmp_path)
+    token_resp = await client.post("/api/v1/auth/tokens", json={}, headers=admin())
+    token = (await token_resp.json())["data"]["token"]
+    assert await guesses_before_429(lambda: client.get(PATH, headers=BAD) for _ in range(20)) == LIMIT
+    assert (await client.get(PATH, headers=admin())).status == 200
+    assert (await client.get(PATH, headers={"Authorization": f"Bearer {token}"})).status == 200
+    refused = await client.get(PATH, headers=BAD)
+    assert refused.status == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert (await client.get(PATH, headers={"Authorization": "Bearer not.a.token"})).status == 429
+
+
+async def test_the_budget_comes_back_as_failures_age(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await limited_client(aiohttp_client, tmp_path, auth={"failed_limit": 3, "failed_window": 2})
+    assert await guesses_before_429(lambda: client.get(PATH, headers=BAD) for _ in range(3)) == 3
+    refused = await client.get(PATH, headers=BAD)
+    assert refused.status == 429 and 1 <= int(refused.headers["Retry-After"]) <= 2
+    await asyncio.sleep(2.5)  # longer than the window: the three failures (and the refused guess) have aged out
+    assert (await client.get(PATH, headers=BAD)).status == 401
+
+
+async def test_all_of_loopback_shares_one_budget(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await limited_client(aiohttp_client, tmp_path)
+    sessions = [
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{n}", 0))) for n in range(2, 32)
+    ]
+    try:
+        url = client.make_url(PATH)
+        # One guess from each of 30 loopback addresses: one budget, spent after LIMIT of them.
+        assert await guesses_before_429(lambda s=s: s.get(url, headers=BAD) for s in sessions) == LIMIT
+        assert (await sessions[-1].get(url, headers=admin())).status == 200
+    finally:
+        await asyncio.gather(*(session.close() for session in sessions))
+
+
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.255.0.9", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.2", "loopback"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ],
+)
+def test_addresses_one_caller_can_rotate_share_a_budget(address: str, name: str) -> None:
+    assert budget(address) == name
+
+
+async def test_a_request_without_any_credential_is_no_guess(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await limited_client(aiohttp_client, tmp_path)
+    preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "DELETE"}
+    for n in range(50):
+        resp = await [
+            lambda: client.get(PATH),
+            lambda: client.options("/api/v1/containers", headers=preflight),
+            lambda: client.get("/health"),  # a probe on the wrong path
+            lambda: client.get(PATH, headers={"Authorization": "Basic dXNlcjpwYXNz"}),
+            lambda: client.get(PATH, headers={"X-API-Key": ""}),
+        ][n % 5]()
+        assert resp.status == 401
+    assert await guesses_before_429(lambda: client.get(PATH, headers=BAD) for _ in range(LIMIT + 2)) == LIMIT
+    assert (await client.get(PATH)).status == 401  # still no guess, and not refused as one
