@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from .api import setup_routes
 from .api.paths import API_PREFIX
 from .audit import AuditLog
+from .clientaddr import forwarded_client
 from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
 from .keys import AUDIT, CONTAINER_STATS, LIMITER, LIVE, REGISTRY, SAMPLER, SETTINGS, TOKENS
@@ -58,9 +59,11 @@ def create_app(settings: Settings) -> web.Application:
     # A registry per app, not prometheus_client's global one: an app's figures are its own.
     registry = CollectorRegistry()
     # Request metrics and the audit outermost, to see what the client got; then errors, so that auth
-    # failures are rendered too.
+    # failures are rendered too. A trusted proxy's client is the client before the audit and the limiter see it.
+    server = settings.server
+    proxied = [forwarded_client(server.trusted_proxies, server.forwarded_header)] if server.trusted_proxies else []
     app = web.Application(
-        middlewares=[request_metrics(registry), audit_middleware, error_middleware, auth_middleware],
+        middlewares=[request_metrics(registry), *proxied, audit_middleware, error_middleware, auth_middleware],
         client_max_size=settings.server.max_body_size,
     )
     app[SETTINGS] = settings

@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, is_dataclass, replace
 from dataclasses import fields as fields_of
 from enum import StrEnum
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from .clientaddr import HEADERS, X_FORWARDED_FOR, IPNetwork
 from .policy import PolicySchema, PolicySettings
 from .registries import Registry, RegistrySchema
 from .schemas.fields import matches
@@ -70,6 +72,9 @@ class ServerSettings:
     # A line per request. Off by default, as dockerd's: the audit log has every change and every denial,
     # /metrics counts the rest, and a script polling once a second would put 86,400 lines a day in the journal.
     access_log: bool = False
+    # Reverse proxies whose forwarding header names the client (for the limiter and the audit); none by default.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    forwarded_header: str = X_FORWARDED_FOR  # the one header those proxies write: X-Forwarded-For or Forwarded
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,18 @@ class _Section(Schema):
         unknown = RAISE
 
 
+class Network(fields.Field[IPNetwork]):
+    """A network in CIDR notation ("10.0.0.0/8", "::1/128"), or one address."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> IPNetwork:
+        if not isinstance(value, str):
+            raise ValidationError('a network as a string, such as "10.0.0.0/8"')
+        try:
+            return ip_network(value)
+        except ValueError as err:
+            raise ValidationError(f"not a network in CIDR notation: {err}") from None
+
+
 class ServerSchema(_Section):
     host = fields.String(load_default=ServerSettings.host, validate=validate.Length(min=1))
     port = fields.Integer(strict=True, load_default=ServerSettings.port, validate=validate.Range(1, 65535))
@@ -194,10 +211,14 @@ class ServerSchema(_Section):
     max_headers = fields.Integer(strict=True, load_default=ServerSettings.max_headers, validate=validate.Range(8, 1024))
     log_format = fields.String(load_default=ServerSettings.log_format, validate=validate.OneOf(("text", "json")))
     access_log = fields.Boolean(load_default=ServerSettings.access_log)
+    trusted_proxies = fields.List(Network(), load_default=list)
+    forwarded_header = fields.String(load_default=ServerSettings.forwarded_header, validate=validate.OneOf(HEADERS))
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ServerSettings:
-        return ServerSettings(**{**data, "state_dir": Path(data["state_dir"])})
+        return ServerSettings(
+            **{**data, "state_dir": Path(data["state_dir"]), "trusted_proxies": tuple(data["trusted_proxies"])}
+        )
 
 
 class DockerSchema(_Section):

@@ -15,6 +15,8 @@ import time
 from collections import OrderedDict, deque
 from ipaddress import IPv6Address, IPv6Network, ip_address
 
+from .clientaddr import unmapped
+
 # Addresses remembered at most; the oldest is forgotten first (a flood of addresses cannot grow memory).
 _MAX_ADDRESSES = 65536
 IPV6_PREFIX = 64
@@ -23,11 +25,9 @@ IPV6_PREFIX = 64
 def budget(address: str | None) -> str:
     """The name of the failure budget `address` draws on."""
     try:
-        ip = ip_address(address or "")
+        ip = unmapped(ip_address(address or ""))
     except ValueError:
         return address or "unknown"
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     if ip.is_loopback:
         return "loopback"
     if isinstance(ip, IPv6Address):
