@@ -115,6 +115,11 @@ def test_binds_through_symlinks_or_dot_dot_are_refused(policy: PolicySettings, r
     assert denied(policy, volumes=bind(f"{root}/{relative}")) == {"volumes.0.host_path"}
 
 
+def test_a_bind_beginning_with_two_slashes_is_refused(policy: PolicySettings, root: str) -> None:
+    """POSIX keeps a leading "//" through normalisation; the kernel reads it as "/", the nesting check would not."""
+    assert denied(policy, volumes=bind(f"/{root}/data")) == {"volumes.0.host_path"}
+
+
 @pytest.mark.parametrize("relative", ["", "/data", "/data/sub", "/data/sub/", "/data//sub"])
 def test_binds_under_an_allowed_root_are_allowed(policy: PolicySettings, root: str, relative: str) -> None:
     assert denied(policy, volumes=bind(root + relative)) == set()
@@ -183,6 +188,42 @@ def test_limits_above_the_maximum_are_refused(policy: PolicySettings) -> None:
     capped = replace(policy, max_memory=256 * MIB, max_pids_limit=100)
     assert denied(capped, memory="1g", pids_limit=101) == {"memory", "pids_limit"}
     assert denied(capped, memory="256m", pids_limit=100) == set()
+
+
+def _messages(policy: PolicySettings, *paths: str) -> list[str]:
+    return [" ".join(v["message"] for v in check(request(volumes=bind(path)), policy)) for path in paths]
+
+
+def test_a_refused_bind_says_nothing_of_what_lies_outside_the_allowed_roots(root: str, tmp_path: Path) -> None:
+    """Whether a path outside the roots exists, and where a symlink in a root leads, changes no refusal."""
+    outside = Path(os.path.realpath(tmp_path)) / "outside"
+    (outside / "there").mkdir(parents=True)
+    inside = Path(root) / f"links-{tmp_path.name}"
+    inside.mkdir()
+    for name, target in {
+        "to-dir": outside / "there",
+        "to-missing": outside / "missing",
+        "to-etc": Path("/etc"),
+    }.items():
+        (inside / name).symlink_to(target)
+    policy = PolicySettings(allowed_host_paths=(root,))
+    existing, missing = _messages(policy, str(outside / "there"), str(outside / "missing"))
+    assert existing == missing
+    links = _messages(
+        policy, *(str(inside / name / tail) for name in ("to-dir", "to-missing", "to-etc") for tail in ("", "x"))
+    )
+    assert len(set(links)) == 1 and "symlink" in links[0]
+    forbidden_paths = ("/root/.ssh", f"/root/moorage-missing-{tmp_path.name}")
+    forbidden = _messages(policy, *forbidden_paths)
+    assert len({message.replace(path, "PATH") for message, path in zip(forbidden, forbidden_paths, strict=True)}) == 1
+    for message in [existing, missing, *links, *forbidden]:
+        assert "Errno" not in message and "No such file" not in message
+        assert str(outside) not in message and "/etc" not in message, message
+
+
+def test_a_missing_path_under_an_allowed_root_is_refused_plainly(policy: PolicySettings, root: str) -> None:
+    [message] = _messages(policy, f"{root}/data/absent")
+    assert "does not exist" in message and "Errno" not in message
 
 
 @pytest.mark.parametrize(
@@ -334,7 +375,8 @@ _ALIASES = {
 
 def _host_paths(root: str) -> st.SearchStrategy[str]:
     under_root = st.lists(st.sampled_from(_SEGMENTS), max_size=4).map(lambda parts: "/".join([root, *parts]))
-    return under_root | st.sampled_from([*_SYSTEM_PATHS, f"{root}/../..", root.upper(), os.path.dirname(root)])
+    odd = [*_SYSTEM_PATHS, f"{root}/../..", root.upper(), os.path.dirname(root), f"/{root}/data"]
+    return under_root | st.sampled_from(odd)
 
 
 def _volume(root: str) -> st.SearchStrategy[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,25 +130,50 @@ def _joins_host(mode: str) -> bool:
     return lowered == "host" or lowered.startswith("container:")
 
 
+def _walk_problem(path: str) -> str | None:
+    """Why `path` is not itself a real, reachable path, looking at one component at a time and never past a
+    symlink, so that nothing a symlink points at (existing or not) can change the answer."""
+    parts = [part for part in path.split("/") if part]
+    for depth in range(len(parts) + 1):
+        prefix = "/" + "/".join(parts[:depth])
+        try:
+            mode = os.lstat(prefix).st_mode
+        except FileNotFoundError:
+            return "does not exist: moorage vouches only for a path that it can see"
+        except OSError:  # not a directory on the way, or one moorage may not search
+            return "moorage cannot look into every part of it (each must be a directory that it may read)"
+        if stat.S_ISLNK(mode):
+            return "must not go through a symlink: the engine, as root, would follow it"
+    return None
+
+
 def bind_problem(path: str, policy: PolicySettings) -> str | None:
-    """Why a bind of `path` is refused, or None. The literal path must be the real one, so that what is
-    checked is what the engine mounts. Resolved strictly: a directory moorage may not look into could
-    hide a symlink that the engine, as root, would follow. The engine resolves the path again at each
+    """Why a bind of `path` is refused, or None. The literal path is judged against the forbidden paths and the
+    allowed roots before anything is looked up, and only a path under an allowed root is looked at: a refusal
+    says nothing about what exists outside them or where a symlink leads. The literal path must then be the
+    real one, so that what is checked is what the engine mounts. The engine resolves the path again at each
     start, so provision.py also keeps writable binds from nesting and re-checks binds at start."""
     if not os.path.isabs(path):
         return "must be an absolute path"
+    if "\x00" in path:
+        return "must not contain a NUL character"
     try:
-        real = os.path.realpath(path, strict=True)
-    except (ValueError, OSError) as err:  # missing, unreadable, NUL, text the file system cannot encode
-        return f"cannot be resolved (it must exist, and moorage must be able to look into every part): {err}"
-    if ".." in path.split("/") or real != os.path.normpath(path):
-        return f"must not go through a symlink or '..' (it resolves to {real})"
-    if found := _forbidden(real, policy.protected_paths):
-        return f"{real} is or contains {found}, which is never allowed"
-    if not any(within(real, root) for root in policy.allowed_host_paths):
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode"
+    if ".." in path.split("/"):
+        return "must not contain '..'"
+    # Normalised without a look at the file system. A leading "//" survives that (POSIX leaves it to the
+    # system), and the engine and the nesting check would not read it alike: refused.
+    literal = os.path.normpath(path)
+    if literal.startswith("//"):
+        return "must not begin with //"
+    if found := _forbidden(literal, policy.protected_paths):
+        return f"{literal} is or contains {found}, which is never allowed"
+    if not any(within(literal, root) for root in policy.allowed_host_paths):
         allowed = ", ".join(policy.allowed_host_paths) or "none"
         return f"must lie under an allowed host path (allowed: {allowed})"
-    return None
+    return _walk_problem(literal)
 
 
 def _volumes(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
