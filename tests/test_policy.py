@@ -14,11 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from moorage.config import load_settings
 from moorage.enginespec import CONFIG_KEYS, HOST_CONFIG_KEYS, engine_create_body
 from moorage.models import BindVolume, CreateRequest, NamedVolume
 from moorage.policy import PolicySchema, PolicySettings, check, check_existing_volume
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.validation import flatten_errors
+
+from .conftest import ROOT
 
 MIB = 1024 * 1024
 # The test's own list, written independently of the policy's, of what no bind may reach.
@@ -227,6 +230,34 @@ def test_a_missing_path_under_an_allowed_root_is_refused_plainly(policy: PolicyS
 
 
 @pytest.mark.parametrize(
+    ("interval", "minimum", "refused"),
+    [("1ms", None, True), ("999ms", None, True), ("1s", None, False), (0, None, False), ("1ms", 0, False),
+     ("5s", "10s", True), ("10s", "10s", False), (None, None, False)],
+)  # fmt: skip
+def test_healthchecks_probe_no_more_often_than_the_minimum(interval: Any, minimum: Any, refused: bool) -> None:
+    policy = PolicySchema().load({} if minimum is None else {"min_healthcheck_interval": minimum})
+    # A short timeout or start_period makes no more probes: only the interval is bounded.
+    healthcheck: dict[str, Any] = {"test": "true", "timeout": "1ms", "start_period": "1ms"}
+    if interval is not None:
+        healthcheck["interval"] = interval
+    assert denied(policy, healthcheck=healthcheck) == ({"healthcheck.interval"} if refused else set())
+
+
+def test_cpus_above_the_maximum_are_refused(policy: PolicySettings) -> None:
+    capped = replace(policy, max_cpus=1.5)
+    assert denied(capped, cpus=1.51) == {"cpus"}
+    assert denied(capped, cpus=1.5) == set()
+    assert check(CreateRequest(image="nginx", cpus=float("nan")), capped) == [
+        {"field": "cpus", "message": "must be at most 1.5"}
+    ]
+
+
+def test_the_shipped_config_documents_the_policys_defaults() -> None:
+    shipped = load_settings(ROOT / "config.toml").policy
+    assert replace(shipped, protected_paths=()) == PolicySettings()
+
+
+@pytest.mark.parametrize(
     ("inspect", "refused"),
     [
         ({"Driver": "local", "Options": None}, False),
@@ -258,9 +289,13 @@ def test_the_policy_section_loads() -> None:
             "max_memory": 1024 * MIB,
             "default_pids_limit": 100,
             "max_pids_limit": 1000,
+            "default_cpus": 0.5,
+            "max_cpus": 2,
+            "min_healthcheck_interval": "500ms",
         }
     )
     assert loaded.allowed_host_paths == ("/srv/moorage",)
+    assert (loaded.default_cpus, loaded.max_cpus, loaded.min_healthcheck_interval) == (0.5, 2.0, 500 * 10**6)
     assert loaded.allowed_capabilities == {"NET_ADMIN", "CHOWN"}
     assert (loaded.default_memory, loaded.max_memory) == (256 * MIB, 1024 * MIB)
 
@@ -279,6 +314,12 @@ def test_the_policy_section_loads() -> None:
         ({"allow_host_network": 1}, "allow_host_network"),
         ({"default_memory": "1g", "max_memory": "512m"}, "default_memory"),
         ({"default_pids_limit": 0}, "default_pids_limit"),
+        ({"default_cpus": 4, "max_cpus": 2}, "default_cpus"),
+        ({"max_cpus": 0}, "max_cpus"),
+        ({"default_cpus": float("nan")}, "default_cpus"),
+        ({"max_cpus": True}, "max_cpus"),
+        ({"min_healthcheck_interval": "soon"}, "min_healthcheck_interval"),
+        ({"min_healthcheck_interval": -1}, "min_healthcheck_interval"),
         ({"allow_binds": True}, "allow_binds"),
     ],
 )
@@ -359,6 +400,10 @@ _SYSTEM_PATHS = [
     "/", "/etc", "/etc/shadow", "/var", "/var/lib/docker", "/var/run/docker.sock", "/run/docker.sock", "/proc/1/root",
     "/home", "/srv", "//etc", "/./etc", "/usr/../etc", "/root/.ssh", "/sys/kernel", "/dev/sda",
 ]  # fmt: skip
+_HEALTHCHECKS = [
+    {"test": "true", "interval": "1ms"}, {"test": "true", "interval": "30s"}, {"test": "true"},
+    {"test": "true", "interval": 0, "timeout": "1ms"}, {"test": "true", "interval": "5s"},
+]  # fmt: skip
 _SYSCTLS = ["net.ipv4.ip_forward", "kernel.core_pattern", "Net.IPv4.ip_forward"]
 _SEGMENTS = ["data", "sub", "..", ".", "", "etc_link", "up", "inner", "new", "passwd"]
 _ALIASES = {
@@ -406,6 +451,8 @@ def _dangerous(root: str) -> dict[str, st.SearchStrategy[Any]]:
         "security_opt": st.lists(st.sampled_from(_SECURITY), max_size=2),
         "memory": st.sampled_from([64 * MIB, "8g", "1t", "6m"]),
         "pids_limit": st.sampled_from([10, 10**6]),
+        "cpus": st.sampled_from([0.5, 2, 64]),
+        "healthcheck": st.sampled_from(_HEALTHCHECKS),
     }
 
 
@@ -420,9 +467,19 @@ def _policies(root: str) -> st.SearchStrategy[PolicySettings]:
         max_memory=1024 * MIB,
         default_memory=256 * MIB,
         max_pids_limit=1000,
+        default_cpus=1.0,
+        max_cpus=2.0,
+        min_healthcheck_interval=10 * 10**9,
     )
     # Built directly, past the schema that would refuse "/": the forbidden paths must hold anyway.
-    reckless = replace(strict, allowed_host_paths=("/",), allow_host_pid=True, allow_devices=True)
+    reckless = replace(
+        strict,
+        allowed_host_paths=("/",),
+        allow_host_pid=True,
+        allow_devices=True,
+        min_healthcheck_interval=0,
+        max_cpus=4.0,
+    )
     return st.sampled_from([strict, lenient, reckless])
 
 
@@ -462,6 +519,9 @@ def _assert_satisfies(body: dict[str, Any], policy: PolicySettings) -> None:
     assert set(host.get("Sysctls", {})) <= policy.allowed_sysctls
     assert host.get("Runtime", "runc") in policy.allowed_runtimes
     assert policy.max_memory is None or host["Memory"] <= policy.max_memory
+    assert policy.max_cpus is None or host["NanoCpus"] <= policy.max_cpus * 1e9
+    interval = body.get("Healthcheck", {}).get("Interval", 0)
+    assert interval == 0 or interval >= policy.min_healthcheck_interval
     for mount in host["Mounts"]:
         assert mount["Type"] in ("bind", "volume")
         if mount["Type"] == "bind":

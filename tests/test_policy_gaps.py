@@ -1,5 +1,5 @@
 """The host-safety policy's later rules, through the API and against the real engine: refusals that tell
-nothing of the file system outside the allowed roots."""
+nothing of the file system outside the allowed roots, the healthcheck's pace and cpus."""
 
 from __future__ import annotations
 
@@ -94,3 +94,32 @@ async def test_a_refused_bind_tells_nothing_of_the_file_system_outside_the_allow
     assert all(answer == through[0] for answer in through)
     assert "symlink" in through[0][1]["errors"][0]["message"]
     assert await made(docker, case_label) == 0
+
+
+async def test_the_default_cpus_lands_in_the_engine(create: Create, docker: aiodocker.Docker) -> None:
+    status, body = await create({}, default_cpus=0.5, max_cpus=1.5)
+    assert status == 201, body
+    assert (await host_config(docker, body))["NanoCpus"] == 500_000_000
+    status, body = await create({"cpus": 1.25}, default_cpus=0.5, max_cpus=1.5)
+    assert status == 201, body
+    assert (await host_config(docker, body))["NanoCpus"] == 1_250_000_000
+    # With a maximum and no default, a container that names none gets the maximum, not no limit at all.
+    status, body = await create({}, max_cpus=1.5)
+    assert status == 201, body
+    assert (await host_config(docker, body))["NanoCpus"] == 1_500_000_000
+
+
+async def test_cpus_above_the_maximum_are_a_403(create: Create, docker: aiodocker.Docker, case_label: str) -> None:
+    assert refused(*await create({"cpus": 1.6}, max_cpus=1.5)) == ["cpus"]
+    assert await made(docker, case_label) == 0
+
+
+async def test_a_healthcheck_faster_than_the_minimum_is_a_403(
+    create: Create, docker: aiodocker.Docker, case_label: str
+) -> None:
+    assert refused(*await create({"healthcheck": {"test": "true", "interval": "1ms"}})) == ["healthcheck.interval"]
+    assert await made(docker, case_label) == 0
+    status, body = await create({"healthcheck": {"test": "true", "interval": "1s", "timeout": "10ms"}})
+    assert status == 201, body
+    inspected = await docker.containers.container(body["data"]["id"]).show()
+    assert inspected["Config"]["Healthcheck"]["Interval"] == 10**9

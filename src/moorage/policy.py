@@ -19,8 +19,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 from marshmallow.validate import Range
 
 from .models import BindVolume, CreateRequest
-from .schemas.create import VOLUME_NAME, Capability, normalize_capability
-from .schemas.fields import MemorySize, StrictBool
+from .schemas.create import CPUS, VOLUME_NAME, Capability, normalize_capability
+from .schemas.fields import Duration, MemorySize, StrictBool
 from .validation import FieldError
 
 # Binding any of these, anything under them or any directory above them gives the host away. The
@@ -62,6 +62,10 @@ class PolicySettings:
     max_memory: int | None = None
     default_pids_limit: int | None = None
     max_pids_limit: int | None = None
+    default_cpus: float | None = None
+    max_cpus: float | None = None
+    # Nanoseconds, as the engine takes durations; 0 sets no minimum.
+    min_healthcheck_interval: int = 10**9
     protected_paths: tuple[str, ...] = ()
 
 
@@ -106,10 +110,13 @@ class PolicySchema(Schema):
     max_memory = MemorySize(allow_none=True, load_default=None)
     default_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
     max_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
+    default_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
+    max_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
+    min_healthcheck_interval = Duration(load_default=PolicySettings.min_healthcheck_interval)
 
     @validates_schema
     def defaults_within_maxima(self, data: dict[str, Any], **_: Any) -> None:
-        for kind in ("memory", "pids_limit"):
+        for kind in ("memory", "pids_limit", "cpus"):
             default, maximum = data[f"default_{kind}"], data[f"max_{kind}"]
             if default is not None and maximum is not None and default > maximum:
                 raise ValidationError(f"must not exceed max_{kind}", f"default_{kind}")
@@ -215,9 +222,17 @@ def _limits(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
     for field, asked, maximum in (
         ("memory", req.memory, policy.max_memory),
         ("pids_limit", req.pids_limit, policy.max_pids_limit),
+        ("cpus", req.cpus, policy.max_cpus),
     ):
-        if asked is not None and maximum is not None and asked > maximum:
+        # Written so that NaN, which compares false with everything, is refused too.
+        if asked is not None and maximum is not None and not asked <= maximum:
             yield _violation(field, f"must be at most {maximum}")
+    # The engine starts the next probe an interval after the last one ends, so the interval alone bounds the
+    # rate of execs: a short timeout or start_period makes none more. 0 leaves the image's or the engine's.
+    interval = req.healthcheck.interval if req.healthcheck else None
+    if interval and interval < policy.min_healthcheck_interval:
+        least = f"{policy.min_healthcheck_interval / 1e9:g}s"
+        yield _violation("healthcheck.interval", f"must be 0 (the image's or the engine's default) or at least {least}")
 
 
 def check(req: CreateRequest, policy: PolicySettings) -> list[FieldError]:
