@@ -252,6 +252,48 @@ def test_cpus_above_the_maximum_are_refused(policy: PolicySettings) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("ports", "section", "fields"),
+    [
+        ({"80": 80}, {}, {"ports.80/tcp.0.host_port"}),
+        ({"80": "127.0.0.1:1023"}, {}, {"ports.80/tcp.0.host_port"}),
+        ({"53/udp": [5353, "[::1]:53"]}, {}, {"ports.53/udp.1.host_port"}),
+        ({"80": 80}, {"allow_privileged_ports": True}, set()),
+        ({"80": 1024}, {}, set()),
+        ({"80": None, "81": "127.0.0.1:"}, {}, set()),
+        ({"80": 8080}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": None}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": [8080, "127.0.0.1:8081"]}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": "[::1]:8080"}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": "[::1]:8080"}, {"allowed_host_ips": ["127.0.0.1", "0::1"]}, set()),
+        ({"80": "0.0.0.0:8080"}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": 8080, "81": "10.1.2.3:8081"}, {"allowed_host_ips": ["0.0.0.0"]}, {"ports.81/tcp.0.host_ip"}),
+        ({"80": "10.1.2.3:8080"}, {}, set()),
+        ({"80": "127.0.0.1:80"}, {"allowed_host_ips": ["::1"]}, {"ports.80/tcp.0.host_ip", "ports.80/tcp.0.host_port"}),
+    ],
+)
+def test_published_ports_keep_to_the_allowed_addresses_and_unprivileged_ports(
+    ports: dict[str, Any], section: dict[str, Any], fields: set[str]
+) -> None:
+    assert denied(PolicySchema().load(section), ports=ports) == fields
+
+
+def test_every_violation_is_reported_at_once(policy: PolicySettings, root: str) -> None:
+    strict = replace(policy, max_cpus=1.0, allowed_host_ips=frozenset({"127.0.0.1"}))
+    found = denied(
+        strict,
+        cpus=2,
+        healthcheck={"test": "true", "interval": "1ms"},
+        ports={"80": 80},
+        volumes=bind(f"{root}/etc_link"),
+        privileged=True,
+    )
+    assert found == {
+        "cpus", "healthcheck.interval", "ports.80/tcp.0.host_ip", "ports.80/tcp.0.host_port", "volumes.0.host_path",
+        "privileged",
+    }  # fmt: skip
+
+
 def test_the_shipped_config_documents_the_policys_defaults() -> None:
     shipped = load_settings(ROOT / "config.toml").policy
     assert replace(shipped, protected_paths=()) == PolicySettings()
@@ -292,10 +334,13 @@ def test_the_policy_section_loads() -> None:
             "default_cpus": 0.5,
             "max_cpus": 2,
             "min_healthcheck_interval": "500ms",
+            "allowed_host_ips": ["127.0.0.1", "0:0::1", "0.0.0.0"],
+            "allow_privileged_ports": True,
         }
     )
     assert loaded.allowed_host_paths == ("/srv/moorage",)
     assert (loaded.default_cpus, loaded.max_cpus, loaded.min_healthcheck_interval) == (0.5, 2.0, 500 * 10**6)
+    assert loaded.allowed_host_ips == {"127.0.0.1", "::1", "0.0.0.0"} and loaded.allow_privileged_ports is True
     assert loaded.allowed_capabilities == {"NET_ADMIN", "CHOWN"}
     assert (loaded.default_memory, loaded.max_memory) == (256 * MIB, 1024 * MIB)
 
@@ -320,6 +365,10 @@ def test_the_policy_section_loads() -> None:
         ({"max_cpus": True}, "max_cpus"),
         ({"min_healthcheck_interval": "soon"}, "min_healthcheck_interval"),
         ({"min_healthcheck_interval": -1}, "min_healthcheck_interval"),
+        ({"allowed_host_ips": ["localhost"]}, "allowed_host_ips.0"),
+        ({"allowed_host_ips": ["127.0.0.1", "10.0.0.0/8"]}, "allowed_host_ips.1"),
+        ({"allowed_host_ips": ["fe80::1%eth0"]}, "allowed_host_ips.0"),
+        ({"allow_privileged_ports": "no"}, "allow_privileged_ports"),
         ({"allow_binds": True}, "allow_binds"),
     ],
 )
@@ -400,6 +449,10 @@ _SYSTEM_PATHS = [
     "/", "/etc", "/etc/shadow", "/var", "/var/lib/docker", "/var/run/docker.sock", "/run/docker.sock", "/proc/1/root",
     "/home", "/srv", "//etc", "/./etc", "/usr/../etc", "/root/.ssh", "/sys/kernel", "/dev/sda",
 ]  # fmt: skip
+_PORTS = [
+    {"80": 80}, {"8080": 8080}, {"80": "127.0.0.1:8080"}, {"53/udp": "[::1]:53"}, {"80": None},
+    {"80": [8080, "10.0.0.1:"]}, {"443": "127.0.0.1:443"}, {"80": "0.0.0.0:8080"},
+]  # fmt: skip
 _HEALTHCHECKS = [
     {"test": "true", "interval": "1ms"}, {"test": "true", "interval": "30s"}, {"test": "true"},
     {"test": "true", "interval": 0, "timeout": "1ms"}, {"test": "true", "interval": "5s"},
@@ -452,6 +505,7 @@ def _dangerous(root: str) -> dict[str, st.SearchStrategy[Any]]:
         "memory": st.sampled_from([64 * MIB, "8g", "1t", "6m"]),
         "pids_limit": st.sampled_from([10, 10**6]),
         "cpus": st.sampled_from([0.5, 2, 64]),
+        "ports": st.sampled_from(_PORTS),
         "healthcheck": st.sampled_from(_HEALTHCHECKS),
     }
 
@@ -469,6 +523,7 @@ def _policies(root: str) -> st.SearchStrategy[PolicySettings]:
         max_pids_limit=1000,
         default_cpus=1.0,
         max_cpus=2.0,
+        allowed_host_ips=frozenset({"127.0.0.1", "::1"}),
         min_healthcheck_interval=10 * 10**9,
     )
     # Built directly, past the schema that would refuse "/": the forbidden paths must hold anyway.
@@ -477,6 +532,8 @@ def _policies(root: str) -> st.SearchStrategy[PolicySettings]:
         allowed_host_paths=("/",),
         allow_host_pid=True,
         allow_devices=True,
+        allow_privileged_ports=True,
+        allowed_host_ips=frozenset({"0.0.0.0"}),
         min_healthcheck_interval=0,
         max_cpus=4.0,
     )
@@ -522,6 +579,10 @@ def _assert_satisfies(body: dict[str, Any], policy: PolicySettings) -> None:
     assert policy.max_cpus is None or host["NanoCpus"] <= policy.max_cpus * 1e9
     interval = body.get("Healthcheck", {}).get("Interval", 0)
     assert interval == 0 or interval >= policy.min_healthcheck_interval
+    for binding in (binding for bindings in host["PortBindings"].values() for binding in bindings):
+        assert policy.allow_privileged_ports or int(binding["HostPort"] or 0) not in range(1, 1024)
+        allowed = policy.allowed_host_ips
+        assert not allowed or (binding["HostIp"] or "0.0.0.0") in allowed, (binding, allowed)
     for mount in host["Mounts"]:
         assert mount["Type"] in ("bind", "volume")
         if mount["Type"] == "bind":

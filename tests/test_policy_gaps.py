@@ -1,5 +1,5 @@
 """The host-safety policy's later rules, through the API and against the real engine: refusals that tell
-nothing of the file system outside the allowed roots, the healthcheck's pace and cpus."""
+nothing of the file system outside the allowed roots, the healthcheck's pace, cpus, and published ports."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from moorage.app import create_app
 
-from .conftest import TEST_IMAGE, TEST_LABEL, make_settings, plain_key
+from .conftest import TEST_IMAGE, TEST_LABEL, free_port, make_settings, plain_key
 
 # POST a create body under a [policy] section; the answer's status and JSON.
 Create = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
@@ -123,3 +123,53 @@ async def test_a_healthcheck_faster_than_the_minimum_is_a_403(
     assert status == 201, body
     inspected = await docker.containers.container(body["data"]["id"]).show()
     assert inspected["Config"]["Healthcheck"]["Interval"] == 10**9
+
+
+async def test_a_privileged_host_port_is_a_403(create: Create, docker: aiodocker.Docker, case_label: str) -> None:
+    assert refused(*await create({"ports": {"80/tcp": 80}})) == ["ports.80/tcp.0.host_port"]
+    assert refused(*await create({"ports": {"53/udp": [free_port(), "127.0.0.1:53"]}})) == ["ports.53/udp.1.host_port"]
+    assert await made(docker, case_label) == 0
+    # Any free port is taken from the engine's unprivileged range.
+    status, body = await create({"ports": {"80/tcp": None}, "command": ["sleep", "60"], "start": True})
+    assert status == 201, body
+    [live, *_] = body["data"]["ports"]["80/tcp"]
+    assert live["host_port"] >= 1024
+    status, body = await create({"ports": {"80/tcp": 80}}, allow_privileged_ports=True)
+    assert status == 201, body
+    assert (await host_config(docker, body))["PortBindings"]["80/tcp"] == [{"HostIp": "", "HostPort": "80"}]
+
+
+async def test_a_host_address_outside_the_allowed_ones_is_a_403(
+    create: Create, docker: aiodocker.Docker, case_label: str
+) -> None:
+    only_loopback = {"allowed_host_ips": ["127.0.0.1"]}
+    port = free_port()
+    assert refused(*await create({"ports": {"80": port}}, **only_loopback)) == ["ports.80/tcp.0.host_ip"]
+    assert refused(*await create({"ports": {"80": f"[::1]:{port}"}}, **only_loopback)) == ["ports.80/tcp.0.host_ip"]
+    assert refused(*await create({"ports": {"80": f"0.0.0.0:{port}"}}, **only_loopback)) == ["ports.80/tcp.0.host_ip"]
+    assert await made(docker, case_label) == 0
+    status, body = await create({"ports": {"80": f"127.0.0.1:{port}"}}, **only_loopback)
+    assert status == 201, body
+    assert (await host_config(docker, body))["PortBindings"]["80/tcp"] == [
+        {"HostIp": "127.0.0.1", "HostPort": str(port)}
+    ]
+    # 0.0.0.0 listed: a binding that omits its address (every address) is allowed.
+    status, body = await create({"ports": {"80": None}}, allowed_host_ips=["0.0.0.0"])
+    assert status == 201, body
+
+
+async def test_every_violation_is_in_one_403(create: Create, docker: aiodocker.Docker, case_label: str) -> None:
+    status, body = await create(
+        {
+            "cpus": 2,
+            "healthcheck": {"test": "true", "interval": "10ms"},
+            "ports": {"80": 80, "8080": f"127.0.0.1:{free_port()}"},
+            "privileged": True,
+        },
+        max_cpus=1,
+        allowed_host_ips=["127.0.0.1"],
+    )
+    assert sorted(refused(status, body)) == [
+        "cpus", "healthcheck.interval", "ports.80/tcp.0.host_ip", "ports.80/tcp.0.host_port", "privileged",
+    ]  # fmt: skip
+    assert await made(docker, case_label) == 0

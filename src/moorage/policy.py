@@ -8,6 +8,7 @@ client JSON, and names every violation with the request's own field path; the ca
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -66,6 +67,9 @@ class PolicySettings:
     max_cpus: float | None = None
     # Nanoseconds, as the engine takes durations; 0 sets no minimum.
     min_healthcheck_interval: int = 10**9
+    # Empty: any address. 0.0.0.0 also allows a binding that omits host_ip (every address, :: included).
+    allowed_host_ips: frozenset[str] = frozenset()
+    allow_privileged_ports: bool = False
     protected_paths: tuple[str, ...] = ()
 
 
@@ -83,6 +87,15 @@ def _allowed_root(value: str) -> None:
         raise ValidationError("must be an absolute path without . or .. or a trailing /")
     if found := _forbidden(value):
         raise ValidationError(f"can never be allowed: it is or contains {found}")
+
+
+def _ip_address(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValidationError("must be an IPv4 or IPv6 address") from None
+    if "%" in value:  # a zone: the create schema refuses one in host_ip, so it could never match
+        raise ValidationError("must be an address without a zone")
 
 
 def _no_all(names: list[str]) -> None:
@@ -113,6 +126,8 @@ class PolicySchema(Schema):
     default_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
     max_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
     min_healthcheck_interval = Duration(load_default=PolicySettings.min_healthcheck_interval)
+    allowed_host_ips = fields.List(fields.String(validate=_ip_address), load_default=list)
+    allow_privileged_ports = StrictBool(load_default=False)
 
     @validates_schema
     def defaults_within_maxima(self, data: dict[str, Any], **_: Any) -> None:
@@ -124,6 +139,7 @@ class PolicySchema(Schema):
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> PolicySettings:
         sets = {name: frozenset(data[name]) for name in ("allowed_capabilities", "allowed_sysctls", "allowed_runtimes")}
+        sets["allowed_host_ips"] = frozenset(str(ipaddress.ip_address(ip)) for ip in data["allowed_host_ips"])
         return PolicySettings(**{**data, **sets, "allowed_host_paths": tuple(data["allowed_host_paths"])})
 
 
@@ -235,9 +251,38 @@ def _limits(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
         yield _violation("healthcheck.interval", f"must be 0 (the image's or the engine's default) or at least {least}")
 
 
+def _host_ip_problem(host_ip: str | None, allowed: frozenset[str]) -> str | None:
+    """Why a binding's host address is refused, or None; an empty `allowed` allows any address."""
+    listed = ", ".join(sorted(allowed))
+    if host_ip is None:
+        if not allowed or "0.0.0.0" in allowed:
+            return None
+        return f"an omitted host_ip means every address (0.0.0.0 and ::), which is not allowed: give one of {listed}"
+    try:
+        address = str(ipaddress.ip_address(host_ip))
+    except ValueError:
+        return "must be an IP address"
+    if allowed and address not in allowed:
+        return f"{address} is not an allowed host address (allowed: {listed})"
+    return None
+
+
+def _ports(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
+    """Named as ports.80/tcp.0.host_ip: the port key as loaded, then the binding's place in its list."""
+    for port, bindings in req.ports.items():
+        for index, binding in enumerate(bindings):
+            if problem := _host_ip_problem(binding.host_ip, policy.allowed_host_ips):
+                yield _violation(f"ports.{port}.{index}.host_ip", problem)
+            # None or 0: any free port, which the engine takes from the unprivileged range.
+            if binding.host_port and binding.host_port < 1024 and not policy.allow_privileged_ports:
+                yield _violation(
+                    f"ports.{port}.{index}.host_port", f"host port {binding.host_port} is privileged (below 1024)"
+                )
+
+
 def check(req: CreateRequest, policy: PolicySettings) -> list[FieldError]:
     """Every violation of the policy, each with the request's field path; empty when it may be created."""
-    rules = (_volumes, _privileges, _host_access, _limits)
+    rules = (_volumes, _privileges, _host_access, _limits, _ports)
     return [violation for rule in rules for violation in rule(req, policy)]
 
 
