@@ -14,11 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from moorage.config import load_settings
 from moorage.enginespec import CONFIG_KEYS, HOST_CONFIG_KEYS, engine_create_body
 from moorage.models import BindVolume, CreateRequest, NamedVolume
 from moorage.policy import PolicySchema, PolicySettings, check, check_existing_volume
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.validation import flatten_errors
+
+from .conftest import ROOT
 
 MIB = 1024 * 1024
 # The test's own list, written independently of the policy's, of what no bind may reach.
@@ -115,6 +118,11 @@ def test_binds_through_symlinks_or_dot_dot_are_refused(policy: PolicySettings, r
     assert denied(policy, volumes=bind(f"{root}/{relative}")) == {"volumes.0.host_path"}
 
 
+def test_a_bind_beginning_with_two_slashes_is_refused(policy: PolicySettings, root: str) -> None:
+    """POSIX keeps a leading "//" through normalisation; the kernel reads it as "/", the nesting check would not."""
+    assert denied(policy, volumes=bind(f"/{root}/data")) == {"volumes.0.host_path"}
+
+
 @pytest.mark.parametrize("relative", ["", "/data", "/data/sub", "/data/sub/", "/data//sub"])
 def test_binds_under_an_allowed_root_are_allowed(policy: PolicySettings, root: str, relative: str) -> None:
     assert denied(policy, volumes=bind(root + relative)) == set()
@@ -185,6 +193,112 @@ def test_limits_above_the_maximum_are_refused(policy: PolicySettings) -> None:
     assert denied(capped, memory="256m", pids_limit=100) == set()
 
 
+def _messages(policy: PolicySettings, *paths: str) -> list[str]:
+    return [" ".join(v["message"] for v in check(request(volumes=bind(path)), policy)) for path in paths]
+
+
+def test_a_refused_bind_says_nothing_of_what_lies_outside_the_allowed_roots(root: str, tmp_path: Path) -> None:
+    """Whether a path outside the roots exists, and where a symlink in a root leads, changes no refusal."""
+    outside = Path(os.path.realpath(tmp_path)) / "outside"
+    (outside / "there").mkdir(parents=True)
+    inside = Path(root) / f"links-{tmp_path.name}"
+    inside.mkdir()
+    for name, target in {
+        "to-dir": outside / "there",
+        "to-missing": outside / "missing",
+        "to-etc": Path("/etc"),
+    }.items():
+        (inside / name).symlink_to(target)
+    policy = PolicySettings(allowed_host_paths=(root,))
+    existing, missing = _messages(policy, str(outside / "there"), str(outside / "missing"))
+    assert existing == missing
+    links = _messages(
+        policy, *(str(inside / name / tail) for name in ("to-dir", "to-missing", "to-etc") for tail in ("", "x"))
+    )
+    assert len(set(links)) == 1 and "symlink" in links[0]
+    forbidden_paths = ("/root/.ssh", f"/root/moorage-missing-{tmp_path.name}")
+    forbidden = _messages(policy, *forbidden_paths)
+    assert len({message.replace(path, "PATH") for message, path in zip(forbidden, forbidden_paths, strict=True)}) == 1
+    for message in [existing, missing, *links, *forbidden]:
+        assert "Errno" not in message and "No such file" not in message
+        assert str(outside) not in message and "/etc" not in message, message
+
+
+def test_a_missing_path_under_an_allowed_root_is_refused_plainly(policy: PolicySettings, root: str) -> None:
+    [message] = _messages(policy, f"{root}/data/absent")
+    assert "does not exist" in message and "Errno" not in message
+
+
+@pytest.mark.parametrize(
+    ("interval", "minimum", "refused"),
+    [("1ms", None, True), ("999ms", None, True), ("1s", None, False), (0, None, False), ("1ms", 0, False),
+     ("5s", "10s", True), ("10s", "10s", False), (None, None, False)],
+)  # fmt: skip
+def test_healthchecks_probe_no_more_often_than_the_minimum(interval: Any, minimum: Any, refused: bool) -> None:
+    policy = PolicySchema().load({} if minimum is None else {"min_healthcheck_interval": minimum})
+    # A short timeout or start_period makes no more probes: only the interval is bounded.
+    healthcheck: dict[str, Any] = {"test": "true", "timeout": "1ms", "start_period": "1ms"}
+    if interval is not None:
+        healthcheck["interval"] = interval
+    assert denied(policy, healthcheck=healthcheck) == ({"healthcheck.interval"} if refused else set())
+
+
+def test_cpus_above_the_maximum_are_refused(policy: PolicySettings) -> None:
+    capped = replace(policy, max_cpus=1.5)
+    assert denied(capped, cpus=1.51) == {"cpus"}
+    assert denied(capped, cpus=1.5) == set()
+    assert check(CreateRequest(image="nginx", cpus=float("nan")), capped) == [
+        {"field": "cpus", "message": "must be at most 1.5"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ports", "section", "fields"),
+    [
+        ({"80": 80}, {}, {"ports.80/tcp.0.host_port"}),
+        ({"80": "127.0.0.1:1023"}, {}, {"ports.80/tcp.0.host_port"}),
+        ({"53/udp": [5353, "[::1]:53"]}, {}, {"ports.53/udp.1.host_port"}),
+        ({"80": 80}, {"allow_privileged_ports": True}, set()),
+        ({"80": 1024}, {}, set()),
+        ({"80": None, "81": "127.0.0.1:"}, {}, set()),
+        ({"80": 8080}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": None}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": [8080, "127.0.0.1:8081"]}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": "[::1]:8080"}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": "[::1]:8080"}, {"allowed_host_ips": ["127.0.0.1", "0::1"]}, set()),
+        ({"80": "0.0.0.0:8080"}, {"allowed_host_ips": ["127.0.0.1"]}, {"ports.80/tcp.0.host_ip"}),
+        ({"80": 8080, "81": "10.1.2.3:8081"}, {"allowed_host_ips": ["0.0.0.0"]}, {"ports.81/tcp.0.host_ip"}),
+        ({"80": "10.1.2.3:8080"}, {}, set()),
+        ({"80": "127.0.0.1:80"}, {"allowed_host_ips": ["::1"]}, {"ports.80/tcp.0.host_ip", "ports.80/tcp.0.host_port"}),
+    ],
+)
+def test_published_ports_keep_to_the_allowed_addresses_and_unprivileged_ports(
+    ports: dict[str, Any], section: dict[str, Any], fields: set[str]
+) -> None:
+    assert denied(PolicySchema().load(section), ports=ports) == fields
+
+
+def test_every_violation_is_reported_at_once(policy: PolicySettings, root: str) -> None:
+    strict = replace(policy, max_cpus=1.0, allowed_host_ips=frozenset({"127.0.0.1"}))
+    found = denied(
+        strict,
+        cpus=2,
+        healthcheck={"test": "true", "interval": "1ms"},
+        ports={"80": 80},
+        volumes=bind(f"{root}/etc_link"),
+        privileged=True,
+    )
+    assert found == {
+        "cpus", "healthcheck.interval", "ports.80/tcp.0.host_ip", "ports.80/tcp.0.host_port", "volumes.0.host_path",
+        "privileged",
+    }  # fmt: skip
+
+
+def test_the_shipped_config_documents_the_policys_defaults() -> None:
+    shipped = load_settings(ROOT / "config.toml").policy
+    assert replace(shipped, protected_paths=()) == PolicySettings()
+
+
 @pytest.mark.parametrize(
     ("inspect", "refused"),
     [
@@ -217,9 +331,16 @@ def test_the_policy_section_loads() -> None:
             "max_memory": 1024 * MIB,
             "default_pids_limit": 100,
             "max_pids_limit": 1000,
+            "default_cpus": 0.5,
+            "max_cpus": 2,
+            "min_healthcheck_interval": "500ms",
+            "allowed_host_ips": ["127.0.0.1", "0:0::1", "0.0.0.0"],
+            "allow_privileged_ports": True,
         }
     )
     assert loaded.allowed_host_paths == ("/srv/moorage",)
+    assert (loaded.default_cpus, loaded.max_cpus, loaded.min_healthcheck_interval) == (0.5, 2.0, 500 * 10**6)
+    assert loaded.allowed_host_ips == {"127.0.0.1", "::1", "0.0.0.0"} and loaded.allow_privileged_ports is True
     assert loaded.allowed_capabilities == {"NET_ADMIN", "CHOWN"}
     assert (loaded.default_memory, loaded.max_memory) == (256 * MIB, 1024 * MIB)
 
@@ -238,6 +359,16 @@ def test_the_policy_section_loads() -> None:
         ({"allow_host_network": 1}, "allow_host_network"),
         ({"default_memory": "1g", "max_memory": "512m"}, "default_memory"),
         ({"default_pids_limit": 0}, "default_pids_limit"),
+        ({"default_cpus": 4, "max_cpus": 2}, "default_cpus"),
+        ({"max_cpus": 0}, "max_cpus"),
+        ({"default_cpus": float("nan")}, "default_cpus"),
+        ({"max_cpus": True}, "max_cpus"),
+        ({"min_healthcheck_interval": "soon"}, "min_healthcheck_interval"),
+        ({"min_healthcheck_interval": -1}, "min_healthcheck_interval"),
+        ({"allowed_host_ips": ["localhost"]}, "allowed_host_ips.0"),
+        ({"allowed_host_ips": ["127.0.0.1", "10.0.0.0/8"]}, "allowed_host_ips.1"),
+        ({"allowed_host_ips": ["fe80::1%eth0"]}, "allowed_host_ips.0"),
+        ({"allow_privileged_ports": "no"}, "allow_privileged_ports"),
         ({"allow_binds": True}, "allow_binds"),
     ],
 )
@@ -318,6 +449,14 @@ _SYSTEM_PATHS = [
     "/", "/etc", "/etc/shadow", "/var", "/var/lib/docker", "/var/run/docker.sock", "/run/docker.sock", "/proc/1/root",
     "/home", "/srv", "//etc", "/./etc", "/usr/../etc", "/root/.ssh", "/sys/kernel", "/dev/sda",
 ]  # fmt: skip
+_PORTS = [
+    {"80": 80}, {"8080": 8080}, {"80": "127.0.0.1:8080"}, {"53/udp": "[::1]:53"}, {"80": None},
+    {"80": [8080, "10.0.0.1:"]}, {"443": "127.0.0.1:443"}, {"80": "0.0.0.0:8080"},
+]  # fmt: skip
+_HEALTHCHECKS = [
+    {"test": "true", "interval": "1ms"}, {"test": "true", "interval": "30s"}, {"test": "true"},
+    {"test": "true", "interval": 0, "timeout": "1ms"}, {"test": "true", "interval": "5s"},
+]  # fmt: skip
 _SYSCTLS = ["net.ipv4.ip_forward", "kernel.core_pattern", "Net.IPv4.ip_forward"]
 _SEGMENTS = ["data", "sub", "..", ".", "", "etc_link", "up", "inner", "new", "passwd"]
 _ALIASES = {
@@ -334,7 +473,8 @@ _ALIASES = {
 
 def _host_paths(root: str) -> st.SearchStrategy[str]:
     under_root = st.lists(st.sampled_from(_SEGMENTS), max_size=4).map(lambda parts: "/".join([root, *parts]))
-    return under_root | st.sampled_from([*_SYSTEM_PATHS, f"{root}/../..", root.upper(), os.path.dirname(root)])
+    odd = [*_SYSTEM_PATHS, f"{root}/../..", root.upper(), os.path.dirname(root), f"/{root}/data"]
+    return under_root | st.sampled_from(odd)
 
 
 def _volume(root: str) -> st.SearchStrategy[dict[str, Any]]:
@@ -364,6 +504,9 @@ def _dangerous(root: str) -> dict[str, st.SearchStrategy[Any]]:
         "security_opt": st.lists(st.sampled_from(_SECURITY), max_size=2),
         "memory": st.sampled_from([64 * MIB, "8g", "1t", "6m"]),
         "pids_limit": st.sampled_from([10, 10**6]),
+        "cpus": st.sampled_from([0.5, 2, 64]),
+        "ports": st.sampled_from(_PORTS),
+        "healthcheck": st.sampled_from(_HEALTHCHECKS),
     }
 
 
@@ -378,9 +521,22 @@ def _policies(root: str) -> st.SearchStrategy[PolicySettings]:
         max_memory=1024 * MIB,
         default_memory=256 * MIB,
         max_pids_limit=1000,
+        default_cpus=1.0,
+        max_cpus=2.0,
+        allowed_host_ips=frozenset({"127.0.0.1", "::1"}),
+        min_healthcheck_interval=10 * 10**9,
     )
     # Built directly, past the schema that would refuse "/": the forbidden paths must hold anyway.
-    reckless = replace(strict, allowed_host_paths=("/",), allow_host_pid=True, allow_devices=True)
+    reckless = replace(
+        strict,
+        allowed_host_paths=("/",),
+        allow_host_pid=True,
+        allow_devices=True,
+        allow_privileged_ports=True,
+        allowed_host_ips=frozenset({"0.0.0.0"}),
+        min_healthcheck_interval=0,
+        max_cpus=4.0,
+    )
     return st.sampled_from([strict, lenient, reckless])
 
 
@@ -420,6 +576,13 @@ def _assert_satisfies(body: dict[str, Any], policy: PolicySettings) -> None:
     assert set(host.get("Sysctls", {})) <= policy.allowed_sysctls
     assert host.get("Runtime", "runc") in policy.allowed_runtimes
     assert policy.max_memory is None or host["Memory"] <= policy.max_memory
+    assert policy.max_cpus is None or host["NanoCpus"] <= policy.max_cpus * 1e9
+    interval = body.get("Healthcheck", {}).get("Interval", 0)
+    assert interval == 0 or interval >= policy.min_healthcheck_interval
+    for binding in (binding for bindings in host["PortBindings"].values() for binding in bindings):
+        assert policy.allow_privileged_ports or int(binding["HostPort"] or 0) not in range(1, 1024)
+        allowed = policy.allowed_host_ips
+        assert not allowed or (binding["HostIp"] or "0.0.0.0") in allowed, (binding, allowed)
     for mount in host["Mounts"]:
         assert mount["Type"] in ("bind", "volume")
         if mount["Type"] == "bind":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from .models import BindVolume, CreateRequest, Device, Healthcheck, NamedVolume
 from .policy import PolicySettings
@@ -30,6 +30,8 @@ POLICY_LABEL = "moorage.policy"
 # Set on every container: no setuid binary or file capability can raise its privileges.
 SECURITY_OPT = ("no-new-privileges:true",)
 
+_Number = TypeVar("_Number", int, float)
+
 
 def _keys(allowed: frozenset[str], **values: Any) -> dict[str, Any]:
     """The whitelisted keys that have a value; an absent one leaves the engine's (or the image's) default."""
@@ -46,9 +48,13 @@ def _list(items: tuple[str, ...] | None) -> list[str] | None:
     return None if items is None else list(items)
 
 
-def _limit(asked: int | None, default: int | None, maximum: int | None) -> int | None:
+def _limit(asked: _Number | None, default: _Number | None, maximum: _Number | None) -> _Number | None:
     # Without a default, the maximum applies: an unlimited container would exceed it.
     return asked or default or maximum
+
+
+def _nano_cpus(cpus: float | None) -> int | None:
+    return None if cpus is None else round(cpus * 1e9)
 
 
 def _healthcheck(check: Healthcheck | None) -> dict[str, Any] | None:
@@ -92,7 +98,7 @@ def _host_config(req: CreateRequest, policy: PolicySettings) -> dict[str, Any]:
         Mounts=[_mount(volume) for volume in req.volumes],
         RestartPolicy=restart and {"Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count},
         Memory=_limit(req.memory, policy.default_memory, policy.max_memory),
-        NanoCpus=None if req.cpus is None else round(req.cpus * 1e9),
+        NanoCpus=_nano_cpus(_limit(req.cpus, policy.default_cpus, policy.max_cpus)),
         NetworkMode=req.network_mode or req.network,
         PidsLimit=_limit(req.pids_limit, policy.default_pids_limit, policy.max_pids_limit),
         Privileged=req.privileged is True,

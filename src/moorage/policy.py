@@ -8,8 +8,10 @@ client JSON, and names every violation with the request's own field path; the ca
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +20,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 from marshmallow.validate import Range
 
 from .models import BindVolume, CreateRequest
-from .schemas.create import VOLUME_NAME, Capability, normalize_capability
-from .schemas.fields import MemorySize, StrictBool
+from .schemas.create import CPUS, VOLUME_NAME, Capability, normalize_capability
+from .schemas.fields import Duration, MemorySize, StrictBool
 from .validation import FieldError
 
 # Binding any of these, anything under them or any directory above them gives the host away. The
@@ -61,6 +63,13 @@ class PolicySettings:
     max_memory: int | None = None
     default_pids_limit: int | None = None
     max_pids_limit: int | None = None
+    default_cpus: float | None = None
+    max_cpus: float | None = None
+    # Nanoseconds, as the engine takes durations; 0 sets no minimum.
+    min_healthcheck_interval: int = 10**9
+    # Empty: any address. 0.0.0.0 also allows a binding that omits host_ip (every address, :: included).
+    allowed_host_ips: frozenset[str] = frozenset()
+    allow_privileged_ports: bool = False
     protected_paths: tuple[str, ...] = ()
 
 
@@ -78,6 +87,15 @@ def _allowed_root(value: str) -> None:
         raise ValidationError("must be an absolute path without . or .. or a trailing /")
     if found := _forbidden(value):
         raise ValidationError(f"can never be allowed: it is or contains {found}")
+
+
+def _ip_address(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValidationError("must be an IPv4 or IPv6 address") from None
+    if "%" in value:  # a zone: the create schema refuses one in host_ip, so it could never match
+        raise ValidationError("must be an address without a zone")
 
 
 def _no_all(names: list[str]) -> None:
@@ -105,10 +123,15 @@ class PolicySchema(Schema):
     max_memory = MemorySize(allow_none=True, load_default=None)
     default_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
     max_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
+    default_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
+    max_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
+    min_healthcheck_interval = Duration(load_default=PolicySettings.min_healthcheck_interval)
+    allowed_host_ips = fields.List(fields.String(validate=_ip_address), load_default=list)
+    allow_privileged_ports = StrictBool(load_default=False)
 
     @validates_schema
     def defaults_within_maxima(self, data: dict[str, Any], **_: Any) -> None:
-        for kind in ("memory", "pids_limit"):
+        for kind in ("memory", "pids_limit", "cpus"):
             default, maximum = data[f"default_{kind}"], data[f"max_{kind}"]
             if default is not None and maximum is not None and default > maximum:
                 raise ValidationError(f"must not exceed max_{kind}", f"default_{kind}")
@@ -116,6 +139,7 @@ class PolicySchema(Schema):
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> PolicySettings:
         sets = {name: frozenset(data[name]) for name in ("allowed_capabilities", "allowed_sysctls", "allowed_runtimes")}
+        sets["allowed_host_ips"] = frozenset(str(ipaddress.ip_address(ip)) for ip in data["allowed_host_ips"])
         return PolicySettings(**{**data, **sets, "allowed_host_paths": tuple(data["allowed_host_paths"])})
 
 
@@ -129,25 +153,50 @@ def _joins_host(mode: str) -> bool:
     return lowered == "host" or lowered.startswith("container:")
 
 
+def _walk_problem(path: str) -> str | None:
+    """Why `path` is not itself a real, reachable path, looking at one component at a time and never past a
+    symlink, so that nothing a symlink points at (existing or not) can change the answer."""
+    parts = [part for part in path.split("/") if part]
+    for depth in range(len(parts) + 1):
+        prefix = "/" + "/".join(parts[:depth])
+        try:
+            mode = os.lstat(prefix).st_mode
+        except FileNotFoundError:
+            return "does not exist: moorage vouches only for a path that it can see"
+        except OSError:  # not a directory on the way, or one moorage may not search
+            return "moorage cannot look into every part of it (each must be a directory that it may read)"
+        if stat.S_ISLNK(mode):
+            return "must not go through a symlink: the engine, as root, would follow it"
+    return None
+
+
 def bind_problem(path: str, policy: PolicySettings) -> str | None:
-    """Why a bind of `path` is refused, or None. The literal path must be the real one, so that what is
-    checked is what the engine mounts. Resolved strictly: a directory moorage may not look into could
-    hide a symlink that the engine, as root, would follow. The engine resolves the path again at each
+    """Why a bind of `path` is refused, or None. The literal path is judged against the forbidden paths and the
+    allowed roots before anything is looked up, and only a path under an allowed root is looked at: a refusal
+    says nothing about what exists outside them or where a symlink leads. The literal path must then be the
+    real one, so that what is checked is what the engine mounts. The engine resolves the path again at each
     start, so provision.py also keeps writable binds from nesting and re-checks binds at start."""
     if not os.path.isabs(path):
         return "must be an absolute path"
+    if "\x00" in path:
+        return "must not contain a NUL character"
     try:
-        real = os.path.realpath(path, strict=True)
-    except (ValueError, OSError) as err:  # missing, unreadable, NUL, text the file system cannot encode
-        return f"cannot be resolved (it must exist, and moorage must be able to look into every part): {err}"
-    if ".." in path.split("/") or real != os.path.normpath(path):
-        return f"must not go through a symlink or '..' (it resolves to {real})"
-    if found := _forbidden(real, policy.protected_paths):
-        return f"{real} is or contains {found}, which is never allowed"
-    if not any(within(real, root) for root in policy.allowed_host_paths):
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode"
+    if ".." in path.split("/"):
+        return "must not contain '..'"
+    # Normalised without a look at the file system. A leading "//" survives that (POSIX leaves it to the
+    # system), and the engine and the nesting check would not read it alike: refused.
+    literal = os.path.normpath(path)
+    if literal.startswith("//"):
+        return "must not begin with //"
+    if found := _forbidden(literal, policy.protected_paths):
+        return f"{literal} is or contains {found}, which is never allowed"
+    if not any(within(literal, root) for root in policy.allowed_host_paths):
         allowed = ", ".join(policy.allowed_host_paths) or "none"
         return f"must lie under an allowed host path (allowed: {allowed})"
-    return None
+    return _walk_problem(literal)
 
 
 def _volumes(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
@@ -189,14 +238,51 @@ def _limits(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
     for field, asked, maximum in (
         ("memory", req.memory, policy.max_memory),
         ("pids_limit", req.pids_limit, policy.max_pids_limit),
+        ("cpus", req.cpus, policy.max_cpus),
     ):
-        if asked is not None and maximum is not None and asked > maximum:
+        # Written so that NaN, which compares false with everything, is refused too.
+        if asked is not None and maximum is not None and not asked <= maximum:
             yield _violation(field, f"must be at most {maximum}")
+    # The engine starts the next probe an interval after the last one ends, so the interval alone bounds the
+    # rate of execs: a short timeout or start_period makes none more. 0 leaves the image's or the engine's.
+    interval = req.healthcheck.interval if req.healthcheck else None
+    if interval and interval < policy.min_healthcheck_interval:
+        least = f"{policy.min_healthcheck_interval / 1e9:g}s"
+        yield _violation("healthcheck.interval", f"must be 0 (the image's or the engine's default) or at least {least}")
+
+
+def _host_ip_problem(host_ip: str | None, allowed: frozenset[str]) -> str | None:
+    """Why a binding's host address is refused, or None; an empty `allowed` allows any address."""
+    listed = ", ".join(sorted(allowed))
+    if host_ip is None:
+        if not allowed or "0.0.0.0" in allowed:
+            return None
+        return f"an omitted host_ip means every address (0.0.0.0 and ::), which is not allowed: give one of {listed}"
+    try:
+        address = str(ipaddress.ip_address(host_ip))
+    except ValueError:
+        return "must be an IP address"
+    if allowed and address not in allowed:
+        return f"{address} is not an allowed host address (allowed: {listed})"
+    return None
+
+
+def _ports(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
+    """Named as ports.80/tcp.0.host_ip: the port key as loaded, then the binding's place in its list."""
+    for port, bindings in req.ports.items():
+        for index, binding in enumerate(bindings):
+            if problem := _host_ip_problem(binding.host_ip, policy.allowed_host_ips):
+                yield _violation(f"ports.{port}.{index}.host_ip", problem)
+            # None or 0: any free port, which the engine takes from the unprivileged range.
+            if binding.host_port and binding.host_port < 1024 and not policy.allow_privileged_ports:
+                yield _violation(
+                    f"ports.{port}.{index}.host_port", f"host port {binding.host_port} is privileged (below 1024)"
+                )
 
 
 def check(req: CreateRequest, policy: PolicySettings) -> list[FieldError]:
     """Every violation of the policy, each with the request's field path; empty when it may be created."""
-    rules = (_volumes, _privileges, _host_access, _limits)
+    rules = (_volumes, _privileges, _host_access, _limits, _ports)
     return [violation for rule in rules for violation in rule(req, policy)]
 
 

@@ -42,6 +42,9 @@ _RESTART = re.compile(r"(no|always|unless-stopped)|on-failure(?::([0-9]{1,9}))?"
 # What DeviceField's parse takes, for the document: absolute paths, the container's optional, permissions of rwm.
 _DEVICE = r"/[^:\x00]*(?::(?:/[^:\x00]*)?(?::[rwm]*)?)?"
 
+# The engine's own floor; less could also round to NanoCpus 0, which means unlimited.
+CPUS = validate.Range(0.01, INT64_MAX / 1e9)
+
 _CAPABILITY = matches(r"[A-Za-z][A-Za-z0-9_]{0,63}", "not a capability name such as NET_ADMIN")
 
 
@@ -169,8 +172,7 @@ class ContainerCreateSchema(RequestSchema):
     labels = _text_map(validate.Length(min=1))
     restart_policy = RestartPolicyField()
     memory = MemorySize()
-    # The engine's own floor; less could also round to NanoCpus 0, which means unlimited.
-    cpus = fields.Float(validate=validate.Range(0.01, INT64_MAX / 1e9))
+    cpus = fields.Float(validate=CPUS)
     pids_limit = fields.Integer(strict=True, validate=validate.Range(1, INT64_MAX))
     network = Text(validate=_mode("NAME", "container:NAME"))
     hostname = Text(
