@@ -1,0 +1,133 @@
+"""Floods of denied and malformed requests: what they may add to the audit log and the daemon's log is bounded
+(paths cut, repeated denials folded into a counted summary, per-request log lines rate-limited), while every
+mutating call is still audited in full."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from moorage.auth import hash_key
+from moorage.config import ApiKey, Role, key_toml
+
+from .conftest import Daemon, plain_key
+from .test_access import app_client, key_headers
+
+FLOOD = 10_000
+BATCH = 1_000
+BUDGET = 200_000  # bytes that FLOOD denied requests may add to the audit log and the daemon's log together
+LONG_PATH = "/api/v1/containers/" + "x" * 8000
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def denials_accounted(lines: list[dict[str, Any]]) -> int:
+    """Denials written in full plus those counted in summaries: every denial, whether folded or not."""
+    return sum(line.get("folded", 1) for line in lines if line.get("folded") or line.get("result") in (401, 429))
+
+
+@pytest.mark.timeout(600)
+async def test_a_flood_of_denied_long_paths_adds_little_and_mutations_are_still_audited(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon]
+) -> None:
+    audit = tmp_path / "audit" / "audit.log"
+    key = ApiKey("flood-admin", Role.ADMIN, hash_key(plain_key("flood-admin")))
+    daemon = spawn_daemon(
+        f'[server]\nstate_dir = "{tmp_path}/state"\n[auth]\nfailed_limit = 1000000\n'
+        f'[audit]\npath = "{audit}"\n\n{key_toml(key)}'
+    )
+    before = audit.stat().st_size + daemon.log.stat().st_size
+    missing = f"mt-missing-{uuid.uuid4().hex[:8]}"
+    url = URL(daemon.url + LONG_PATH, encoded=True)
+    statuses: dict[int, int] = {}
+    sent = 0
+
+    async def deny(session: aiohttp.ClientSession) -> None:
+        async with session.get(url) as resp:
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as session:
+        while sent < FLOOD:
+            await asyncio.gather(*(deny(session) for _ in range(BATCH)))
+            sent += BATCH
+            if sent == FLOOD // 2:  # mutating calls in the middle of the flood, each of them a 404
+                admin = {"X-API-Key": plain_key("flood-admin")}
+                for method, path in (("DELETE", ""), ("POST", "/start"), ("POST", "/stop")):
+                    async with session.request(
+                        method, f"{daemon.url}/api/v1/containers/{missing}{path}", headers=admin
+                    ):
+                        pass
+            grown = audit.stat().st_size + daemon.log.stat().st_size - before
+            assert grown <= BUDGET, f"{grown} bytes after {sent} denied requests"
+    assert statuses == {401: FLOOD}
+    assert daemon.stop() == 0  # the close writes what was counted and not yet written
+    grown = audit.stat().st_size + daemon.log.stat().st_size - before
+    assert grown <= BUDGET, f"{grown} bytes after {FLOOD} denied requests"
+    lines = audit_lines(audit)
+    assert denials_accounted(lines) == FLOOD
+    mutations = [(line["method"], line["path"], line["result"], line["key"]) for line in lines if line.get("key")]
+    assert mutations == [
+        ("DELETE", f"/api/v1/containers/{missing}", 404, "flood-admin"),
+        ("POST", f"/api/v1/containers/{missing}/start", 404, "flood-admin"),
+        ("POST", f"/api/v1/containers/{missing}/stop", 404, "flood-admin"),
+    ]
+    first = next(line for line in lines if line.get("result") == 401)
+    assert first["path"] == f"{LONG_PATH[:256]}...[cut: {len(LONG_PATH)} characters]"
+    assert first["target"].endswith(f"...[cut: {len(LONG_PATH) - len('/api/v1/containers/')} characters]")
+    assert "x" * 300 not in daemon.output()
+
+
+async def test_denials_past_the_failed_limit_are_folded_and_summarised_when_the_window_ends(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path, auth={"failed_limit": 3}, audit={"fold_seconds": 1})
+    audit = tmp_path / "state" / "audit.log"
+    wrong = {"X-API-Key": "mrg_wrong"}
+    results = [(await client.get("/api/v1/containers", headers=wrong)).status for _ in range(30)]
+    assert results == [401] * 3 + [429] * 27
+    [first] = audit_lines(audit)
+    assert (first["method"], first["result"], first["client"]) == ("GET", 401, "127.0.0.1")
+    for _ in range(100):  # the window ends after 1 s; its summary is written while the daemon runs, without a request
+        lines = audit_lines(audit)
+        if len(lines) > 1:
+            break
+        await asyncio.sleep(0.1)
+    [_, summary] = lines
+    assert summary == {
+        **summary,
+        "client": "127.0.0.0/8",
+        "folded": 29,
+        "results": {"401": 2, "429": 27},
+    }
+    assert first["time"] <= summary["first"] <= summary["last"] <= summary["time"]
+    # A new window: its first denial is written in full again.
+    assert (await client.get("/api/v1/containers", headers=wrong)).status == 429
+    assert audit_lines(audit)[-1]["result"] == 429
+
+
+async def test_what_was_counted_is_written_when_the_audit_closes(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await app_client(aiohttp_client, tmp_path, audit={"fold_seconds": 3600})
+    for _ in range(5):
+        assert (await client.post("/api/v1/containers/x/start")).status == 401
+    assert (await client.delete("/api/v1/containers/x", headers=key_headers("viewer-key"))).status == 403
+    assert (await client.delete("/api/v1/containers/x", headers=key_headers("viewer-key"))).status == 403
+    await client.close()
+    lines = audit_lines(tmp_path / "state" / "audit.log")
+    # An authenticated mutating call is never folded, even when refused; the anonymous ones are.
+    assert [(line.get("method"), line.get("result"), line.get("folded")) for line in lines] == [
+        ("POST", 401, None),
+        ("DELETE", 403, None),
+        ("DELETE", 403, None),
+        (None, None, 4),
+    ]
+    assert lines[-1]["results"] == {"401": 4}
