@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from yarl import URL
 
 from moorage.auth import hash_key
 from moorage.config import ApiKey, Role, key_toml
+from moorage.logfilters import BURST, RATE
 
 from .conftest import Daemon, plain_key
 from .test_access import app_client, key_headers
@@ -131,3 +133,42 @@ async def test_what_was_counted_is_written_when_the_audit_closes(aiohttp_client:
         (None, None, 4),
     ]
     assert lines[-1]["results"] == {"401": 4}
+
+
+MALFORMED = 600
+BAD_HEAD = b"GET /healthz HTTP/1.1\r\nHost: moorage\r\nX-Big: " + b"y" * 3000 + b"\r\n\r\n"
+
+
+async def malformed(port: int) -> bytes:
+    """A request aiohttp cannot parse (a header over max_field_size); it answers 400 and hangs up."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(BAD_HEAD)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.timeout(300)
+async def test_log_lines_about_malformed_requests_are_rate_limited_and_the_dropped_ones_counted(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nmax_field_size = 2048\n')
+    gate = asyncio.Semaphore(8)
+
+    async def one() -> bytes:
+        async with gate:
+            return await malformed(daemon.port)
+
+    start = time.monotonic()
+    answers = await asyncio.gather(*(one() for _ in range(MALFORMED)))
+    elapsed = time.monotonic() - start
+    assert all(answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request") for answer in answers)
+    await asyncio.sleep(BURST / RATE + 0.5)  # the bucket fills again: the next line goes through, after the count
+    await malformed(daemon.port)
+    assert daemon.stop() == 0
+    log = daemon.output().splitlines()
+    passed = sum("Error handling request" in line for line in log)
+    suppressed = [int(line.split("aiohttp.server: ")[1].split()[0]) for line in log if "log lines suppressed" in line]
+    assert passed + sum(suppressed) == MALFORMED + 1
+    assert passed <= BURST + RATE * (elapsed + 1) + 1, f"{passed} lines in {elapsed:.1f} s"
