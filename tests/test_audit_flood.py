@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from moorage.audit import MAX_FOLDED_CLIENTS, AuditLog
 from moorage.auth import hash_key
 from moorage.config import ApiKey, Role, key_toml
 from moorage.logfilters import BURST, RATE
@@ -36,12 +37,12 @@ def audit_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def tally(lines: list[dict[str, Any]]) -> Counter[int]:
-    """Denials by status, written in full or counted in summaries: every denial, whether folded or not."""
+    """Refusals by status, written in full or counted in summaries: every refusal, whether folded or not."""
     counts: Counter[int] = Counter()
     for line in lines:
         if "folded" in line:
             counts.update({int(status): n for status, n in line["results"].items()})
-        elif line["result"] in (401, 429):
+        elif line["result"] in (400, 401, 429):
             counts[line["result"]] += 1
     return counts
 
@@ -130,6 +131,7 @@ async def test_what_was_counted_is_written_when_the_audit_closes(aiohttp_client:
     client = await app_client(aiohttp_client, tmp_path, audit={"fold_seconds": 3600})
     for _ in range(5):
         assert (await client.post("/api/v1/containers/x/start")).status == 401
+    assert (await client.post("/api/v1/containers?api_key=x")).status == 400  # refused before any handler ran
     assert (await client.delete("/api/v1/containers/x", headers=key_headers("viewer-key"))).status == 403
     assert (await client.delete("/api/v1/containers/x", headers=key_headers("viewer-key"))).status == 403
     await client.close()
@@ -139,9 +141,9 @@ async def test_what_was_counted_is_written_when_the_audit_closes(aiohttp_client:
         ("POST", 401, None),
         ("DELETE", 403, None),
         ("DELETE", 403, None),
-        (None, None, 4),
+        (None, None, 5),
     ]
-    assert lines[-1]["results"] == {"401": 4}
+    assert lines[-1]["results"] == {"400": 1, "401": 4}
 
 
 MALFORMED = 600
@@ -190,3 +192,22 @@ async def test_the_access_log_cuts_a_long_path(tmp_path: Path, spawn_daemon: Cal
     assert daemon.stop() == 0
     [line] = [line for line in daemon.output().splitlines() if "aiohttp.access" in line]
     assert f'"GET {LONG_PATH[:256]}...[cut: {len(LONG_PATH)} characters]" 401' in line
+
+
+async def test_the_clients_counted_at_once_are_bounded_and_none_of_their_counts_is_lost(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.log", fold_seconds=3600)
+    audit.open()
+    clients = [f"10.{i // 256}.{i % 256}.1" for i in range(MAX_FOLDED_CLIENTS + 1)]
+    try:
+        for client in clients:
+            for _ in range(2):
+                audit.write(key=None, client=client, method="GET", path="/", result=401)
+        # The oldest window is summarised as the one past the bound opens; the others wait for their window's end.
+        written = audit_lines(audit.path)
+        assert [line["client"] for line in written if "folded" in line] == [clients[0]]
+        assert len(written) == len(clients) + 1
+    finally:
+        audit.close()
+    lines = audit_lines(audit.path)
+    assert tally(lines) == {401: 2 * len(clients)}
+    assert {line["client"] for line in lines if "folded" in line} == set(clients)

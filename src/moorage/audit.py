@@ -6,10 +6,10 @@ value: only who, from where, what, on which object, and the result. A mutating c
 when the file cannot be written, rather than carried out unaudited.
 
 A caller without a credential costs nothing to send and must not be able to fill the disk or the journal:
-every text field is cut at `MAX_FIELD` characters (marked with its length), and repeated denials from one
-client are folded: the first of a window is written in full, the rest are counted and written as one
-summary line (`"folded": N`) when the window ends, at the latest when the log is closed. A call that may
-have changed something is never folded.
+every text field is cut at `MAX_FIELD` characters (marked with its length), and repeated refusals from one
+client (see `foldable`) are folded: the first of a window is written in full, the rest are counted and
+written as one summary line (`"folded": N`) when the window ends, at the latest when the log is closed.
+An authenticated mutating call is never folded.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _LOGGER = logging.getLogger("moorage.audit")
 DENIED = frozenset({401, 403, 429})
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_FIELD = 256  # characters of one text field (a path, a target) in an audit or log line
-# Clients whose denials are being counted at most; past it the oldest window is summarised early.
+# Clients whose refusals are being counted at most; past it the oldest window is summarised early.
 MAX_FOLDED_CLIENTS = 4096
 
 
@@ -47,7 +47,7 @@ def stamp(wall: float | None = None) -> str:
 
 
 def fold_key(client: str | None) -> str:
-    """Whom denials are counted for: the address, or the range one host can rotate its source address
+    """Whom refusals are counted for: the address, or the range one host can rotate its source address
     through (IPv4 loopback as one, IPv6 by /64)."""
     try:
         address = ipaddress.ip_address(client or "")
@@ -60,10 +60,10 @@ def fold_key(client: str | None) -> str:
 
 @dataclass
 class _Window:
-    """The denials of one client since the one written in full."""
+    """The refusals of one client since the one written in full."""
 
     opened: float  # monotonic
-    first: float | None = None  # wall time of the first denial counted
+    first: float | None = None  # wall time of the first refusal counted
     last: float | None = None
     results: Counter[int] = field(default_factory=Counter)
 
@@ -100,7 +100,7 @@ class AuditLog:
     def write(self, **entry: Any) -> bool:
         """Append one line; False when it could not be written (the caller has already acted or refused).
 
-        A denial (see `foldable`) within a window of another from the same client is counted instead.
+        A refusal (see `foldable`) within a window of another from the same client is counted instead.
         """
         self.flush()
         if self.fold_seconds > 0 and foldable(entry):
@@ -157,9 +157,13 @@ class AuditLog:
 
 
 def foldable(entry: dict[str, Any]) -> bool:
-    """A denial that cannot have changed anything: refused before any handler ran (no valid credential), or a
-    refused read. An authenticated mutating call's 403 (its role, the policy) is written in full, every time."""
-    return entry.get("result") in DENIED and (entry.get("key") is None or entry.get("method") in READS)
+    """A refusal that cannot have changed anything: of a call without a valid credential (a 401, a 429, a 400 for
+    a key in the URL: no handler ran, and anyone can send them), or of a read. An authenticated mutating call is
+    written in full, every time, whatever its result (a 403 for its role or the policy included)."""
+    result = entry.get("result")
+    return (
+        isinstance(result, int) and 400 <= result < 500 and (entry.get("key") is None or entry.get("method") in READS)
+    )
 
 
 def audited(method: str, status: int) -> bool:

@@ -105,7 +105,7 @@ class AuthSettings:
 @dataclass(frozen=True)
 class AuditSettings:
     path: Path | None = None  # default: state_dir/audit.log
-    # Denials from one client within this many seconds of one written in full are one summary line; 0: none folded.
+    # Refusals from one client within this many seconds of one written in full: one summary line; 0: none folded.
     fold_seconds: float = 60.0
 
 
