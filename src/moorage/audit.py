@@ -130,7 +130,10 @@ class AuditLog:
             return
         while True:
             await asyncio.sleep(max(0.1, min(1.0, self.fold_seconds / 4)))
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # one bad round must not end the flushing: the next may do
+                _LOGGER.exception("audit summaries not written")
 
     def _summarise(self, client: str, window: _Window) -> None:
         if window.first is not None and window.last is not None:
