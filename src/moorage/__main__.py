@@ -36,6 +36,7 @@ from .config import (
 )
 from .keys import LIVE, SETTINGS
 from .keystore import generated_admin_key
+from .logfilters import limit_per_request_lines
 from .systemd import notify, watchdog, watchdog_interval
 
 _LOGGER = logging.getLogger("moorage")
@@ -78,6 +79,7 @@ def setup_logging(log_format: str) -> None:
         handler.setFormatter(logging.Formatter(f"{stamp}%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("aiohttp.server").addFilter(malformed_request)
+    limit_per_request_lines()  # after malformed_request, which makes aiohttp's traceback one line
 
 
 def ensure_key(settings: Settings) -> Settings:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from .api import setup_routes
 from .api.paths import API_PREFIX
 from .audit import AuditLog
+from .background import running
 from .clientaddr import forwarded_client
 from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
@@ -45,12 +46,13 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     """The audit file and the token signing secret: files, so opened here rather than in the factory."""
     settings = app[SETTINGS]
     state = settings.server.state_dir
-    app[AUDIT] = AuditLog(settings.audit.path or state / "audit.log")
+    app[AUDIT] = AuditLog(settings.audit.path or state / "audit.log", settings.audit.fold_seconds)
     app[AUDIT].open()
     secret = load_or_make_secret(settings.auth.token_secret_file or state / "token-secret")
     app[TOKENS] = TokenIssuer(secret, state / "revoked-tokens.json")
     try:
-        yield
+        async with running(app[AUDIT].flushing(), "audit flush"):
+            yield
     finally:
         app[AUDIT].close()
 

@@ -4,13 +4,24 @@ Written to `[audit] path` (default state_dir/audit.log, mode 0600) and to the `m
 which journald keeps. It names the key, never the key itself, and no token, password or environment
 value: only who, from where, what, on which object, and the result. A mutating call is refused (503)
 when the file cannot be written, rather than carried out unaudited.
+
+A caller without a credential costs nothing to send and must not be able to fill the disk or the journal:
+every text field is cut at `MAX_FIELD` characters (marked with its length), and repeated refusals from one
+client (see `foldable`) are folded: the first of a window is written in full, the rest are counted and
+written as one summary line (`"folded": N`) when the window ends, at the latest when the log is closed.
+An authenticated mutating call is never folded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
 import os
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -18,12 +29,57 @@ from typing import IO, Any
 _LOGGER = logging.getLogger("moorage.audit")
 DENIED = frozenset({401, 403, 429})
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_FIELD = 256  # characters of one text field (a path, a target) in an audit or log line
+# Clients whose refusals are being counted at most; past it the oldest window is summarised early.
+MAX_FOLDED_CLIENTS = 4096
+
+
+def cut(text: str, limit: int = MAX_FIELD) -> str:
+    """`text`, or its first `limit` characters and a marker saying how long it was: a line stays small."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[cut: {len(text)} characters]"
+
+
+def stamp(wall: float | None = None) -> str:
+    moment = datetime.now(UTC) if wall is None else datetime.fromtimestamp(wall, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fold_key(client: str | None) -> str:
+    """Whom refusals are counted for: the address, or the range one host can rotate its source address
+    through (IPv4 loopback as one, IPv6 by /64)."""
+    try:
+        address = ipaddress.ip_address(client or "")
+    except ValueError:
+        return str(client)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return "127.0.0.0/8" if address.is_loopback else str(address)
+
+
+@dataclass
+class _Window:
+    """The refusals of one client since the one written in full."""
+
+    opened: float  # monotonic
+    first: float | None = None  # wall time of the first refusal counted
+    last: float | None = None
+    results: Counter[int] = field(default_factory=Counter)
+
+    def count(self, result: int) -> None:
+        self.last = time.time()
+        self.first = self.first or self.last
+        self.results[result] += 1
 
 
 class AuditLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fold_seconds: float = 60.0) -> None:
         self.path = path
+        self.fold_seconds = fold_seconds
         self._file: IO[str] | None = None
+        # In the order the windows opened, so that the ended ones are at the front.
+        self._windows: OrderedDict[str, _Window] = OrderedDict()
 
     def open(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -31,6 +87,8 @@ class AuditLog:
         self._file = os.fdopen(fd, "a", buffering=1)
 
     def close(self) -> None:
+        """Write what was counted and not yet written, then close."""
+        self.flush(everything=True)
         if self._file:
             self._file.close()
             self._file = None
@@ -40,10 +98,57 @@ class AuditLog:
         return self._file is not None and not self._file.closed
 
     def write(self, **entry: Any) -> bool:
-        """Append one line; False when it could not be written (the caller has already acted or refused)."""
-        line = json.dumps(
-            {"time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), **entry}
-        )
+        """Append one line; False when it could not be written (the caller has already acted or refused).
+
+        A refusal (see `foldable`) within a window of another from the same client is counted instead.
+        """
+        self.flush()
+        if self.fold_seconds > 0 and foldable(entry):
+            key = fold_key(entry.get("client"))
+            window = self._windows.get(key)
+            if window is not None:
+                window.count(entry.get("result", 0))
+                return True
+            self._windows[key] = _Window(opened=time.monotonic())
+            while len(self._windows) > MAX_FOLDED_CLIENTS:  # early, but nothing counted is lost
+                self._summarise(*self._windows.popitem(last=False))
+        return self._append({k: cut(v) if isinstance(v, str) else v for k, v in entry.items()})
+
+    def flush(self, everything: bool = False) -> None:
+        """Summarise the windows that have ended (all of them with `everything`)."""
+        cutoff = time.monotonic() - self.fold_seconds
+        while self._windows:
+            key, window = next(iter(self._windows.items()))
+            if not everything and window.opened > cutoff:
+                break
+            del self._windows[key]
+            self._summarise(key, window)
+
+    async def flushing(self) -> None:
+        """Summarise ended windows while the app runs, so that a count is written even if nothing follows."""
+        if self.fold_seconds <= 0:
+            return
+        while True:
+            await asyncio.sleep(max(0.1, min(1.0, self.fold_seconds / 4)))
+            try:
+                self.flush()
+            except Exception:  # one bad round must not end the flushing: the next may do
+                _LOGGER.exception("audit summaries not written")
+
+    def _summarise(self, client: str, window: _Window) -> None:
+        if window.first is not None and window.last is not None:
+            self._append(
+                {
+                    "client": cut(client),
+                    "folded": window.results.total(),
+                    "first": stamp(window.first),
+                    "last": stamp(window.last),
+                    "results": {str(status): n for status, n in sorted(window.results.items())},
+                }
+            )
+
+    def _append(self, entry: dict[str, Any]) -> bool:
+        line = json.dumps({"time": stamp(), **entry})
         _LOGGER.info(line)
         try:
             assert self._file is not None
@@ -52,6 +157,16 @@ class AuditLog:
             _LOGGER.exception("audit line not written: %s", line)
             return False
         return True
+
+
+def foldable(entry: dict[str, Any]) -> bool:
+    """A refusal that cannot have changed anything: of a call without a valid credential (a 401, a 429, a 400 for
+    a key in the URL: no handler ran, and anyone can send them), or of a read. An authenticated mutating call is
+    written in full, every time, whatever its result (a 403 for its role or the policy included)."""
+    result = entry.get("result")
+    return (
+        isinstance(result, int) and 400 <= result < 500 and (entry.get("key") is None or entry.get("method") in READS)
+    )
 
 
 def audited(method: str, status: int) -> bool:

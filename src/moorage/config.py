@@ -109,6 +109,8 @@ class AuthSettings:
 @dataclass(frozen=True)
 class AuditSettings:
     path: Path | None = None  # default: state_dir/audit.log
+    # Refusals from one client within this many seconds of one written in full: one summary line; 0: none folded.
+    fold_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -281,10 +283,11 @@ class AuthSchema(_Section):
 
 class AuditSchema(_Section):
     path = fields.String(validate=matches(r"/[^\x00]{0,4095}", "an absolute path"))
+    fold_seconds = fields.Float(load_default=AuditSettings.fold_seconds, validate=validate.Range(0, 86400))
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> AuditSettings:
-        return AuditSettings(path=Path(data["path"]) if "path" in data else None)
+        return AuditSettings(**{**data, "path": Path(data["path"]) if "path" in data else None})
 
 
 class LogsSchema(_Section):

@@ -1,0 +1,213 @@
+"""Floods of denied and malformed requests: what they may add to the audit log and the daemon's log is bounded
+(paths cut, repeated denials folded into a counted summary, per-request log lines rate-limited), while every
+mutating call is still audited in full."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from moorage.audit import MAX_FOLDED_CLIENTS, AuditLog
+from moorage.auth import hash_key
+from moorage.config import ApiKey, Role, key_toml
+from moorage.logfilters import BURST, RATE
+
+from .conftest import Daemon, plain_key
+from .test_access import app_client, key_headers
+
+FLOOD = 10_000
+BATCH = 1_000
+BUDGET = 200_000  # bytes that FLOOD denied requests may add to the audit log and the daemon's log together
+LONG_PATH = "/api/v1/containers/" + "x" * 8000
+FOLD = 2.0  # [audit] fold_seconds where a test waits for a window to end
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def tally(lines: list[dict[str, Any]]) -> Counter[int]:
+    """Refusals by status, written in full or counted in summaries: every refusal, whether folded or not."""
+    counts: Counter[int] = Counter()
+    for line in lines:
+        if "folded" in line:
+            counts.update({int(status): n for status, n in line["results"].items()})
+        elif line["result"] in (400, 401, 429):
+            counts[line["result"]] += 1
+    return counts
+
+
+@pytest.mark.timeout(600)
+async def test_a_flood_of_denied_long_paths_adds_little_and_mutations_are_still_audited(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon]
+) -> None:
+    audit = tmp_path / "audit" / "audit.log"
+    key = ApiKey("flood-admin", Role.ADMIN, hash_key(plain_key("flood-admin")))
+    daemon = spawn_daemon(
+        f'[server]\nstate_dir = "{tmp_path}/state"\n[auth]\nfailed_limit = 1000000\n'
+        f'[audit]\npath = "{audit}"\n\n{key_toml(key)}'
+    )
+    before = audit.stat().st_size + daemon.log.stat().st_size
+    missing = f"mt-missing-{uuid.uuid4().hex[:8]}"
+    url = URL(daemon.url + LONG_PATH, encoded=True)
+    statuses: dict[int, int] = {}
+    sent = 0
+
+    async def deny(session: aiohttp.ClientSession) -> None:
+        async with session.get(url) as resp:
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as session:
+        while sent < FLOOD:
+            await asyncio.gather(*(deny(session) for _ in range(BATCH)))
+            sent += BATCH
+            if sent == FLOOD // 2:  # mutating calls in the middle of the flood, each of them a 404
+                admin = {"X-API-Key": plain_key("flood-admin")}
+                for method, path in (("DELETE", ""), ("POST", "/start"), ("POST", "/stop")):
+                    async with session.request(
+                        method, f"{daemon.url}/api/v1/containers/{missing}{path}", headers=admin
+                    ):
+                        pass
+            grown = audit.stat().st_size + daemon.log.stat().st_size - before
+            assert grown <= BUDGET, f"{grown} bytes after {sent} denied requests"
+    assert statuses == {401: FLOOD}
+    assert daemon.stop() == 0  # the close writes what was counted and not yet written
+    grown = audit.stat().st_size + daemon.log.stat().st_size - before
+    assert grown <= BUDGET, f"{grown} bytes after {FLOOD} denied requests"
+    lines = audit_lines(audit)
+    assert tally(lines) == {401: FLOOD}
+    mutations = [(line["method"], line["path"], line["result"], line["key"]) for line in lines if line.get("key")]
+    assert mutations == [
+        ("DELETE", f"/api/v1/containers/{missing}", 404, "flood-admin"),
+        ("POST", f"/api/v1/containers/{missing}/start", 404, "flood-admin"),
+        ("POST", f"/api/v1/containers/{missing}/stop", 404, "flood-admin"),
+    ]
+    first = next(line for line in lines if line.get("result") == 401)
+    assert first["path"] == f"{LONG_PATH[:256]}...[cut: {len(LONG_PATH)} characters]"
+    assert first["target"].endswith(f"...[cut: {len(LONG_PATH) - len('/api/v1/containers/')} characters]")
+    assert "x" * 300 not in daemon.output()
+
+
+async def test_denials_past_the_failed_limit_are_folded_and_summarised_when_the_window_ends(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path, auth={"failed_limit": 3}, audit={"fold_seconds": FOLD})
+    audit = tmp_path / "state" / "audit.log"
+    wrong = {"X-API-Key": "mrg_wrong"}
+    start = time.monotonic()
+    results = [(await client.get("/api/v1/containers", headers=wrong)).status for _ in range(30)]
+    in_one_window = time.monotonic() - start < FOLD
+    assert results == [401] * 3 + [429] * 27
+    for _ in range(200):  # each window's summary is written while the daemon runs, with no request to prompt it
+        lines = audit_lines(audit)
+        if tally(lines) == {401: 3, 429: 27}:
+            break
+        await asyncio.sleep(0.1)
+    assert tally(lines) == {401: 3, 429: 27}
+    summaries = [line for line in lines if "folded" in line]
+    assert summaries, f"{len(lines)} lines and no summary"
+    first, summary = lines[0], summaries[0]
+    assert (first["method"], first["result"], first["client"]) == ("GET", 401, "127.0.0.1")
+    assert summary["client"] == "127.0.0.0/8"  # the whole of loopback is one client
+    assert first["time"] <= summary["first"] <= summary["last"] <= summary["time"]
+    if in_one_window:  # as good as always: 30 requests take milliseconds
+        assert len(lines) == 2 and summary["folded"] == 29 and summary["results"] == {"401": 2, "429": 27}
+    # A new window: its first denial is written in full again.
+    assert (await client.get("/api/v1/containers", headers=wrong)).status == 429
+    assert audit_lines(audit)[-1]["result"] == 429
+
+
+async def test_what_was_counted_is_written_when_the_audit_closes(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await app_client(aiohttp_client, tmp_path, audit={"fold_seconds": 3600})
+    for _ in range(5):
+        assert (await client.post("/api/v1/containers/x/start")).status == 401
+    assert (await client.post("/api/v1/containers?api_key=x")).status == 400  # refused before any handler ran
+    assert (await client.delete("/api/v1/containers/x", headers=key_headers("viewer-key"))).status == 403
+    assert (await client.delete("/api/v1/containers/x", headers=key_headers("viewer-key"))).status == 403
+    await client.close()
+    lines = audit_lines(tmp_path / "state" / "audit.log")
+    # An authenticated mutating call is never folded, even when refused; the anonymous ones are.
+    assert [(line.get("method"), line.get("result"), line.get("folded")) for line in lines] == [
+        ("POST", 401, None),
+        ("DELETE", 403, None),
+        ("DELETE", 403, None),
+        (None, None, 5),
+    ]
+    assert lines[-1]["results"] == {"400": 1, "401": 4}
+
+
+MALFORMED = 600
+BAD_HEAD = b"GET /healthz HTTP/1.1\r\nHost: moorage\r\nX-Big: " + b"y" * 3000 + b"\r\n\r\n"
+
+
+async def malformed(port: int) -> bytes:
+    """A request aiohttp cannot parse (a header over max_field_size); it answers 400 and hangs up."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(BAD_HEAD)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.timeout(300)
+async def test_log_lines_about_malformed_requests_are_rate_limited_and_the_dropped_ones_counted(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nmax_field_size = 2048\n')
+    gate = asyncio.Semaphore(8)
+
+    async def one() -> bytes:
+        async with gate:
+            return await malformed(daemon.port)
+
+    start = time.monotonic()
+    answers = await asyncio.gather(*(one() for _ in range(MALFORMED)))
+    elapsed = time.monotonic() - start
+    assert all(answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request") for answer in answers)
+    await asyncio.sleep(BURST / RATE + 0.5)  # the bucket fills again: the next line goes through, after the count
+    await malformed(daemon.port)
+    assert daemon.stop() == 0
+    log = daemon.output().splitlines()
+    passed = sum("Error handling request" in line for line in log)
+    suppressed = [int(line.split("aiohttp.server: ")[1].split()[0]) for line in log if "log lines suppressed" in line]
+    assert passed + sum(suppressed) == MALFORMED + 1
+    assert passed <= BURST + RATE * (elapsed + 1) + 1, f"{passed} lines in {elapsed:.1f} s"
+
+
+async def test_the_access_log_cuts_a_long_path(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\naccess_log = true\n')
+    async with aiohttp.ClientSession() as session, session.get(URL(daemon.url + LONG_PATH, encoded=True)) as resp:
+        assert resp.status == 401
+    assert daemon.stop() == 0
+    [line] = [line for line in daemon.output().splitlines() if "aiohttp.access" in line]
+    assert f'"GET {LONG_PATH[:256]}...[cut: {len(LONG_PATH)} characters]" 401' in line
+
+
+async def test_the_clients_counted_at_once_are_bounded_and_none_of_their_counts_is_lost(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.log", fold_seconds=3600)
+    audit.open()
+    clients = [f"10.{i // 256}.{i % 256}.1" for i in range(MAX_FOLDED_CLIENTS + 1)]
+    try:
+        for client in clients:
+            for _ in range(2):
+                audit.write(key=None, client=client, method="GET", path="/", result=401)
+        # The oldest window is summarised as the one past the bound opens; the others wait for their window's end.
+        written = audit_lines(audit.path)
+        assert [line["client"] for line in written if "folded" in line] == [clients[0]]
+        assert len(written) == len(clients) + 1
+    finally:
+        audit.close()
+    lines = audit_lines(audit.path)
+    assert tally(lines) == {401: 2 * len(clients)}
+    assert {line["client"] for line in lines if "folded" in line} == set(clients)
