@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.ratelimit import budget
+from moorage.clientaddr import client_group
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
 
@@ -110,7 +110,7 @@ async def test_all_of_loopback_shares_one_budget(aiohttp_client: Any, tmp_path: 
     ],
 )
 def test_addresses_one_caller_can_rotate_share_a_budget(address: str, name: str) -> None:
-    assert budget(address) == name
+    assert client_group(address) == name
 
 
 async def test_a_trusted_proxys_clients_are_limited_and_audited_as_themselves(

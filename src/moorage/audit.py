@@ -15,7 +15,6 @@ An authenticated mutating call is never folded.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -25,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from .clientaddr import client_group
 
 _LOGGER = logging.getLogger("moorage.audit")
 DENIED = frozenset({401, 403, 429})
@@ -44,18 +45,6 @@ def cut(text: str, limit: int = MAX_FIELD) -> str:
 def stamp(wall: float | None = None) -> str:
     moment = datetime.now(UTC) if wall is None else datetime.fromtimestamp(wall, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def fold_key(client: str | None) -> str:
-    """Whom refusals are counted for: the address, or the range one host can rotate its source address
-    through (IPv4 loopback as one, IPv6 by /64)."""
-    try:
-        address = ipaddress.ip_address(client or "")
-    except ValueError:
-        return str(client)
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return "127.0.0.0/8" if address.is_loopback else str(address)
 
 
 @dataclass
@@ -104,7 +93,7 @@ class AuditLog:
         """
         self.flush()
         if self.fold_seconds > 0 and foldable(entry):
-            key = fold_key(entry.get("client"))
+            key = client_group(entry.get("client"))
             window = self._windows.get(key)
             if window is not None:
                 window.count(entry.get("result", 0))

@@ -27,6 +27,7 @@ IPNetwork = IPv4Network | IPv6Network
 X_FORWARDED_FOR = "X-Forwarded-For"
 FORWARDED = "Forwarded"
 HEADERS = (X_FORWARDED_FOR, FORWARDED)
+IPV6_PREFIX = 64
 
 
 def unmapped(address: IPAddress) -> IPAddress:
@@ -34,6 +35,21 @@ def unmapped(address: IPAddress) -> IPAddress:
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def client_group(address: str | None) -> str:
+    """The group of addresses that one caller can rotate its source address through, as one name: all of
+    loopback (127.0.0.0/8, ::1 and their IPv4-mapped forms), or an IPv6 client's /64 (the smallest network a
+    host is given); any other address is its own. The failed-auth limiter and the audit's folding count by it."""
+    try:
+        ip = unmapped(ip_address(address or ""))
+    except ValueError:
+        return address or "unknown"
+    if ip.is_loopback:
+        return "loopback"
+    if isinstance(ip, IPv6Address):
+        return str(IPv6Network((int(ip), IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 def parse_node(text: str) -> IPAddress | None:

@@ -13,26 +13,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from ipaddress import IPv6Address, IPv6Network, ip_address
 
-from .clientaddr import unmapped
+from .clientaddr import client_group
 
 # Addresses remembered at most; the oldest is forgotten first (a flood of addresses cannot grow memory).
 _MAX_ADDRESSES = 65536
-IPV6_PREFIX = 64
-
-
-def budget(address: str | None) -> str:
-    """The name of the failure budget `address` draws on."""
-    try:
-        ip = unmapped(ip_address(address or ""))
-    except ValueError:
-        return address or "unknown"
-    if ip.is_loopback:
-        return "loopback"
-    if isinstance(ip, IPv6Address):
-        return str(IPv6Network((int(ip), IPV6_PREFIX), strict=False))
-    return str(ip)
 
 
 class FailedAuthLimiter:
@@ -47,7 +32,7 @@ class FailedAuthLimiter:
 
         A failure answered 429 counts too: an address that keeps guessing stays refused until it pauses."""
         now = time.monotonic()
-        name = budget(address)
+        name = client_group(address)
         failures = self._failures.setdefault(name, deque(maxlen=self._limit))
         while failures and failures[0] <= now - self._window:
             failures.popleft()
