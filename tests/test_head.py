@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from moorage.app import create_app
+from moorage.envelope import stream_response
 from moorage.keys import STREAMS
 
 from .conftest import MakeContainer, make_settings, plain_key
@@ -131,3 +132,24 @@ async def test_head_holds_no_slot_and_is_still_validated(server: TestServer, mak
     bad = await head_then_healthz(server.port, f"/api/v1/containers/{running['Id']}/logs?tail=some")
     assert bad[0] == 400 and bad[2][0] == 200
     assert (await head_then_healthz(server.port, "/api/v1/events?since=soon"))[0] == 400
+
+
+async def test_a_stream_response_writes_no_body_to_head_whatever_its_handler_writes(aiohttp_server: Any) -> None:
+    """The net behind the gate: a handler that streams without asking the gate still sends HEAD no body."""
+
+    async def careless(request: web.Request) -> web.StreamResponse:
+        response = stream_response("text/plain")
+        await response.prepare(request)
+        await response.write(FORGED.encode())
+        await response.write_eof(b"\r\n")
+        return response
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"data":{"status":"up"}}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/careless", careless)
+    app.router.add_get("/healthz", healthz)
+    server = await aiohttp_server(app)
+    status, _, (next_status, _, body) = await head_then_healthz(server.port, "/careless")
+    assert (status, next_status, body) == (200, 200, b'{"data":{"status":"up"}}')

@@ -33,6 +33,8 @@ _EVENT = EventSchema()
     errors=STREAM,
 )
 async def events(request: web.Request) -> web.StreamResponse:
+    """NDJSON, endless unless `until` is given: `{"heartbeat": time}` when quiet for [server] heartbeat_seconds,
+    and a last `{"end": reason}` line (done, shutdown, engine_gone)."""
     query = load_query(request, EventQuery)
     params = engine_window(query)
     params["filters"] = json.dumps({"type": query.get("type") or ["container", "image"]})

@@ -55,6 +55,9 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
     errors=(404, *STREAM),
 )
 async def container_logs(request: web.Request) -> web.StreamResponse:
+    """A JSON page, or a stream as text or NDJSON. An NDJSON stream sends `{"heartbeat": time}` when it was
+    quiet for [server] heartbeat_seconds and ends with `{"end": reason}`; text has neither, so behind a proxy
+    with a read timeout follow in NDJSON. HEAD answers the headers only and opens no stream."""
     query = load_query(request, LogQuery)
     ref = load_path(request, ContainerRef)["container_id"]
     # Inspect first: an unknown container is a 404 before any header goes out, and TTY decides the framing.
