@@ -25,6 +25,7 @@ from moorage.auth import hash_key
 from moorage.config import ApiKey, Role, key_toml
 
 from .conftest import Daemon, MakeContainer, free_port, make_settings, plain_key
+from .fake_engine import FakeEngine, serving
 
 READ_TIMEOUT = 2  # nginx's proxy_read_timeout, seconds
 QUIET = 6  # how long a quiet follow must survive it, seconds
@@ -189,3 +190,19 @@ async def test_sigterm_ends_an_ndjson_follow_with_a_shutdown_line(
         daemon.proc.terminate()
         assert [line async for line in lines_for(resp.content, 10)] == [{"end": "shutdown"}]
     assert await asyncio.to_thread(daemon.proc.wait, 10) == 0
+
+
+async def test_a_quiet_pull_sends_heartbeats_and_keeps_its_last_line(aiohttp_client: Any, tmp_path: Path) -> None:
+    """A pull the (fake) engine holds up: heartbeats while it is quiet, then its progress and outcome as before."""
+    async with serving(FakeEngine()) as fake:
+        settings = make_settings(
+            tmp_path, {"proxy-admin": "admin"}, docker={"url": fake.url}, server={"heartbeat_seconds": 0.2}
+        )
+        client = await aiohttp_client(create_app(settings), headers={"X-API-Key": plain_key("proxy-admin")})
+        resp = await client.post("/api/v1/images/pull?stream=true", json={"name": "127.0.0.1:5000/fake/app"})
+        first = [line async for line in lines_for(resp.content, 1.5)]
+        assert first[0]["status"] == "Pulling fs layer"
+        assert len(first) > 2 and all("heartbeat" in line for line in first[1:])
+        fake.release.set()
+        rest = [line async for line in lines_for(resp.content, 10)]
+    assert [line.get("status") for line in rest if "heartbeat" not in line] == ["Pull complete", "done"]
