@@ -17,8 +17,9 @@ REGISTRY=127.0.0.1:5000
 AUTH_REGISTRY=127.0.0.1:5001
 AUTH_USER=moorage-test
 TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
-# systemd: systemd-analyze, to check the unit; python3-seccomp: its sandbox, rebuilt where systemd is not PID 1.
-APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk)
+# systemd: systemd-analyze, to check the unit; python3-seccomp: its sandbox, rebuilt where systemd is not PID 1;
+# nginx: the proxy that tests/test_proxy_streams.py runs in front of moorage (started by the test, not as a service).
+APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk nginx)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -146,9 +146,10 @@ async def test_engine_stop_answers_503_and_its_return_needs_no_restart(
             # The open streams end, properly: their bodies are complete, not cut connections.
             rest = await asyncio.wait_for(stream.content.read(), 10)
             assert rest.endswith(b"tick\n") or rest == b""
-            seen = [json.loads(line) for line in (await asyncio.wait_for(events.content.read(), 10)).splitlines()]
+            *seen, end = [json.loads(line) for line in (await asyncio.wait_for(events.content.read(), 10)).splitlines()]
             # The engine stopped the container on its way down, and the event stream said so before it ended.
             assert {"id": container_id, "action": "die"} in [{"id": e["id"], "action": e["action"]} for e in seen]
+            assert end["end"] == "engine_gone" and end["message"], end  # the last line says why the stream ended
 
         for path in ("/containers", f"/containers/{container_id}", "/images", f"/metrics/containers/{container_id}"):
             status, body, took = await timed(session, f"{api}{path}")

@@ -101,8 +101,9 @@ async def test_text_and_ndjson_formats(
     assert all(line.split(" ", 1)[0].endswith("Z") for line in stamped)
     ndjson = await client.get(f"/api/v1/containers/{container}/logs?format=ndjson")
     assert ndjson.content_type == "application/x-ndjson"
-    parsed = [json.loads(line) for line in (await ndjson.text()).splitlines()]
+    *parsed, end = [json.loads(line) for line in (await ndjson.text()).splitlines()]
     assert [(p["stream"], p["line"]) for p in parsed] == [("stdout", "one"), ("stdout", "two")]
+    assert end == {"end": "done"}
 
 
 async def test_tty_output_is_split_into_lines(
@@ -263,12 +264,14 @@ async def test_events_stream_container_events_with_filters(
     until = f"{time.time() + 1:.3f}"
     resp = await client.get(f"/api/v1/events?since={since}&until={until}&type=container")
     assert resp.status == 200 and resp.content_type == "application/x-ndjson"
-    events = [json.loads(line) for line in (await resp.text()).splitlines()]
+    *events, end = [json.loads(line) for line in (await resp.text()).splitlines()]
+    assert end == {"end": "done"}  # the window is complete
     mine = [(e["action"], e["name"]) for e in events if e["id"] == made["Id"]]
     assert ("create", made["Name"].lstrip("/")) in mine and ("start", made["Name"].lstrip("/")) in mine
     assert all(e["type"] == "container" and e["time"].endswith("Z") for e in events)
     images_only = await client.get(f"/api/v1/events?since={since}&until={until}&type=image")
-    assert all(json.loads(line)["type"] == "image" for line in (await images_only.text()).splitlines())
+    *images, end = [json.loads(line) for line in (await images_only.text()).splitlines()]
+    assert all(event["type"] == "image" for event in images) and end == {"end": "done"}
 
 
 async def test_events_follow_live(client: TestClient, make_container: MakeContainer) -> None:

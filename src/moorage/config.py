@@ -60,6 +60,12 @@ class ServerSettings:
     state_dir: Path = Path("/var/lib/moorage")
     max_body_size: int = 1024 * 1024
     max_streams: int = 256
+    max_streams_per_key: int = 32  # one key (its tokens included) holding every stream would starve the others
+    # Streams only admin keys may open: a viewer's script cannot take the last slot from the admin who stops it.
+    admin_reserved_streams: int = 16
+    # An NDJSON stream with nothing to send writes a heartbeat line this often, so that a proxy's read timeout
+    # (nginx: 60 s) does not cut a quiet follow or event stream.
+    heartbeat_seconds: float = 15.0
     shutdown_timeout: float = 10.0
     # aiohttp (3.14) arms this at connection start and after each response, and closes a connection still
     # waiting for a complete request head when it fires: it bounds slow heads as well as idle connections.
@@ -201,6 +207,13 @@ class ServerSchema(_Section):
     max_streams = fields.Integer(
         strict=True, load_default=ServerSettings.max_streams, validate=validate.Range(1, 10000)
     )
+    max_streams_per_key = fields.Integer(
+        strict=True, load_default=ServerSettings.max_streams_per_key, validate=validate.Range(1, 10000)
+    )
+    admin_reserved_streams = fields.Integer(
+        strict=True, load_default=ServerSettings.admin_reserved_streams, validate=validate.Range(0, 10000)
+    )
+    heartbeat_seconds = fields.Float(load_default=ServerSettings.heartbeat_seconds, validate=validate.Range(0.1, 3600))
     shutdown_timeout = fields.Float(load_default=ServerSettings.shutdown_timeout, validate=validate.Range(0, 600))
     keepalive_timeout = fields.Float(load_default=ServerSettings.keepalive_timeout, validate=validate.Range(0.1, 3600))
     body_timeout = fields.Float(load_default=ServerSettings.body_timeout, validate=validate.Range(0.1, 3600))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ from aiodocker.types import SENTINEL, Sentinel
 from aiohttp import web
 
 from .container_stats import ContainerStats, watching
-from .keys import CONTAINER_STATS, DOCKER, PULLS, SETTINGS, STREAMS
+from .keys import CONTAINER_STATS, DOCKER, PRINCIPAL, PULLS, SETTINGS, STREAMS
 from .pulls import PullHub
 from .streams import EngineStreams
 
@@ -37,7 +38,14 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS].docker
     docker = BoundedDocker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
     app[DOCKER] = docker
-    app[STREAMS] = EngineStreams(settings, app[SETTINGS].server.max_streams)
+    server = app[SETTINGS].server
+    app[STREAMS] = EngineStreams(
+        settings,
+        server.max_streams,
+        per_key=server.max_streams_per_key,
+        admin_reserved=server.admin_reserved_streams,
+        heartbeat=server.heartbeat_seconds,
+    )
     # Pulls have a pool of their own: a full pool of log streams must not make a pull wait for ever.
     app[PULLS] = PullHub(EngineStreams(settings, limit=0))
     app[CONTAINER_STATS] = ContainerStats(settings)
@@ -75,3 +83,8 @@ def pulls(request: web.Request) -> PullHub:
 
 def streams(request: web.Request) -> EngineStreams:
     return request.config_dict[STREAMS]
+
+
+def stream_slot(request: web.Request, content_type: str) -> contextlib.AbstractContextManager[None]:
+    """The request's slot among the open streams (EngineStreams.slot): HEAD is answered there, with no stream."""
+    return streams(request).slot(request.method, request.get(PRINCIPAL), content_type)

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
 
 JSON = "application/json"
+NDJSON = "application/x-ndjson"
 
 
 def ok(data: Any, status: int = 200, message: str = "success") -> web.Response:
@@ -36,20 +38,39 @@ def ndjson_line(item: Any) -> bytes:
     return orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def stream_response(content_type: str = "application/x-ndjson") -> web.StreamResponse:
+class _StreamResponse(web.StreamResponse):
+    """A stream that writes no body to a HEAD request, whatever its handler writes: aiohttp would send
+    those bytes raw after the headers, and on a keep-alive connection the client reads them as its next
+    answer. The streams' gate answers HEAD before any stream opens; this is the net behind it."""
+
+    _bodyless = False
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        self._bodyless = request.method == hdrs.METH_HEAD
+        return await super().prepare(request)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._bodyless:
+            await super().write(data)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(b"" if self._bodyless else data)
+
+
+def stream_response(content_type: str = NDJSON) -> web.StreamResponse:
     """A chunked response written as data arrives: no Content-Length, no compression, no proxy buffering."""
-    return web.StreamResponse(
+    return _StreamResponse(
         headers={"Content-Type": content_type, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 
 @contextlib.asynccontextmanager
-async def ended_even_if_cancelled(response: web.StreamResponse) -> AsyncIterator[None]:
-    """A prepared stream whose handler is cancelled (at shutdown) still ends properly: the client sees
-    the end of the body, not a cut connection."""
+async def ended_even_if_cancelled(response: web.StreamResponse, last: bytes = b"") -> AsyncIterator[None]:
+    """A prepared stream whose handler is cancelled (at shutdown) still ends properly: the client reads
+    `last` (an NDJSON stream's line saying so) and the end of the body, not a cut connection."""
     try:
         yield
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):  # a client that is gone cannot be told
-            await response.write_eof()
+            await response.write_eof(last)
         raise

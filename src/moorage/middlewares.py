@@ -27,7 +27,7 @@ from .errors import (
     from_docker_error,
 )
 from .keys import AUDIT, LIMITER, PRINCIPAL, TOKENS, VIA_TOKEN, live
-from .streams import EngineLate
+from .streams import EngineLate, HeadAnswered
 from .validation import validation_failed
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ _BODY_HEADERS = {"Content-Type", "Content-Length"}
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except HeadAnswered as head:
+        return head.response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -24,9 +24,9 @@ from marshmallow import Schema, fields
 from . import __version__
 from .auth import declared_role, requires
 from .config import Role
+from .envelope import NDJSON as NDJSON  # the routes declare their streams with it
 from .schemas.fields import matches
 
-NDJSON = "application/x-ndjson"
 _DOC_ATTR = "__moorage_openapi__"
 
 # What a schema slot takes: a marshmallow schema class, or a JSON Schema dict whose values may be such classes.
@@ -42,7 +42,7 @@ _AUDITED = (503,)
 _WITH_BODY = (408, 413, 415)
 # What a call that reaches the engine can get besides its own errors: the engine's error, down, or too slow.
 ENGINE = (502, 503, 504)
-# Streams are capped at [server] max_streams.
+# Streams are capped at [server] max_streams, per key and with room kept for admins.
 STREAM = (*ENGINE, 429)
 
 

@@ -1,25 +1,64 @@
-"""Long-lived engine streams (logs, events, pulls): their own connection pool, a cap, and an end at shutdown.
+"""Long-lived engine streams (logs, events, pulls): their own connection pool, caps, and an end at shutdown.
 
 Streams get a pool of their own so that abandoned or endless ones cannot starve the one every other
-call uses; beyond the cap a new stream is a 429. Each open stream's handler task is registered, so
-that shutdown can end them at once instead of waiting out aiohttp's shutdown_timeout.
+call uses; beyond the caps (all streams, one key's, the room kept for admins) a new stream is a 429.
+Each open stream's handler task is registered, so that shutdown can end them at once instead of waiting
+out aiohttp's shutdown_timeout. A HEAD request gets a stream's headers from the gate and nothing else:
+no slot, no engine call, no body. Every stream is written by `EngineStreams.serve`, the one skeleton
+that sends NDJSON heartbeats and the line saying why a stream ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 from aiodocker.exceptions import DockerError
+from aiohttp import hdrs, web
 
-from .config import DockerSettings
-from .errors import DOCKER_UNREACHABLE, TooManyRequests
+from .config import ApiKey, DockerSettings, Role
+from .envelope import ended_even_if_cancelled, ndjson_line, stream_response
+from .errors import DOCKER_UNREACHABLE, ApiError, TooManyRequests
 
+_LOGGER = logging.getLogger(__name__)
 _READ_BUFFER = 1024 * 1024
 _BATCH = 64 * 1024
 _LINGER = 0.005  # seconds
+_RETRY_AFTER = {"Retry-After": "5"}
+# Failures of the engine's side of a stream once our headers are out: logged, and the stream ends.
+ENGINE_STREAM_ERRORS = (DockerError, aiohttp.ClientError, TimeoutError, ValueError)
+# What an NDJSON stream's last line says when moorage stops (its handler is cancelled by end_all).
+SHUTDOWN = {"end": "shutdown"}
+
+
+class HeadAnswered(Exception):
+    """A HEAD request reached a stream's gate: its answer is the headers a GET would get, and no stream.
+
+    Raised rather than returned so that no handler can go on to open the stream; the error middleware
+    answers `response`."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__("HEAD of a stream")
+        self.response = stream_response(content_type)
+
+
+# The last line of an NDJSON stream, from the failure that ended it (None: the source came to its end).
+Ending = Callable[[Exception | None], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Ndjson:
+    """An NDJSON stream: heartbeats while it is quiet, and a last line that says why it ended."""
+
+    ending: Ending
+    shutdown: Mapping[str, Any] = field(default_factory=lambda: SHUTDOWN)
 
 
 class EngineLate(TimeoutError):
@@ -27,7 +66,15 @@ class EngineLate(TimeoutError):
 
 
 class EngineStreams:
-    def __init__(self, docker: DockerSettings, limit: int) -> None:
+    def __init__(
+        self,
+        docker: DockerSettings,
+        limit: int,
+        *,
+        per_key: int | None = None,
+        admin_reserved: int = 0,
+        heartbeat: float = 15.0,
+    ) -> None:
         if docker.url.startswith("unix://"):
             connector: aiohttp.BaseConnector = aiohttp.UnixConnector(docker.url.removeprefix("unix://"), limit=limit)
             self._base = "http://docker"
@@ -45,22 +92,80 @@ class EngineStreams:
         self._url = docker.url
         self._timeout = docker.timeout
         self.limit = limit
-        self._open: set[asyncio.Task[object]] = set()
+        self.per_key = per_key
+        self.admin_reserved = admin_reserved
+        self.heartbeat = heartbeat
+        self._open: dict[asyncio.Task[object], str | None] = {}  # handler task: the key name it streams for
+        self._per_key: Counter[str | None] = Counter()
+
+    @property
+    def in_use(self) -> int:
+        return len(self._open)
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """Count the calling handler as an open stream for as long as it runs; 429 beyond the cap."""
-        if len(self._open) >= self.limit:
-            raise TooManyRequests(
-                f"{self.limit} streams are open already; try again later", headers={"Retry-After": "5"}
-            )
+    def slot(self, method: str, key: ApiKey | None, content_type: str) -> Iterator[None]:
+        """Count the calling handler as an open stream of `key` for as long as it runs; 429 beyond a cap.
+
+        A HEAD request is answered here, before anything is opened: HeadAnswered, whatever the caps.
+        A key's tokens stream as the key (the principal is the key)."""
+        if method == hdrs.METH_HEAD:
+            raise HeadAnswered(content_type)
+        self._refuse_beyond_caps(key)
         task = asyncio.current_task()
         assert task is not None
-        self._open.add(task)
+        name = key.name if key else None
+        self._open[task] = name
+        self._per_key[name] += 1
         try:
             yield
         finally:
-            self._open.discard(task)
+            del self._open[task]
+            self._per_key[name] -= 1
+            if not self._per_key[name]:
+                del self._per_key[name]
+
+    def _refuse_beyond_caps(self, key: ApiKey | None) -> None:
+        """Every key within max_streams; a key that is not admin also within its quota and short of the
+        admins' reserve, so that a viewer's script can neither starve other keys nor lock out the admin."""
+        if len(self._open) >= self.limit:
+            raise TooManyRequests(
+                f"{self.limit} streams are open already ([server] max_streams); try again later", headers=_RETRY_AFTER
+            )
+        if key is None or key.role is Role.ADMIN:
+            return
+        if len(self._open) >= self.limit - self.admin_reserved:
+            raise TooManyRequests(
+                f"{len(self._open)} streams are open: the rest of [server] max_streams ({self.limit}) is kept for"
+                f" admin keys ([server] admin_reserved_streams = {self.admin_reserved}); try again later",
+                headers=_RETRY_AFTER,
+            )
+        if self.per_key is not None and self._per_key[key.name] >= self.per_key:
+            raise TooManyRequests(
+                f"key {key.name!r} has {self.per_key} streams open, the most a key that is not admin may"
+                " ([server] max_streams_per_key); close one or try again later",
+                headers=_RETRY_AFTER,
+            )
+
+    async def serve(
+        self, request: web.Request, content_type: str, body: AsyncIterator[bytes], ndjson: Ndjson | None = None
+    ) -> web.StreamResponse:
+        """The skeleton of every stream: headers out, `body` written as it comes, and an end the client can
+        read. An NDJSON stream also gets a heartbeat line whenever it was quiet for [server] heartbeat_seconds
+        (a proxy's read timeout would cut it otherwise), and a last line saying why it ended: the source's
+        end, a failure (after the headers nothing may reach the error middleware), or moorage's shutdown.
+        A client that left is not written to."""
+        response = stream_response(content_type)
+        await response.prepare(request)
+        try:
+            async with ended_even_if_cancelled(response, ndjson_line(ndjson.shutdown) if ndjson else b""):
+                failure = await _copied(response, with_heartbeats(body, self.heartbeat) if ndjson else body)
+                if failure is not None and not isinstance(failure, ApiError):
+                    engine = isinstance(failure, ENGINE_STREAM_ERRORS)
+                    _LOGGER.warning("stream of %s ended by a failure: %s", request.path, failure, exc_info=not engine)
+                await response.write_eof(ndjson_line(await ndjson.ending(failure)) if ndjson else b"")
+        except ConnectionResetError:
+            pass  # the client left
+        return response
 
     @contextlib.asynccontextmanager
     async def request(
@@ -92,7 +197,7 @@ class EngineStreams:
 
     async def end_all(self) -> None:
         """End every open stream (on shutdown): their handlers are cancelled and close their responses."""
-        tasks = list(self._open)
+        tasks = list(self._open.keys())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -113,3 +218,48 @@ async def batched(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
                     await content.wait_eof()
             chunk += content.read_nowait()
         yield chunk
+
+
+async def _copied(response: web.StreamResponse, chunks: AsyncIterator[bytes]) -> Exception | None:
+    """Write the chunks to their end; the failure that ended them instead, but a client that left raises."""
+    try:
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                await response.write(chunk)
+    except ConnectionResetError:
+        raise
+    except Exception as err:
+        return err
+    return None
+
+
+def heartbeat() -> bytes:
+    """The line a quiet NDJSON stream sends: the time, so that a reader can also tell how late it is."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return ndjson_line({"heartbeat": now})
+
+
+async def with_heartbeats(chunks: AsyncIterator[bytes], every: float) -> AsyncIterator[bytes]:
+    """The chunks as they come, and a heartbeat line whenever none came for `every` seconds.
+
+    The next chunk is awaited in a task of its own, so that the wait can time out without cancelling the
+    source: a cancelled async generator is ended, not paused."""
+    source = aiter(chunks)
+    upcoming = asyncio.ensure_future(anext(source))
+    try:
+        while True:
+            done, _ = await asyncio.wait((upcoming,), timeout=every)
+            if not done:
+                yield heartbeat()
+                continue
+            try:
+                chunk = upcoming.result()
+            except StopAsyncIteration:
+                return
+            upcoming = asyncio.ensure_future(anext(source))
+            yield chunk
+    finally:
+        upcoming.cancel()
+        await asyncio.wait((upcoming,))
+        if not upcoming.cancelled():
+            upcoming.exception()  # the source's end, or a failure the caller no longer waits for: retrieved

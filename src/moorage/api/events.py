@@ -3,46 +3,55 @@
 from __future__ import annotations
 
 import json
-import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from ..auth import requires
 from ..config import Role
-from ..engine import streams
-from ..envelope import ended_even_if_cancelled, ndjson_line, stream_response
-from ..openapi import NDJSON, STREAM, documented
-from ..schemas.events import EventSchema
+from ..engine import stream_slot, streams
+from ..envelope import ndjson_line
+from ..openapi import NDJSON, STREAM, any_of, documented
+from ..schemas.events import EventSchema, HeartbeatSchema, StreamEndSchema
 from ..schemas.logs import EventQuery, engine_window
+from ..streams import Ndjson
 from ..validation import load_query
-from .logs import ENGINE_STREAM_ERRORS
 from .paths import API_PREFIX
 
 routes = web.RouteTableDef()
-_LOGGER = logging.getLogger(__name__)
 _EVENT = EventSchema()
 
 
 @routes.get(f"{API_PREFIX}/events")
 @requires(Role.VIEWER)
-@documented("Engine events", query=EventQuery, raw={NDJSON: EventSchema}, errors=STREAM)
+@documented(
+    "Engine events",
+    query=EventQuery,
+    raw={NDJSON: any_of(EventSchema, HeartbeatSchema, StreamEndSchema)},
+    errors=STREAM,
+)
 async def events(request: web.Request) -> web.StreamResponse:
+    """NDJSON, endless unless `until` is given: `{"heartbeat": time}` when quiet for [server] heartbeat_seconds,
+    and a last `{"end": reason}` line (done, shutdown, engine_gone)."""
     query = load_query(request, EventQuery)
     params = engine_window(query)
     params["filters"] = json.dumps({"type": query.get("type") or ["container", "image"]})
     gate = streams(request)
-    with gate.slot():
+    with stream_slot(request, NDJSON):
         async with gate.request("GET", "/events", params) as engine:
-            response = stream_response()
-            await response.prepare(request)
-            try:
-                async with ended_even_if_cancelled(response):
-                    async for line in engine.content:
-                        if line.strip():
-                            await response.write(ndjson_line(_EVENT.dump(json.loads(line))))
-            except ConnectionResetError:
-                return response
-            except (*ENGINE_STREAM_ERRORS, ValueError) as err:
-                _LOGGER.warning("event stream ended by the engine: %s", err)
-            await response.write_eof()
-            return response
+
+            async def ending(failure: Exception | None) -> dict[str, Any]:
+                """A window with an end is done when the engine ends it; an endless one ends only if the engine goes."""
+                if failure is None and "until" in query:
+                    return {"end": "done"}
+                return {"end": "engine_gone", "message": str(failure or "the engine ended the event stream")}
+
+            return await gate.serve(request, NDJSON, event_lines(engine), Ndjson(ending))
+
+
+async def event_lines(engine: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async for line in engine.content:
+        if line.strip():
+            yield ndjson_line(_EVENT.dump(json.loads(line)))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiodocker
@@ -13,12 +12,13 @@ from aiohttp import web
 
 from ..auth import requires
 from ..config import Role
-from ..engine import docker, pulls, streams
-from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
+from ..engine import docker, pulls, stream_slot, streams
+from ..envelope import NDJSON, ndjson_line, ok
 from ..keys import live
 from ..middlewares import as_api_error
 from ..openapi import ENGINE, STREAM, any_of, documented, page, shape
 from ..registries import credentials_for
+from ..schemas.events import HeartbeatSchema
 from ..schemas.images import (
     ImageDeletedSchema,
     ImageDeleteQuery,
@@ -29,6 +29,7 @@ from ..schemas.images import (
     PullProgressSchema,
     PullQuery,
 )
+from ..streams import Ndjson
 from ..validation import load_json, load_path, load_query
 from .paths import API_PREFIX
 
@@ -37,7 +38,8 @@ routes = web.RouteTableDef()
 _SUMMARY = ImageSummarySchema()
 _PROGRESS = PullProgressSchema()
 _DELETED = ImageDeletedSchema()
-NDJSON = "application/x-ndjson"
+# A pull's last line when moorage stops: the pull is cancelled with its last subscriber.
+_SHUTDOWN = {"status": "error", "code": 503, "message": "moorage is shutting down: the pull was stopped"}
 
 
 async def containers_per_image(client: aiodocker.Docker) -> Counter[str]:
@@ -82,6 +84,7 @@ async def list_images(request: web.Request) -> web.Response:
     raw={
         NDJSON: any_of(
             PullProgressSchema,
+            HeartbeatSchema,
             shape(status="string", image=ImageSummarySchema),
             shape(status="string", code="integer", message="string"),
         )
@@ -102,29 +105,30 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
 
 
 async def stream_pull(request: web.Request, reference: str, auth: str | None) -> web.StreamResponse:
-    """NDJSON progress as the engine sends it, then one line with the outcome."""
-    with streams(request).slot():
+    """NDJSON progress as the engine sends it, heartbeats while it is quiet, then one line with the outcome."""
+    with stream_slot(request, NDJSON):
         async with pulls(request).subscribe(reference, auth) as events:
             # The first event (or failure) before the headers: a pull that fails at once is a plain error response.
             first = await anext(events, None)
-            response = stream_response()
-            await response.prepare(request)
-            try:
-                async with ended_even_if_cancelled(response):
-                    if first is not None:
-                        await response.write(ndjson_line(_PROGRESS.dump(first)))
-                    async for event in events:
-                        await response.write(ndjson_line(_PROGRESS.dump(event)))
-                final = {"status": "done", "image": await pulled_item(docker(request), reference)}
-            except ConnectionResetError:
-                return response  # the client left; leaving the subscription lets the pull go if it was the last
-            except Exception as exc:  # after prepare() nothing may reach the error middleware
-                err = as_api_error(exc)
-                final = {"status": "error", "code": err.status, "message": err.message}
-            with contextlib.suppress(ConnectionResetError):
-                await response.write(ndjson_line(final))
-                await response.write_eof()
-            return response
+
+            async def progress() -> AsyncIterator[bytes]:
+                if first is not None:
+                    yield ndjson_line(_PROGRESS.dump(first))
+                async for event in events:
+                    yield ndjson_line(_PROGRESS.dump(event))
+
+            async def outcome(failure: Exception | None) -> dict[str, Any]:
+                if failure is None:
+                    try:
+                        return {"status": "done", "image": await pulled_item(docker(request), reference)}
+                    except Exception as exc:  # after the headers nothing may reach the error middleware
+                        failure = exc
+                err = as_api_error(failure)
+                return {"status": "error", "code": err.status, "message": err.message}
+
+            # Leaving the subscription (the client left, or moorage stops) lets the pull go if it was the last.
+            ending = Ndjson(outcome, shutdown=_SHUTDOWN)
+            return await streams(request).serve(request, NDJSON, progress(), ending)
 
 
 @routes.delete(f"{API_PREFIX}/images/{{image_id:.+}}")

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 from aiodocker.exceptions import DockerError
 from aiohttp import web
 
 from ..auth import requires
 from ..config import Role
-from ..engine import docker, streams
-from ..envelope import ended_even_if_cancelled, ndjson_line, ok, stream_response
+from ..engine import docker, stream_slot, streams
+from ..envelope import JSON, ndjson_line, ok
 from ..keys import live
 from ..logs import LogLine, split_lines, whole_lines
-from ..openapi import NDJSON, STREAM, documented, listing, shape
+from ..openapi import NDJSON, STREAM, any_of, documented, listing, shape
 from ..schemas.containers import ContainerRef
+from ..schemas.events import HeartbeatSchema, StreamEndSchema
 from ..schemas.logs import LogLineSchema, LogQuery, engine_window
-from ..streams import batched
+from ..streams import ENGINE_STREAM_ERRORS, Ndjson, batched
 from ..validation import load_path, load_query
 from .paths import API_PREFIX
 
 routes = web.RouteTableDef()
-_LOGGER = logging.getLogger(__name__)
 _LINE = LogLineSchema()
-# Failures of the engine's side of a stream once our headers are out: logged, and the stream ends.
-ENGINE_STREAM_ERRORS = (DockerError, aiohttp.ClientError, TimeoutError)
+MEDIA_TYPES = {"json": JSON, "text": "text/plain; charset=utf-8", "ndjson": NDJSON}
 
 
 def stamped(query: dict[str, Any]) -> bool:
@@ -54,21 +51,24 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
     path=ContainerRef,
     query=LogQuery,
     data=shape(items=listing(LogLineSchema), truncated="boolean"),
-    raw={"text/plain": {"type": "string"}, NDJSON: LogLineSchema},
+    raw={"text/plain": {"type": "string"}, NDJSON: any_of(LogLineSchema, HeartbeatSchema, StreamEndSchema)},
     errors=(404, *STREAM),
 )
 async def container_logs(request: web.Request) -> web.StreamResponse:
+    """A JSON page, or a stream as text or NDJSON. An NDJSON stream sends `{"heartbeat": time}` when it was
+    quiet for [server] heartbeat_seconds and ends with `{"end": reason}`; text has neither, so behind a proxy
+    with a read timeout follow in NDJSON. HEAD answers the headers only and opens no stream."""
     query = load_query(request, LogQuery)
     ref = load_path(request, ContainerRef)["container_id"]
     # Inspect first: an unknown container is a 404 before any header goes out, and TTY decides the framing.
     inspected = await docker(request).containers.container(ref).show()
     gate = streams(request)
-    with gate.slot():
+    with stream_slot(request, MEDIA_TYPES[query["format"]]):
         async with gate.request("GET", f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
             runs = whole_lines(batched(engine.content), inspected["Config"]["Tty"], stamped(query))
             if query["format"] == "json":
                 return ok(await first_lines(runs, live(request).logs.max_lines))
-            return await stream_lines(request, runs, query["format"], query["timestamps"])
+            return await stream_lines(request, runs, query, inspected["Id"])
 
 
 async def first_lines(runs: AsyncIterator[tuple[int, bytes]], cap: int) -> dict[str, Any]:
@@ -82,27 +82,48 @@ async def first_lines(runs: AsyncIterator[tuple[int, bytes]], cap: int) -> dict[
 
 
 async def stream_lines(
-    request: web.Request, runs: AsyncIterator[tuple[int, bytes]], fmt: str, timestamps: bool
+    request: web.Request, runs: AsyncIterator[tuple[int, bytes]], query: dict[str, Any], container_id: str
 ) -> web.StreamResponse:
-    """Each run of lines is written as it arrives; `write` waits for a slow client, so memory stays flat."""
-    response = stream_response("text/plain; charset=utf-8" if fmt == "text" else "application/x-ndjson")
-    await response.prepare(request)
-    try:
-        async with ended_even_if_cancelled(response):
-            await write_runs(response, runs, fmt)
-    except ConnectionResetError:
-        return response
-    except ENGINE_STREAM_ERRORS as err:
-        _LOGGER.warning("log stream of %s ended by the engine: %s", request.match_info["container_id"], err)
-    await response.write_eof()
-    return response
+    """Each run of lines is written as it arrives; `write` waits for a slow client, so memory stays flat.
+    NDJSON ends with a line saying why (the container stopped, the log is complete, the engine broke it)."""
+    fmt = query["format"]
+    ndjson = None
+    if fmt == "ndjson":
+
+        async def ending(failure: Exception | None) -> dict[str, Any]:
+            return await log_ended(request, container_id, query, failure)
+
+        ndjson = Ndjson(ending)
+    return await streams(request).serve(request, MEDIA_TYPES[fmt], write_runs(runs, fmt), ndjson)
 
 
-async def write_runs(response: web.StreamResponse, runs: AsyncIterator[tuple[int, bytes]], fmt: str) -> None:
+async def write_runs(runs: AsyncIterator[tuple[int, bytes]], fmt: str) -> AsyncIterator[bytes]:
+    """Each run of lines as the bytes the client is sent, in the stream's format."""
     for_text = fmt == "text"
     async for stream, run in runs:
         if for_text:
-            await response.write(run.decode("utf-8", "replace").encode())
+            yield run.decode("utf-8", "replace").encode()
         else:
             lines = split_lines(stream, run, timestamps=True)
-            await response.write(b"".join(ndjson_line(_LINE.dump(line)) for line in lines))
+            yield b"".join(ndjson_line(_LINE.dump(line)) for line in lines)
+
+
+async def log_ended(
+    request: web.Request, container_id: str, query: dict[str, Any], failure: Exception | None
+) -> dict[str, Any]:
+    """Why a log stream ended: a followed log whose container is no longer running ends because it stopped."""
+    if failure is not None:
+        return {"end": "engine_gone", "message": str(failure)}
+    if not query["follow"]:
+        return {"end": "done"}
+    try:
+        state = (await docker(request).containers.container(container_id).show())["State"]
+    except DockerError as err:
+        if err.status == 404:
+            return {"end": "container_removed"}
+        return {"end": "engine_gone", "message": str(err.message)}
+    except ENGINE_STREAM_ERRORS as err:
+        return {"end": "engine_gone", "message": str(err)}
+    if state.get("Running"):
+        return {"end": "done"}  # an `until` in the future came, or the engine ended the stream itself
+    return {"end": "container_stopped", "exit_code": state.get("ExitCode")}
