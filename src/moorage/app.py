@@ -10,9 +10,10 @@ from prometheus_client import CollectorRegistry
 from .api import setup_routes
 from .api.paths import API_PREFIX
 from .audit import AuditLog
+from .binds import BindLedger
 from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
-from .keys import AUDIT, CONTAINER_STATS, LIMITER, LIVE, REGISTRY, SAMPLER, SETTINGS, TOKENS
+from .keys import AUDIT, BIND_LEDGER, CONTAINER_STATS, LIMITER, LIVE, REGISTRY, SAMPLER, SETTINGS, TOKENS
 from .middlewares import audit_middleware, auth_middleware, error_middleware
 from .openapi import serve_document
 from .prometheus import ContainerCollector, HostCollector, request_metrics
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[LIVE] = LiveSettings(settings)
     app[REGISTRY] = registry
+    app[BIND_LEDGER] = BindLedger()
     auth = settings.auth
     app[LIMITER] = FailedAuthLimiter(auth.failed_limit, auth.failed_window, auth.limit_loopback)
     app.cleanup_ctx.append(auth_ctx)

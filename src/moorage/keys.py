@@ -7,6 +7,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .audit import AuditLog
+from .binds import BindLedger
 from .config import ApiKey, LiveSettings, Settings
 from .container_stats import ContainerStats
 from .pulls import PullHub
@@ -26,6 +27,7 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIMITER = web.AppKey("limiter", FailedAuthLimiter)
 AUDIT = web.AppKey("audit", AuditLog)
 TOKENS = web.AppKey("tokens", TokenIssuer)
+BIND_LEDGER = web.AppKey("bind_ledger", BindLedger)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
 VIA_TOKEN = web.RequestKey("via_token", bool)
 

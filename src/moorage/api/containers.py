@@ -10,7 +10,7 @@ from ..auth import requires
 from ..config import Role
 from ..engine import docker, engine_json, pulls
 from ..envelope import ok
-from ..keys import live
+from ..keys import BIND_LEDGER, live
 from ..openapi import ENGINE, documented, page, shape
 from ..provision import create_container
 from ..schemas.containers import (
@@ -62,7 +62,8 @@ async def list_containers(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     """Like `docker create` (or `docker run -d` with start), within the host-safety policy: 201 with the detail."""
     req = await load_json(request, ContainerCreateSchema)
-    container_id = await create_container(docker(request), pulls(request), req, live(request))
+    ledger = request.config_dict[BIND_LEDGER]
+    container_id = await create_container(docker(request), pulls(request), req, live(request), ledger)
     return ok(detail(await docker(request).containers.container(container_id).show()), status=201)
 
 
