@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -97,10 +98,19 @@ async def restarted(docker: aiodocker.Docker, container_id: str) -> dict[str, An
     raise AssertionError(f"the engine did not restart {container_id} within {PATIENCE} s")
 
 
-async def policy_stops(client: TestClient) -> float:
+async def counted(client: TestClient, metric: str) -> float:
     text = await (await client.get("/metrics")).text()
-    [value] = [line.split()[1] for line in text.splitlines() if line.startswith("moorage_policy_stops_total ")]
+    [value] = [line.split()[1] for line in text.splitlines() if line.startswith(f"moorage_{metric}_total ")]
     return float(value)
+
+
+async def checked(caplog: pytest.LogCaptureFixture, container_id: str, runs: int) -> None:
+    """Wait until moorage has found the binds of `runs` starts of the container clean (its debug line)."""
+    deadline = time.monotonic() + PATIENCE
+    line = f"binds of container {container_id[:12]} pass"
+    while sum(record.getMessage() == line for record in caplog.records) < runs:
+        assert time.monotonic() < deadline, f"moorage did not check {runs} starts within {PATIENCE} s"
+        await asyncio.sleep(0.05)
 
 
 def engine_time(value: str) -> float:
@@ -111,10 +121,12 @@ def engine_time(value: str) -> float:
 
 async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
     client: TestClient, docker: aiodocker.Docker, tmp_path: Path, allowed_root: Path, case_label: str,
-    created: list[str],
+    created: list[str], caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     source = allowed_root / "a" / "b"
+    caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
     container_id = await create_always(client, case_label, source, created)
+    await checked(caplog, container_id, 1)  # its first start, before the swap (a check after it would stop this run)
     # Swap the bind source for a symlink out of the allowed root, then make the process exit: the flag goes
     # into the directory still mounted (moved away), and the engine's restart mounts the symlink's target.
     elsewhere = tmp_path / "elsewhere"
@@ -128,7 +140,8 @@ async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
     assert state["State"]["Running"] is False and state["RestartCount"] >= 1
     assert state["HostConfig"]["RestartPolicy"]["Name"] == "no"
     ran = engine_time(state["State"]["FinishedAt"]) - engine_time(state["State"]["StartedAt"])
-    print(f"the restarted container ran {ran * 1000:.0f} ms with the swapped bind")
+    [killed] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    print(f"the restarted container ran {ran * 1000:.0f} ms with the swapped bind; {killed.partition(': ')[0]}")
 
     # It stays down: nothing (restart policy included) starts it again.
     await asyncio.sleep(3)
@@ -138,7 +151,7 @@ async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
 
     assert str(source) in stop["reason"]
     assert stop["restart_policy"] == "always"
-    assert (await policy_stops(client)) == 1
+    assert (await counted(client, "policy_stops")) == 1
     lines = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
     [line] = [line for line in lines if line["key"] == AUDIT_KEY]
     assert line["target"] == container_id and line["result"] == 200 and line["method"] == "KILL"
@@ -147,19 +160,22 @@ async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
 
 
 async def test_a_clean_restart_policy_restart_keeps_running(
-    client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str, created: list[str]
-) -> None:
+    client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str, created: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
     source = allowed_root / "a" / "b"
+    caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
     container_id = await create_always(client, case_label, source, created)
+    await checked(caplog, container_id, 1)
     (source / "go").touch()
     await restarted(docker, container_id)
-    await asyncio.sleep(3)  # time for moorage to act, had it a reason to
+    await checked(caplog, container_id, 2)  # the restart checked, and passed
     state = await inspect(docker, container_id)
     assert state["State"]["Running"] is True
     assert state["HostConfig"]["RestartPolicy"]["Name"] == "always"
     resp = await client.get(f"/api/v1/containers/{container_id}")
     assert (await resp.json())["data"]["policy_stop"] is None
-    assert (await policy_stops(client)) == 0
+    assert (await counted(client, "policy_stops")) == 0
 
 
 async def test_one_started_while_moorage_was_away_is_killed_when_it_connects(

@@ -124,7 +124,7 @@ class BindWatch:
         self._audit = audit
         self._stops = stops
         self._registry = registry
-        self._counter = Counter(
+        self._stopped = Counter(
             "moorage_policy_stops", "Containers killed because a bind no longer passed the policy", registry=registry
         )
 
@@ -173,12 +173,14 @@ class BindWatch:
         if problems := bind_problems(inspected, self._live):
             await self._stop(container_id, inspected, "; ".join(problems), started_ns)
         else:
+            _LOGGER.debug("binds of container %s pass", container_id[:12])
             self._stops.forget(container_id)
 
     async def _stop(self, container_id: str, inspected: Mapping[str, Any], reason: str, started_ns: int | None) -> None:
         name = inspected["Name"].lstrip("/")
         was = restart_policy(inspected["HostConfig"].get("RestartPolicy"))
         container = self._docker.containers.container(container_id)
+        signalled = time.time_ns()
         try:
             await container.kill(signal="SIGKILL")
         except DockerError as err:
@@ -200,12 +202,12 @@ class BindWatch:
                 _LOGGER.error("container %s: restart policy not set to no (%s): the engine may start it again, "
                               "and that start is checked too", container_id[:12], err)  # fmt: skip
         after = (
-            f"{(time.time_ns() - started_ns) / 1e6:.0f} ms after the engine's event"
+            f"(the kill sent {(signalled - started_ns) / 1e6:.0f} ms after the engine's event)"
             if started_ns
-            else "found running when moorage (re)connected to the engine"
+            else "(found running when moorage (re)connected to the engine)"
         )
         _LOGGER.warning("killed container %s (%s) %s: %s", name, container_id[:12], after, reason)
-        self._counter.inc()
+        self._stopped.inc()
         self._audit.write(
             key=AUDIT_KEY, role=None, client=None, method="KILL", path=f"/containers/{container_id}",
             target=container_id, result=200, reason=reason,
@@ -213,7 +215,7 @@ class BindWatch:
         self._stops.record(container_id, {"at": rfc3339(datetime.now(UTC)), "reason": reason, "restart_policy": was})
 
     async def close(self) -> None:
-        self._registry.unregister(self._counter)
+        self._registry.unregister(self._stopped)
         await self._engine.close()
 
 
