@@ -48,15 +48,15 @@ async def client(aiohttp_client: Any, tmp_path: Path, allowed_root: Path) -> Tes
 
 
 @pytest.fixture
-async def created(docker: aiodocker.Docker, case_label: str) -> AsyncIterator[list[str]]:
-    ids: list[str] = []
-    yield ids
+async def sweep(docker: aiodocker.Docker, case_label: str) -> AsyncIterator[None]:
+    """What this test's requests created is removed after it, pass or fail."""
+    yield
     filters = json.dumps({"label": [f"{TEST_LABEL}={case_label}"]})
     for container in await docker.containers.list(all=True, filters=filters):
         await container.delete(force=True, v=True)
 
 
-async def create_always(client: TestClient, case_label: str, source: Path, created: list[str]) -> str:
+async def create_always(client: TestClient, case_label: str, source: Path) -> str:
     body = {
         "image": TEST_IMAGE,
         "labels": {TEST_LABEL: case_label},
@@ -68,7 +68,6 @@ async def create_always(client: TestClient, case_label: str, source: Path, creat
     resp = await client.post("/api/v1/containers", json=body)
     assert resp.status == 201, await resp.json()
     container_id: str = (await resp.json())["data"]["id"]
-    created.append(container_id)
     return container_id
 
 
@@ -119,13 +118,14 @@ def engine_time(value: str) -> float:
     return datetime.fromisoformat(f"{head}.{tail[:6].ljust(6, '0')}+00:00").timestamp()
 
 
+@pytest.mark.usefixtures("sweep")
 async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
     client: TestClient, docker: aiodocker.Docker, tmp_path: Path, allowed_root: Path, case_label: str,
-    created: list[str], caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     source = allowed_root / "a" / "b"
     caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
-    container_id = await create_always(client, case_label, source, created)
+    container_id = await create_always(client, case_label, source)
     await checked(caplog, container_id, 1)  # its first start, before the swap (a check after it would stop this run)
     # Swap the bind source for a symlink out of the allowed root, then make the process exit: the flag goes
     # into the directory still mounted (moved away), and the engine's restart mounts the symlink's target.
@@ -159,13 +159,14 @@ async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
     assert json.loads((tmp_path / "state" / "policy-stops.json").read_text())[container_id] == stop
 
 
+@pytest.mark.usefixtures("sweep")
 async def test_a_clean_restart_policy_restart_keeps_running(
-    client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str, created: list[str],
+    client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     source = allowed_root / "a" / "b"
     caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
-    container_id = await create_always(client, case_label, source, created)
+    container_id = await create_always(client, case_label, source)
     await checked(caplog, container_id, 1)
     (source / "go").touch()
     await restarted(docker, container_id)
