@@ -11,10 +11,24 @@ from .api import setup_routes
 from .api.paths import API_PREFIX
 from .audit import AuditLog
 from .background import running
+from .binds import BindLedger
+from .bindwatch import BindWatch, PolicyStops, watching
 from .clientaddr import forwarded_client
 from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
-from .keys import AUDIT, CONTAINER_STATS, LIMITER, LIVE, REGISTRY, SAMPLER, SETTINGS, TOKENS
+from .keys import (
+    AUDIT,
+    BIND_LEDGER,
+    CONTAINER_STATS,
+    DOCKER,
+    LIMITER,
+    LIVE,
+    POLICY_STOPS,
+    REGISTRY,
+    SAMPLER,
+    SETTINGS,
+    TOKENS,
+)
 from .middlewares import audit_middleware, auth_middleware, error_middleware
 from .openapi import serve_document
 from .prometheus import ContainerCollector, HostCollector, request_metrics
@@ -57,6 +71,17 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
         app[AUDIT].close()
 
 
+async def bindwatch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The engine's own starts of moorage's containers are checked (bindwatch.py); why one was stopped is
+    kept in the state dir."""
+    settings = app[SETTINGS]
+    stops = app[POLICY_STOPS] = PolicyStops(settings.server.state_dir / "policy-stops.json")
+    stops.load()
+    watch = BindWatch(settings.docker, app[DOCKER], app[LIVE], app[AUDIT], stops, app[REGISTRY])
+    async with watching(watch):
+        yield
+
+
 def create_app(settings: Settings) -> web.Application:
     # A registry per app, not prometheus_client's global one: an app's figures are its own.
     registry = CollectorRegistry()
@@ -71,11 +96,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[LIVE] = LiveSettings(settings)
     app[REGISTRY] = registry
+    app[BIND_LEDGER] = BindLedger()
     auth = settings.auth
     app[LIMITER] = FailedAuthLimiter(auth.failed_limit, auth.failed_window)
     app.cleanup_ctx.append(auth_ctx)
     app.cleanup_ctx.append(engine_ctx)
     app.cleanup_ctx.append(metrics_ctx)  # after engine_ctx: it reads the container watcher
+    app.cleanup_ctx.append(bindwatch_ctx)  # after auth_ctx and engine_ctx: it audits and calls the engine
     app.on_shutdown.append(end_streams)
     setup_routes(app)
     serve_document(app, f"{API_PREFIX}/openapi.json")  # last: it documents every route

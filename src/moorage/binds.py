@@ -5,11 +5,18 @@ above another container's bind source could replace a directory on that path wit
 next start would mount whatever it points at, the host's / included. So a bind may not lie inside a
 writable bind, a writable bind may not contain another, and the binds of a container moorage
 created are checked again before each start.
+
+The nesting rule compares a request with the containers the engine holds, so the check and the engine
+call that adds the binds must be one step: `BindLedger.adding` runs both under one lock, and every
+operation that adds binds (today only the create) goes through it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiodocker
@@ -62,6 +69,36 @@ async def nesting_violations(docker: aiodocker.Docker, req: CreateRequest) -> li
         if problem := next(filter(None, (_nesting(mine, other) for other in others)), None):
             found.append({"field": f"volumes.{index}.host_path", "message": problem})
     return found
+
+
+def refusal(violations: list[FieldError]) -> Forbidden:
+    """The 403 for a request the policy refuses, naming each field."""
+    fields = ", ".join(v["field"] for v in violations)
+    return Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)
+
+
+class BindLedger:
+    """The one gate of the nesting rule: held on the app, one per daemon.
+
+    Without it, two creates checked at the same moment would each see the engine without the other's
+    binds, and both pass (a writable /srv/x and a /srv/x/sub). Only requests with binds take the lock,
+    and only for the check and the engine call: pulls happen before, starts after.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def adding(self, docker: aiodocker.Docker, req: CreateRequest) -> AsyncIterator[None]:
+        """Wrap the engine call that adds `req`'s binds: refused (403) if they nest with any container's,
+        those of creates that finished while this one waited included."""
+        if not _requested(req):
+            yield
+            return
+        async with self._lock:
+            if violations := await nesting_violations(docker, req):
+                raise refusal(violations)
+            yield
 
 
 async def recheck(container: DockerContainer, policy: PolicySettings) -> None:

@@ -7,6 +7,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .audit import AuditLog
+from .binds import BindLedger
+from .bindwatch import PolicyStops
 from .config import ApiKey, LiveSettings, Settings
 from .container_stats import ContainerStats
 from .pulls import PullHub
@@ -26,6 +28,8 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIMITER = web.AppKey("limiter", FailedAuthLimiter)
 AUDIT = web.AppKey("audit", AuditLog)
 TOKENS = web.AppKey("tokens", TokenIssuer)
+BIND_LEDGER = web.AppKey("bind_ledger", BindLedger)
+POLICY_STOPS = web.AppKey("policy_stops", PolicyStops)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
 VIA_TOKEN = web.RequestKey("via_token", bool)
 

@@ -12,10 +12,10 @@ from aiodocker.exceptions import DockerError
 from aiodocker.networks import DockerNetwork
 from aiodocker.volumes import DockerVolume
 
-from .binds import nesting_violations
+from .binds import BindLedger, nesting_violations, refusal
 from .config import Settings
 from .enginespec import engine_create_body
-from .errors import BadGateway, Conflict, Forbidden, NotFound, from_docker_error
+from .errors import BadGateway, Conflict, NotFound, from_docker_error
 from .models import CreateRequest, NamedVolume, PullPolicy
 from .policy import PolicySettings, check, check_existing_volume
 from .pulls import PullHub
@@ -28,16 +28,20 @@ _PLAIN_NETWORKS = {"bridge", "none", "default", "host"}
 _PORT_TAKEN = ("address already in use", "port is already allocated")
 
 
-async def create_container(docker: aiodocker.Docker, hub: PullHub, req: CreateRequest, settings: Settings) -> str:
+async def create_container(
+    docker: aiodocker.Docker, hub: PullHub, req: CreateRequest, settings: Settings, ledger: BindLedger
+) -> str:
     """Create (and start, when asked) the container; its full id."""
     violations = check(req, settings.policy)
     violations += await named_volume_violations(docker, req) + await nesting_violations(docker, req)
     violations += await host_network_violations(docker, req, settings.policy)
     if violations:
-        fields = ", ".join(v["field"] for v in violations)
-        raise Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)
+        raise refusal(violations)
     await ensure_image(docker, hub, req.image, req.pull, settings.registries)
-    container = await docker.containers.create(engine_create_body(req, settings.policy), name=req.name)
+    # The nesting check again, with the create, under the ledger's lock: the one above names every
+    # violation at once and spares a doomed request its pull, this one sees creates that ran meanwhile.
+    async with ledger.adding(docker, req):
+        container = await docker.containers.create(engine_create_body(req, settings.policy), name=req.name)
     if req.start:
         try:
             await container.start()

@@ -10,7 +10,7 @@ from ..auth import requires
 from ..config import Role
 from ..engine import docker, engine_json, pulls
 from ..envelope import ok
-from ..keys import live
+from ..keys import BIND_LEDGER, POLICY_STOPS, live
 from ..openapi import ENGINE, documented, page, shape
 from ..provision import create_container
 from ..schemas.containers import (
@@ -62,8 +62,9 @@ async def list_containers(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     """Like `docker create` (or `docker run -d` with start), within the host-safety policy: 201 with the detail."""
     req = await load_json(request, ContainerCreateSchema)
-    container_id = await create_container(docker(request), pulls(request), req, live(request))
-    return ok(detail(await docker(request).containers.container(container_id).show()), status=201)
+    ledger = request.config_dict[BIND_LEDGER]
+    container_id = await create_container(docker(request), pulls(request), req, live(request), ledger)
+    return ok(detail(await docker(request).containers.container(container_id).show(), None), status=201)
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}")
@@ -71,7 +72,8 @@ async def create(request: web.Request) -> web.Response:
 @documented("Inspect a container", path=ContainerRef, data=ContainerDetailSchema, errors=(404, *ENGINE))
 async def get_container(request: web.Request) -> web.Response:
     ref = load_path(request, ContainerRef)["container_id"]
-    return ok(detail(await engine_json(docker(request), f"containers/{ref}/json")))
+    inspected = await engine_json(docker(request), f"containers/{ref}/json")
+    return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
 
 
 @routes.delete(f"{API_PREFIX}/containers/{{container_id}}")

@@ -18,7 +18,7 @@ from ..binds import recheck
 from ..config import Role
 from ..engine import docker
 from ..envelope import ok
-from ..keys import SETTINGS, live
+from ..keys import POLICY_STOPS, SETTINGS, live
 from ..openapi import ENGINE, documented
 from ..schemas.common import RequestSchema
 from ..schemas.containers import ContainerDetailSchema, ContainerRef, detail
@@ -66,7 +66,8 @@ def action_handler(
         if name in STARTS:
             await recheck(container, live(request).policy)
         await action(container, query, grace_timeout(request, query.get("timeout", 0)))
-        return ok(detail(await container.show()))
+        inspected = await container.show()
+        return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
 
     handle.__name__ = handle.__qualname__ = name
     return handle

@@ -110,9 +110,9 @@ def summary(c: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def detail(c: Mapping[str, Any]) -> dict[str, Any]:
+def detail(c: Mapping[str, Any], policy_stop: Mapping[str, str] | None) -> dict[str, Any]:
     """`GET /containers/{id}` from inspect: the summary's fields plus configuration and state (built like
-    `summary`; ContainerDetailSchema is its contract)."""
+    `summary`; ContainerDetailSchema is its contract), and why moorage stopped it, if it did (bindwatch.py)."""
     config, host, state = c["Config"], c["HostConfig"], c["State"]
     health = state.get("Health")
     return {
@@ -152,6 +152,7 @@ def detail(c: Mapping[str, Any]) -> dict[str, Any]:
             "finished_at": docker_time(state.get("FinishedAt")),
             "health": {"status": health["Status"], "failing_streak": health["FailingStreak"]} if health else None,
         },
+        "policy_stop": dict(policy_stop) if policy_stop else None,
     }
 
 
@@ -207,6 +208,14 @@ class StateSchema(Schema):
     health = fields.Nested(HealthSchema, required=True, allow_none=True)
 
 
+class PolicyStopSchema(Schema):
+    at = fields.DateTime(required=True)
+    reason = fields.String(required=True, metadata={"description": "each bind that no longer passed, and why"})
+    restart_policy = fields.String(
+        required=True, metadata={"description": "the restart policy it had; moorage set it to no"}
+    )
+
+
 class ContainerDetailSchema(Schema):
     """`GET /containers/{id}`: the contract `detail` fulfils."""
 
@@ -235,3 +244,12 @@ class ContainerDetailSchema(Schema):
     memory = fields.Integer(required=True, allow_none=True, metadata={"description": "bytes; null: no limit"})
     cpus = fields.Float(required=True, allow_none=True, metadata={"description": "null: no limit"})
     state = fields.Nested(StateSchema, required=True)
+    policy_stop = fields.Nested(
+        PolicyStopSchema,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "set when moorage killed the container because the engine started it (a restart "
+            "policy, dockerd's restart) with a bind that no longer passed the policy; null otherwise"
+        },
+    )

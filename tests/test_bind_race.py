@@ -1,0 +1,106 @@
+"""The nesting rule under concurrency: two creates sent at once, one binding a directory writable and the other a
+directory inside it, through the real app and engine. One of them must lose, whichever comes first."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import pytest
+from aiohttp.test_utils import TestClient
+
+from moorage.app import create_app
+from moorage.keys import BIND_LEDGER
+from moorage.schemas.create import ContainerCreateSchema
+
+from .conftest import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, make_settings, plain_key
+from .test_auth import assert_error
+
+TRIES = 8
+
+
+@pytest.fixture
+def allowed_root(tmp_path: Path) -> Path:
+    root = tmp_path / "allowed"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path, allowed_root: Path) -> TestClient:
+    settings = make_settings(tmp_path, {"test-admin": "admin"}, policy={"allowed_host_paths": [str(allowed_root)]})
+    app = create_app(settings)
+    return await aiohttp_client(app, server_kwargs=SERVER_KWARGS, headers={"X-API-Key": plain_key("test-admin")})
+
+
+async def labelled(docker: aiodocker.Docker, case_label: str) -> list[dict[str, Any]]:
+    filters = json.dumps({"label": [f"{TEST_LABEL}={case_label}"]})
+    return [await c.show() for c in await docker.containers.list(all=True, filters=filters)]
+
+
+async def remove_all(docker: aiodocker.Docker, case_label: str) -> None:
+    for container in await labelled(docker, case_label):
+        await docker.containers.container(container["Id"]).delete(force=True, v=True)
+
+
+@pytest.fixture
+async def sweep(docker: aiodocker.Docker, case_label: str) -> Any:
+    yield
+    await remove_all(docker, case_label)
+
+
+@pytest.mark.usefixtures("sweep")
+async def test_concurrent_nested_binds_one_wins(
+    client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str
+) -> None:
+    async def create(name: str, host_path: Path) -> tuple[int, dict[str, Any]]:
+        body = {
+            "image": TEST_IMAGE,
+            "name": name,
+            "labels": {TEST_LABEL: case_label},
+            "volumes": [{"host_path": str(host_path), "container_path": "/data"}],
+        }
+        resp = await client.post("/api/v1/containers", json=body)
+        return resp.status, await resp.json()
+
+    for attempt in range(TRIES):
+        outer = allowed_root / f"x{attempt}"
+        (outer / "sub").mkdir(parents=True)
+        names = (f"mt-race-p-{case_label}-{attempt}", f"mt-race-c-{case_label}-{attempt}")
+        # The writable bind above (P) and the bind inside it (C), at the same moment.
+        answers = await asyncio.gather(create(names[0], outer), create(names[1], outer / "sub"))
+        statuses = sorted(status for status, _ in answers)
+        assert statuses == [201, 403], f"try {attempt}: {answers}"
+        winner, loser = (answers[0], answers[1]) if answers[0][0] == 201 else (answers[1], answers[0])
+        assert_error(loser[1], 403)
+        assert [e["field"] for e in loser[1]["errors"]] == ["volumes.0.host_path"]
+        # The loser left nothing behind; the winner is the only container of this try.
+        left = await labelled(docker, case_label)
+        assert [c["Id"] for c in left] == [winner[1]["data"]["id"]], f"try {attempt}"
+        await remove_all(docker, case_label)
+
+
+@pytest.mark.usefixtures("sweep")
+async def test_only_creates_with_binds_wait_for_the_ledger(
+    client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str
+) -> None:
+    """While one create with binds is between its check and its create, a create without binds goes ahead
+    and one with binds waits for it (and then sees it)."""
+    (allowed_root / "data").mkdir()
+    held = ContainerCreateSchema().load(
+        {"image": TEST_IMAGE, "volumes": [{"host_path": str(allowed_root / "data"), "container_path": "/d"}]}
+    )
+    plain = {"image": TEST_IMAGE, "labels": {TEST_LABEL: case_label}}
+    with_bind = {**plain, "volumes": [{"host_path": str(allowed_root), "container_path": "/d"}]}
+    async with client.app[BIND_LEDGER].adding(docker, held):
+        resp = await asyncio.wait_for(client.post("/api/v1/containers", json=plain), 30)
+        assert resp.status == 201, await resp.json()
+        waiting = asyncio.ensure_future(client.post("/api/v1/containers", json=with_bind))
+        await asyncio.sleep(1)
+        assert not waiting.done()
+    resp = await asyncio.wait_for(waiting, 30)
+    assert resp.status == 201, await resp.json()
+    assert len(await labelled(docker, case_label)) == 2

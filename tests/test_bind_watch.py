@@ -1,0 +1,201 @@
+"""The engine's own restarts: a container created through moorage with restart policy always, whose bind
+source is swapped for a symlink, is restarted by the engine (which mounts the symlink's target); moorage
+sees the start, kills it, keeps it down and says why. A clean restart-policy restart is left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import pytest
+from aiohttp.test_utils import TestClient
+
+from moorage.app import create_app
+from moorage.bindwatch import AUDIT_KEY
+from moorage.enginespec import POLICY_LABEL
+
+from .conftest import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, MakeContainer, make_settings, plain_key
+
+# Waits for the flag file in the bind, then exits: the engine's restart policy starts it again.
+WAIT_FOR_GO = ["sh", "-c", "while [ ! -e /data/go ]; do sleep 0.1; done; rm -f /data/go"]
+PATIENCE = 30.0  # seconds; what the engine and moorage do here takes well under one
+
+
+@pytest.fixture
+def allowed_root(tmp_path: Path) -> Path:
+    root = tmp_path / "allowed"
+    (root / "a" / "b").mkdir(parents=True)
+    return root
+
+
+async def app_client(aiohttp_client: Any, tmp_path: Path, allowed_root: Path) -> TestClient:
+    """An admin client of a fresh app (state in tmp_path/state) that allows binds under `allowed_root`."""
+    settings = make_settings(tmp_path, {"test-admin": "admin"}, policy={"allowed_host_paths": [str(allowed_root)]})
+    app = create_app(settings)
+    return await aiohttp_client(app, server_kwargs=SERVER_KWARGS, headers={"X-API-Key": plain_key("test-admin")})
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path, allowed_root: Path) -> TestClient:
+    return await app_client(aiohttp_client, tmp_path, allowed_root)
+
+
+@pytest.fixture
+async def sweep(docker: aiodocker.Docker, case_label: str) -> AsyncIterator[None]:
+    """What this test's requests created is removed after it, pass or fail."""
+    yield
+    filters = json.dumps({"label": [f"{TEST_LABEL}={case_label}"]})
+    for container in await docker.containers.list(all=True, filters=filters):
+        await container.delete(force=True, v=True)
+
+
+async def create_always(client: TestClient, case_label: str, source: Path) -> str:
+    body = {
+        "image": TEST_IMAGE,
+        "labels": {TEST_LABEL: case_label},
+        "command": WAIT_FOR_GO,
+        "restart_policy": "always",
+        "volumes": [{"host_path": str(source), "container_path": "/data"}],
+        "start": True,
+    }
+    resp = await client.post("/api/v1/containers", json=body)
+    assert resp.status == 201, await resp.json()
+    container_id: str = (await resp.json())["data"]["id"]
+    return container_id
+
+
+async def policy_stop(client: TestClient, container_id: str) -> dict[str, Any]:
+    """The detail's `policy_stop`, once moorage has stopped the container (and recorded why)."""
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        resp = await client.get(f"/api/v1/containers/{container_id}")
+        if stop := (await resp.json())["data"]["policy_stop"]:
+            return dict(stop)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"moorage did not stop {container_id} within {PATIENCE} s")
+
+
+async def inspect(docker: aiodocker.Docker, container_id: str) -> dict[str, Any]:
+    return await docker.containers.container(container_id).show()
+
+
+async def restarted(docker: aiodocker.Docker, container_id: str) -> dict[str, Any]:
+    """The container's state once the engine has restarted it at least once."""
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        state = await inspect(docker, container_id)
+        if state["RestartCount"] >= 1:
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the engine did not restart {container_id} within {PATIENCE} s")
+
+
+async def counted(client: TestClient, metric: str) -> float:
+    text = await (await client.get("/metrics")).text()
+    [value] = [line.split()[1] for line in text.splitlines() if line.startswith(f"moorage_{metric}_total ")]
+    return float(value)
+
+
+async def checked(caplog: pytest.LogCaptureFixture, container_id: str, runs: int) -> None:
+    """Wait until moorage has found the binds of `runs` starts of the container clean (its debug line)."""
+    deadline = time.monotonic() + PATIENCE
+    line = f"binds of container {container_id[:12]} pass"
+    while sum(record.getMessage() == line for record in caplog.records) < runs:
+        assert time.monotonic() < deadline, f"moorage did not check {runs} starts within {PATIENCE} s"
+        await asyncio.sleep(0.05)
+
+
+def engine_time(value: str) -> float:
+    """Docker's nanosecond RFC 3339 as Unix seconds (to microseconds)."""
+    head, _, tail = value.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{tail[:6].ljust(6, '0')}+00:00").timestamp()
+
+
+@pytest.mark.usefixtures("sweep")
+async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
+    client: TestClient, docker: aiodocker.Docker, tmp_path: Path, allowed_root: Path, case_label: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    source = allowed_root / "a" / "b"
+    caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
+    container_id = await create_always(client, case_label, source)
+    await checked(caplog, container_id, 1)  # its first start, before the swap (a check after it would stop this run)
+    # Swap the bind source for a symlink out of the allowed root, then make the process exit: the flag goes
+    # into the directory still mounted (moved away), and the engine's restart mounts the symlink's target.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    source.rename(allowed_root / "a" / "moved")
+    source.symlink_to(elsewhere)
+    (allowed_root / "a" / "moved" / "go").touch()
+
+    stop = await policy_stop(client, container_id)
+    state = await inspect(docker, container_id)
+    assert state["State"]["Running"] is False and state["RestartCount"] >= 1
+    assert state["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    ran = engine_time(state["State"]["FinishedAt"]) - engine_time(state["State"]["StartedAt"])
+    [killed] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    print(f"the restarted container ran {ran * 1000:.0f} ms with the swapped bind; {killed.partition(': ')[0]}")
+
+    # It stays down: nothing (restart policy included) starts it again.
+    await asyncio.sleep(3)
+    later = await inspect(docker, container_id)
+    assert later["State"]["Running"] is False
+    assert later["RestartCount"] == state["RestartCount"]
+
+    assert str(source) in stop["reason"]
+    assert stop["restart_policy"] == "always"
+    assert (await counted(client, "policy_stops")) == 1
+    lines = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    [line] = [line for line in lines if line["key"] == AUDIT_KEY]
+    assert line["target"] == container_id and line["result"] == 200 and line["method"] == "KILL"
+    # Kept in the state dir, for the detail after a restart of the daemon.
+    assert json.loads((tmp_path / "state" / "policy-stops.json").read_text())[container_id] == stop
+
+
+@pytest.mark.usefixtures("sweep")
+async def test_a_clean_restart_policy_restart_keeps_running(
+    client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    source = allowed_root / "a" / "b"
+    caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
+    container_id = await create_always(client, case_label, source)
+    await checked(caplog, container_id, 1)
+    (source / "go").touch()
+    await restarted(docker, container_id)
+    await checked(caplog, container_id, 2)  # the restart checked, and passed
+    state = await inspect(docker, container_id)
+    assert state["State"]["Running"] is True
+    assert state["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    resp = await client.get(f"/api/v1/containers/{container_id}")
+    assert (await resp.json())["data"]["policy_stop"] is None
+    assert (await counted(client, "policy_stops")) == 0
+
+
+async def test_one_started_while_moorage_was_away_is_killed_when_it_connects(
+    aiohttp_client: Any, docker: aiodocker.Docker, make_container: MakeContainer, tmp_path: Path,
+    allowed_root: Path,
+) -> None:  # fmt: skip
+    """Started by the engine before moorage runs (as at dockerd's restart, or while moorage is down); the
+    record of why survives a restart of moorage."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (allowed_root / "link").symlink_to(elsewhere)
+    mount = {"Type": "bind", "Source": str(allowed_root / "link"), "Target": "/data"}
+    made = await make_container(
+        labels={POLICY_LABEL: "1"}, host_config={"Mounts": [mount], "RestartPolicy": {"Name": "always"}}, start=True
+    )
+    client = await app_client(aiohttp_client, tmp_path, allowed_root)
+    first = await policy_stop(client, made["Id"])
+    assert first["restart_policy"] == "always"
+    state = await inspect(docker, made["Id"])
+    assert state["State"]["Running"] is False and state["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    again = await app_client(aiohttp_client, tmp_path, allowed_root)
+    assert (await (await again.get(f"/api/v1/containers/{made['Id']}")).json())["data"]["policy_stop"] == first
