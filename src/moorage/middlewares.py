@@ -1,7 +1,9 @@
-"""The error middleware (every failure in the error envelope) and the auth middleware (default deny)."""
+"""The audit middleware (every change and every denial, with the status sent), the error middleware (every
+failure in the error envelope) and the auth middleware (default deny)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 
@@ -34,6 +36,19 @@ _LOGGER = logging.getLogger(__name__)
 
 # Headers of aiohttp's own exceptions that describe its plain-text body, not ours.
 _BODY_HEADERS = {"Content-Type", "Content-Length"}
+CLIENT_GONE = 499
+
+
+def status_sent(exc: BaseException) -> int:
+    """The status the client gets for an exception that leaves every middleware: aiohttp answers 500 (504 for a
+    timeout, the exception's own for an HTTPException); a cancelled handler answers nothing (499)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return CLIENT_GONE
+    if isinstance(exc, web.HTTPException):
+        return exc.status
+    if isinstance(exc, TimeoutError):
+        return 504
+    return 500
 
 
 @web.middleware
@@ -86,27 +101,30 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     audit = request.config_dict[AUDIT]
     if request.method not in READS and not audit.writable:
         return envelope.error(503, "the audit log cannot be written: refusing to act unaudited")
-    # 499: the client went away and the handler was cancelled, perhaps after the engine acted; audited too.
-    status = CLIENT_GONE
     try:
         response = await handler(request)
-        status = response.status
-        return response
-    finally:
-        if audited(request.method, status):
-            principal = request.get(PRINCIPAL)
-            audit.write(
-                key=principal.name if principal else None,
-                role=principal.role.value if principal else None,
-                client=request.remote,
-                method=request.method,
-                path=request.path,
-                target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
-                result=status,
-            )
+    except BaseException as exc:
+        # A cancelled handler (499): the client went away, perhaps after the engine acted; audited too.
+        _audit(request, status_sent(exc))
+        raise
+    _audit(request, response.status)
+    return response
 
 
-CLIENT_GONE = 499
+def _audit(request: web.Request, status: int) -> None:
+    if audited(request.method, status):
+        principal = request.get(PRINCIPAL)
+        request.config_dict[AUDIT].write(
+            key=principal.name if principal else None,
+            role=principal.role.value if principal else None,
+            client=request.remote,
+            method=request.method,
+            path=request.path,
+            target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
+            result=status,
+        )
+
+
 # Path variables that name the object a call acts on, for the audit line.
 _TARGETS = ("container_id", "image_id", "jti")
 
