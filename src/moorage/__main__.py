@@ -36,6 +36,7 @@ from .config import (
 )
 from .keys import LIVE, SETTINGS
 from .keystore import generated_admin_key
+from .requestctx import current_request_id
 from .systemd import notify, watchdog, watchdog_interval
 
 _LOGGER = logging.getLogger("moorage")
@@ -59,13 +60,15 @@ def one_line(text: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """`[stamp] LEVEL logger: message`: the message on one line, a traceback's lines indented under it."""
+    """`[stamp] LEVEL logger: message [req=ID]`: the message on one line, a traceback's lines indented under it."""
 
     def format(self, record: logging.LogRecord) -> str:
         record.message = one_line(record.getMessage())
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
         line = self.formatMessage(record)
+        if request_id := getattr(record, "request_id", None):
+            line += f" [req={request_id}]"
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         for details in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
@@ -85,9 +88,17 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if request_id := getattr(record, "request_id", None):
+            line["request_id"] = request_id
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(line)
+
+
+def with_request_id(record: logging.LogRecord) -> bool:
+    """A handler's filter: a record logged while a request is handled names the request's id."""
+    record.request_id = current_request_id()
+    return True
 
 
 def malformed_request(record: logging.LogRecord) -> bool:
@@ -103,6 +114,7 @@ def malformed_request(record: logging.LogRecord) -> bool:
 
 def setup_logging(log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(with_request_id)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

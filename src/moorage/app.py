@@ -13,7 +13,14 @@ from .audit import AuditLog
 from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
 from .keys import AUDIT, CONTAINER_STATS, LIMITER, LIVE, REGISTRY, SAMPLER, SETTINGS, TOKENS
-from .middlewares import audit_middleware, auth_middleware, error_middleware
+from .middlewares import (
+    answer_headers,
+    audit_middleware,
+    auth_middleware,
+    compress_json,
+    error_middleware,
+    request_context,
+)
 from .openapi import serve_document
 from .prometheus import ContainerCollector, HostCollector, request_metrics
 from .ratelimit import FailedAuthLimiter
@@ -57,12 +64,20 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     # A registry per app, not prometheus_client's global one: an app's figures are its own.
     registry = CollectorRegistry()
-    # Request metrics and the audit outermost, to see what the client got; then errors, so that auth
-    # failures are rendered too.
+    # The request's id first, for every line logged about it; request metrics and the audit next, to see
+    # what the client got; then compression and errors, so that auth failures are rendered (and compressed) too.
     app = web.Application(
-        middlewares=[request_metrics(registry), audit_middleware, error_middleware, auth_middleware],
+        middlewares=[
+            request_context,
+            request_metrics(registry),
+            audit_middleware,
+            compress_json,
+            error_middleware,
+            auth_middleware,
+        ],
         client_max_size=settings.server.max_body_size,
     )
+    app.on_response_prepare.append(answer_headers)
     app[SETTINGS] = settings
     app[LIVE] = LiveSettings(settings)
     app[REGISTRY] = registry

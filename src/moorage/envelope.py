@@ -9,12 +9,18 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 JSON = "application/json"
+# Statuses that tell the client to come back: each says when (RFC 9110 10.2.3), this long unless the error knows.
+_RETRY_LATER = frozenset({429, 503})
+RETRY_AFTER = "5"  # seconds
 
 
-def ok(data: Any, status: int = 200, message: str = "success") -> web.Response:
-    return json_response({"code": status, "message": message, "data": data}, status)
+def ok(
+    data: Any, status: int = 200, message: str = "success", headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return json_response({"code": status, "message": message, "data": data}, status, headers)
 
 
 def error(
@@ -23,6 +29,9 @@ def error(
     errors: Sequence[Mapping[str, str]] = (),
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
+    headers = CIMultiDict(headers or {})
+    if status in _RETRY_LATER:
+        headers.setdefault("Retry-After", RETRY_AFTER)
     return json_response({"code": status, "message": message, "errors": list(errors)}, status, headers)
 
 
@@ -60,7 +69,7 @@ def ndjson_line(item: Any) -> bytes:
 def stream_response(content_type: str = "application/x-ndjson") -> web.StreamResponse:
     """A chunked response written as data arrives: no Content-Length, no compression, no proxy buffering."""
     return web.StreamResponse(
-        headers={"Content-Type": content_type, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        headers={"Content-Type": content_type, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
 
 

@@ -28,6 +28,7 @@ AUDIT = web.AppKey("audit", AuditLog)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
 VIA_TOKEN = web.RequestKey("via_token", bool)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def live(request: web.Request) -> Settings:

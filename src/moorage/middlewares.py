@@ -1,15 +1,18 @@
-"""The audit middleware (every change and every denial, with the status sent), the error middleware (every
-failure in the error envelope) and the auth middleware (default deny)."""
+"""The middlewares, outermost first: the request's id, the audit, compression, the error envelope for every
+failure, default-deny auth; and the headers every answer carries."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
+import re
+import uuid
+import zlib
 
 import aiohttp
 from aiodocker.exceptions import DockerError
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
@@ -28,7 +31,8 @@ from .errors import (
     Unauthorized,
     from_docker_error,
 )
-from .keys import AUDIT, LIMITER, PRINCIPAL, TOKENS, VIA_TOKEN, live
+from .keys import AUDIT, LIMITER, PRINCIPAL, REQUEST_ID, TOKENS, VIA_TOKEN, live
+from .requestctx import HANDLING, Handling
 from .streams import EngineLate
 from .validation import validation_failed
 
@@ -36,7 +40,31 @@ _LOGGER = logging.getLogger(__name__)
 
 # Headers of aiohttp's own exceptions that describe its plain-text body, not ours.
 _BODY_HEADERS = {"Content-Type", "Content-Length"}
+# A request id the client may choose: short, and nothing a log line or a header would need to escape.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CLIENT_GONE = 499
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: the request's id (the client's own X-Request-Id if sane, else a new one), for its answer, its
+    audit line and every log line logged while it is handled (requestctx)."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    # Not reset: each request is handled in a task of its own, whose context ends with it (aiohttp #3406).
+    HANDLING.set(Handling(request_id))
+    return await handler(request)
+
+
+async def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: on every answer, streams and aiohttp's own errors included, just before its head goes."""
+    if request_id := request.get(REQUEST_ID):
+        response.headers["X-Request-Id"] = request_id
+    # What an authenticated caller reads is theirs, and a refusal no cache should keep either: only the health
+    # probes (and what the config opens to all) may be stored. A caller that authenticated is no probe.
+    if request.get(PRINCIPAL) is not None or not is_public(request.match_info.handler, live(request)):
+        response.headers["Cache-Control"] = "no-store"
 
 
 def status_sent(exc: BaseException) -> int:
@@ -122,7 +150,58 @@ def _audit(request: web.Request, status: int) -> None:
             path=request.path,
             target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
             result=status,
+            request_id=request.get(REQUEST_ID),
         )
+
+
+# gzip from about 1 KB: below, the header and the CPU outweigh the bytes saved. Level 1: on a 500-container list
+# (239 KB) it takes 1.3 ms for 24.5 % of the size, where zlib's default (6, which aiohttp's enable_compression
+# always uses) takes 4.3 ms for 22.5 %. Above 16 KB in a thread (aiohttp: above 4 KB): there a hand-off costs
+# about what compressing inline does (190 us, on 2 busy cores), and a large answer does not stall the loop.
+_COMPRESS_FROM = 1024
+_GZIP_LEVEL = 1
+_COMPRESS_IN_THREAD = 16 * 1024
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+@web.middleware
+async def compress_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """JSON answers over about 1 KB gzipped for a client that accepts it; streams never (they are prepared,
+    written as they come, before this sees them)."""
+    response = await handler(request)
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes) or len(body) < _COMPRESS_FROM or response.content_type != envelope.JSON:
+        return response
+    response.headers.add(hdrs.VARY, hdrs.ACCEPT_ENCODING)
+    if hdrs.CONTENT_ENCODING in response.headers or not accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, "")):
+        return response
+    if len(body) > _COMPRESS_IN_THREAD:
+        response.body = await asyncio.to_thread(zlib.compress, body, _GZIP_LEVEL, _GZIP_WBITS)
+    else:
+        response.body = zlib.compress(body, _GZIP_LEVEL, _GZIP_WBITS)
+    response.headers[hdrs.CONTENT_ENCODING] = "gzip"
+    return response
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether Accept-Encoding admits gzip (RFC 9110 12.5.3): named, or `*`, with a q-value above 0."""
+    weights: dict[str, float] = {}
+    for part in accept_encoding.lower().split(","):
+        coding, *params = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                weight = _qvalue(value)
+        weights.setdefault(coding, weight)
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
+
+
+def _qvalue(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
 
 
 # Path variables that name the object a call acts on, for the audit line.

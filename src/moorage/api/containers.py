@@ -63,7 +63,8 @@ async def create(request: web.Request) -> web.Response:
     """Like `docker create` (or `docker run -d` with start), within the host-safety policy: 201 with the detail."""
     req = await load_json(request, ContainerCreateSchema)
     container_id = await create_container(docker(request), pulls(request), req, live(request))
-    return ok(detail(await docker(request).containers.container(container_id).show()), status=201)
+    created = detail(await docker(request).containers.container(container_id).show())
+    return ok(created, status=201, headers={"Location": f"{API_PREFIX}/containers/{container_id}"})
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}")
