@@ -20,6 +20,7 @@ from .middlewares import (
     compress_json,
     error_middleware,
     request_context,
+    run_to_end,
 )
 from .openapi import serve_document
 from .prometheus import ContainerCollector, HostCollector, request_metrics
@@ -65,12 +66,14 @@ def create_app(settings: Settings) -> web.Application:
     # A registry per app, not prometheus_client's global one: an app's figures are its own.
     registry = CollectorRegistry()
     # The request's id first, for every line logged about it; request metrics and the audit next, to see
-    # what the client got; then compression and errors, so that auth failures are rendered (and compressed) too.
+    # what the client got; a mutation runs to its end beneath them, so that they see how it ended; then
+    # compression and errors, so that auth failures are rendered (and compressed) too.
     app = web.Application(
         middlewares=[
             request_context,
             request_metrics(registry),
             audit_middleware,
+            run_to_end,
             compress_json,
             error_middleware,
             auth_middleware,

@@ -1,9 +1,10 @@
-"""The middlewares, outermost first: the request's id, the audit, compression, the error envelope for every
-failure, default-deny auth; and the headers every answer carries."""
+"""The middlewares, outermost first: the request's id, the audit, mutations run to their end, the error
+envelope for every failure, default-deny auth; and the headers every answer carries."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -132,7 +133,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except BaseException as exc:
-        # A cancelled handler (499): the client went away, perhaps after the engine acted; audited too.
+        # A mutation runs to its end (run_to_end): a cancelled one is a stream whose client left.
         _audit(request, status_sent(exc))
         raise
     _audit(request, response.status)
@@ -152,6 +153,31 @@ def _audit(request: web.Request, status: int) -> None:
             result=status,
             request_id=request.get(REQUEST_ID),
         )
+
+
+@web.middleware
+async def run_to_end(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A call that changes something runs to its end, or fails and rolls back as it would on an engine error,
+    whatever its client does: cancelled half-way (aiohttp cancels the handler of a client that leaves), a create
+    would leave a container created but not started, or started while the audit says nothing was done. A stream
+    (a streamed pull) still ends when its client leaves; reads are cancelled as before."""
+    if request.method in READS:
+        return await handler(request)
+    task = asyncio.create_task(handler(request), name=f"{request.method} {request.path}")
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            handling = HANDLING.get()
+            if task.cancelled() or (handling is not None and handling.stream):
+                task.cancel()
+                with contextlib.suppress(BaseException):  # whatever the stream ended with, it was cancelled
+                    await task
+                raise
+            # Nobody reads this answer, but the audit and the metrics record it: what the engine did.
+            current = asyncio.current_task()
+            assert current is not None
+            current.uncancel()
 
 
 # gzip from about 1 KB: below, the header and the CPU outweigh the bytes saved. Level 1: on a 500-container list

@@ -1,4 +1,4 @@
-"""The request being handled, for code that is not handed it: log lines name its id.
+"""The request being handled, for code that is not handed it: log lines name its id, a stream marks itself.
 
 Set by the outermost middleware; tasks a handler starts copy it, so their log lines name the request too.
 """
@@ -12,9 +12,17 @@ from dataclasses import dataclass
 @dataclass
 class Handling:
     request_id: str
+    # A stream ends when its client leaves, even a POST one; any other call that changes something runs to its end.
+    stream: bool = False
 
 
 HANDLING: ContextVar[Handling | None] = ContextVar("moorage_handling", default=None)
+
+
+def mark_stream() -> None:
+    """Called by a stream's handler as it opens (EngineStreams.slot)."""
+    if (handling := HANDLING.get()) is not None:
+        handling.stream = True
 
 
 def current_request_id() -> str | None:

@@ -16,6 +16,7 @@ from aiodocker.exceptions import DockerError
 
 from .config import DockerSettings
 from .errors import DOCKER_UNREACHABLE, TooManyRequests
+from .requestctx import mark_stream
 
 _READ_BUFFER = 1024 * 1024
 _BATCH = 64 * 1024
@@ -56,6 +57,7 @@ class EngineStreams:
             )
         task = asyncio.current_task()
         assert task is not None
+        mark_stream()
         self._open.add(task)
         try:
             yield

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields
 
-from .errors import BadRequest, RequestTimeout, UnsupportedMediaType
+from .errors import BadRequest, ClientGone, RequestTimeout, UnsupportedMediaType
 
 FieldError = dict[str, str]
 
@@ -111,6 +111,10 @@ async def read_body(request: web.Request) -> bytes:
             f"the request body did not arrive within {seconds:g} s",
             errors=[{"field": "body", "message": "not received in time"}],
         ) from None
+    except ConnectionError:
+        # A call that changes something is not cancelled when its client leaves (middlewares.run_to_end): one
+        # that left before its body arrived ends here, with nothing done.
+        raise ClientGone("the client left before its request body arrived") from None
 
 
 # The escape of a UTF-16 surrogate: paired, it is one character; alone, it is text no answer or log can encode.
