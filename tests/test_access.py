@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiodocker
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -165,8 +166,8 @@ async def test_a_key_replaced_under_the_same_name_does_not_keep_the_old_ones_tok
     assert (await restarted.get("/api/v1/containers", headers=bearer(body["data"]["token"]))).status == 401
 
 
-async def test_a_call_whose_client_left_is_audited_too(
-    aiohttp_client: Any, tmp_path: Path, make_container: MakeContainer
+async def test_a_call_whose_client_left_runs_to_its_end_and_is_audited_with_its_outcome(
+    aiohttp_client: Any, tmp_path: Path, make_container: MakeContainer, docker: aiodocker.Docker
 ) -> None:
     client = await app_client(aiohttp_client, tmp_path)
     running = await make_container(start=True)  # sleep ignores SIGTERM: the stop waits its whole timeout
@@ -174,10 +175,11 @@ async def test_a_call_whose_client_left_is_audited_too(
         await asyncio.wait_for(
             client.post(f"/api/v1/containers/{running['Id']}/stop?timeout=3", headers=key_headers("operator-key")), 0.5
         )
-    for _ in range(30):
+    for _ in range(150):
         text = (tmp_path / "state" / "audit.log").read_text()
         if text:
             break
         await asyncio.sleep(0.1)
     [line] = [json.loads(line) for line in text.splitlines()]
-    assert (line["method"], line["result"], line["target"]) == ("POST", 499, running["Id"])
+    assert (line["method"], line["result"], line["target"]) == ("POST", 200, running["Id"])
+    assert (await docker.containers.container(running["Id"]).show())["State"]["Running"] is False

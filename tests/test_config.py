@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import stat
 import sys
@@ -169,10 +170,12 @@ async def test_json_logs_are_one_object_a_line(tmp_path: Path, spawn_daemon: Cal
         assert sock.recv(4096).startswith(b"HTTP/1.0 200")
     assert daemon.stop() == 0
     records = [json.loads(line) for line in daemon.output().splitlines()]
-    assert all(set(record) == {"time", "level", "logger", "message"} for record in records)
+    # A record logged while a request is handled names the request (finding 10 of issue 13).
+    assert all(set(record) - {"request_id"} == {"time", "level", "logger", "message"} for record in records)
     assert {"level": "INFO", "logger": "moorage"}.items() <= records[0].items()
-    assert "moorage listening" in records[0]["message"]
-    assert any(r["logger"] == "aiohttp.access" and '"GET /healthz" 200' in r["message"] for r in records)
+    assert "moorage listening" in records[0]["message"] and "request_id" not in records[0]
+    [access] = [r for r in records if r["logger"] == "aiohttp.access" and '"GET /healthz" 200' in r["message"]]
+    assert re.fullmatch("[0-9a-f]{32}", access["request_id"])
 
 
 async def test_requests_are_not_logged_unless_asked(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:

@@ -29,7 +29,15 @@ from .keys import (
     SETTINGS,
     TOKENS,
 )
-from .middlewares import audit_middleware, auth_middleware, error_middleware
+from .middlewares import (
+    answer_headers,
+    audit_middleware,
+    auth_middleware,
+    compress_json,
+    error_middleware,
+    request_context,
+    run_to_end,
+)
 from .openapi import serve_document
 from .prometheus import ContainerCollector, HostCollector, request_metrics
 from .ratelimit import FailedAuthLimiter
@@ -85,14 +93,26 @@ async def bindwatch_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     # A registry per app, not prometheus_client's global one: an app's figures are its own.
     registry = CollectorRegistry()
-    # Request metrics and the audit outermost, to see what the client got; then errors, so that auth
-    # failures are rendered too. A trusted proxy's client is the client before the audit and the limiter see it.
+    # The request's id first, for every line logged about it; request metrics next, to see what the client
+    # got; a trusted proxy's client is the client before the audit and the limiter see it; the audit; a
+    # mutation runs to its end beneath them, so that they see how it ended; then compression and errors, so
+    # that auth failures are rendered (and compressed) too.
     server = settings.server
     proxied = [forwarded_client(server.trusted_proxies, server.forwarded_header)] if server.trusted_proxies else []
     app = web.Application(
-        middlewares=[request_metrics(registry), *proxied, audit_middleware, error_middleware, auth_middleware],
+        middlewares=[
+            request_context,
+            request_metrics(registry),
+            *proxied,
+            audit_middleware,
+            run_to_end,
+            compress_json,
+            error_middleware,
+            auth_middleware,
+        ],
         client_max_size=settings.server.max_body_size,
     )
+    app.on_response_prepare.append(answer_headers)
     app[SETTINGS] = settings
     app[LIVE] = LiveSettings(settings)
     app[REGISTRY] = registry

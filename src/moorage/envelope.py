@@ -10,13 +10,19 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDict
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+# Statuses that tell the client to come back: each says when (RFC 9110 10.2.3), this long unless the error knows.
+_RETRY_LATER = frozenset({429, 503})
+RETRY_AFTER = "5"  # seconds
 
 
-def ok(data: Any, status: int = 200, message: str = "success") -> web.Response:
-    return json_response({"code": status, "message": message, "data": data}, status)
+def ok(
+    data: Any, status: int = 200, message: str = "success", headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return json_response({"code": status, "message": message, "data": data}, status, headers)
 
 
 def error(
@@ -25,17 +31,41 @@ def error(
     errors: Sequence[Mapping[str, str]] = (),
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
+    headers = CIMultiDict(headers or {})
+    if status in _RETRY_LATER:
+        headers.setdefault("Retry-After", RETRY_AFTER)
     return json_response({"code": status, "message": message, "errors": list(errors)}, status, headers)
 
 
 def json_response(body: Any, status: int, headers: Mapping[str, str] | None = None) -> web.Response:
     """orjson writes UTF-8 bytes directly, several times faster than json on a 500-container list."""
-    return web.Response(body=orjson.dumps(body), status=status, headers=headers, content_type=JSON)
+    return web.Response(body=dumps(body), status=status, headers=headers, content_type=JSON)
+
+
+def dumps(item: Any, option: int = 0) -> bytes:
+    """JSON of anything an answer holds, whatever a client sent: text that is not valid Unicode (a lone surrogate,
+    which orjson refuses) is written escaped (`\\ud800`) rather than failing the answer. Only on orjson's error:
+    valid text costs nothing more."""
+    try:
+        return orjson.dumps(item, option=option)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(encodable(item), option=option)
+
+
+def encodable(item: Any) -> Any:
+    """`item` with every string (keys too) that UTF-8 cannot encode written with backslash escapes instead."""
+    if isinstance(item, str):
+        return item.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(item, Mapping):
+        return {encodable(str(key)): encodable(value) for key, value in item.items()}
+    if isinstance(item, list | tuple):
+        return [encodable(value) for value in item]
+    return item
 
 
 def ndjson_line(item: Any) -> bytes:
     """One line of a streamed NDJSON response."""
-    return orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE)
+    return dumps(item, orjson.OPT_APPEND_NEWLINE)
 
 
 class _StreamResponse(web.StreamResponse):
@@ -60,7 +90,7 @@ class _StreamResponse(web.StreamResponse):
 def stream_response(content_type: str = NDJSON) -> web.StreamResponse:
     """A chunked response written as data arrives: no Content-Length, no compression, no proxy buffering."""
     return _StreamResponse(
-        headers={"Content-Type": content_type, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        headers={"Content-Type": content_type, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
 
 

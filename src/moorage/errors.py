@@ -70,6 +70,13 @@ class UnsupportedMediaType(ApiError):
     default_message = "unsupported media type"
 
 
+class ClientGone(ApiError):
+    """The client left before its request was read; nginx's 499, for the audit and the metrics (nobody reads it)."""
+
+    status = 499
+    default_message = "the client closed the connection"
+
+
 class BadGateway(ApiError):
     status = 502
     default_message = "the Docker engine answered with an error"

@@ -32,6 +32,7 @@ BIND_LEDGER = web.AppKey("bind_ledger", BindLedger)
 POLICY_STOPS = web.AppKey("policy_stops", PolicyStops)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
 VIA_TOKEN = web.RequestKey("via_token", bool)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def live(request: web.Request) -> Settings:

@@ -127,6 +127,18 @@ _ERROR = {
         },
     },
 }
+# The headers answers carry (middlewares.answer_headers, envelope.error, the 201s), as components.
+_HEADERS = {
+    "X-Request-Id": {
+        "description": "The request's id: the client's own X-Request-Id if it is 1-128 of [A-Za-z0-9._:-], else a "
+        "new one; its audit line and log lines name it too.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    },
+    "Cache-Control": {"description": "Answers to authenticated calls are not stored.", "schema": {"const": "no-store"}},
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}},
+    "Location": {"description": "The path of what was created.", "schema": {"type": "string"}},
+}
+_RETRY_LATER = (429, 503)
 _SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "Bearer": {"type": "http", "scheme": "bearer", "description": "an API key, or a token from POST /auth/tokens"},
@@ -148,6 +160,14 @@ def _error_response(status: int) -> dict[str, Any]:
     return {"description": HTTPStatus(status).phrase, "content": {"application/json": {"schema": schema}}}
 
 
+def _headers(status: int, authenticated: bool) -> dict[str, Any]:
+    names = ["X-Request-Id"]
+    names += ["Cache-Control"] if authenticated else []
+    names += ["Retry-After"] if status in _RETRY_LATER else []
+    names += ["Location"] if status == 201 else []
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
 def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict[str, Any]:
     role = declared_role(handler)
     content: dict[str, Any] = {media_type: {"schema": schema} for media_type, schema in doc.raw.items()}
@@ -164,6 +184,8 @@ def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict
         errors.update(_WITH_BODY)
     responses = {str(doc.status): {"description": HTTPStatus(doc.status).phrase, "content": content}}
     responses.update({str(status): _error_response(status) for status in sorted(errors)})
+    for status, response in responses.items():
+        response["headers"] = _headers(int(status), isinstance(role, Role))
     parameters = [{"in": where, "schema": schema} for where, schema in (("path", doc.path), ("query", doc.query))]
     operation: dict[str, Any] = {
         "operationId": handler.__name__,
@@ -237,6 +259,8 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
     spec.components.schema("Error", _ERROR)
     for name, scheme in _SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
+    for name, header in _HEADERS.items():
+        spec.components.header(name, header)
     paths: dict[str, dict[str, Any]] = {}
     for route in router.routes():
         if route.method == "HEAD" or route.resource is None:

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .container_stats import ContainerStats
+from .middlewares import status_sent
 from .sampler import HostSampler
 
 
@@ -30,16 +31,24 @@ def request_metrics(registry: CollectorRegistry) -> Middleware:
         registry=registry,
     )  # fmt: skip
 
-    @web.middleware
-    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Outermost, so that it counts the status the client got, errors rendered by the error middleware too."""
-        started = time.perf_counter()
-        response = await handler(request)
+    def observe(request: web.Request, status: int, started: float) -> None:
         resource = request.match_info.route.resource
         # The route's pattern, not the path: ids in paths would make a series per container.
         route = resource.canonical if resource is not None else "unmatched"
-        requests.labels(request.method, route, str(response.status)).inc()
-        latency.labels(request.method, route, str(response.status)).observe(time.perf_counter() - started)
+        requests.labels(request.method, route, str(status)).inc()
+        latency.labels(request.method, route, str(status)).observe(time.perf_counter() - started)
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Outside the audit and the error middleware, so that it counts the status the client got, errors
+        rendered by the error middleware too, and what aiohttp answers for an exception that escapes them."""
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except BaseException as exc:
+            observe(request, status_sent(exc), started)
+            raise
+        observe(request, response.status, started)
         return response
 
     return count

@@ -26,6 +26,7 @@ from aiohttp import hdrs, web
 from .config import ApiKey, DockerSettings, Role
 from .envelope import ended_even_if_cancelled, ndjson_line, stream_response
 from .errors import DOCKER_UNREACHABLE, ApiError, TooManyRequests
+from .requestctx import mark_stream
 
 _LOGGER = logging.getLogger(__name__)
 _READ_BUFFER = 1024 * 1024
@@ -114,6 +115,7 @@ class EngineStreams:
         task = asyncio.current_task()
         assert task is not None
         name = key.name if key else None
+        mark_stream()
         self._open[task] = name
         self._per_key[name] += 1
         try:

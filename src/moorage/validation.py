@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields
 
-from .errors import BadRequest, RequestTimeout, UnsupportedMediaType
+from .errors import BadRequest, ClientGone, RequestTimeout, UnsupportedMediaType
 
 FieldError = dict[str, str]
 
@@ -110,6 +111,40 @@ async def read_body(request: web.Request) -> bytes:
             f"the request body did not arrive within {seconds:g} s",
             errors=[{"field": "body", "message": "not received in time"}],
         ) from None
+    except ConnectionError:
+        # A call that changes something is not cancelled when its client leaves (middlewares.run_to_end): one
+        # that left before its body arrived ends here, with nothing done.
+        raise ClientGone("the client left before its request body arrived") from None
+
+
+# The escape of a UTF-16 surrogate: paired, it is one character; alone, it is text no answer or log can encode.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def not_unicode(data: Any) -> str | None:
+    """The dotted path of the first key or string in `data` that is not valid Unicode (a lone surrogate)."""
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str) and not _encodes(item):
+            return path or "body"
+        if isinstance(item, dict):
+            for key, value in item.items():
+                sub = f"{path}.{key}" if path else key
+                if not _encodes(key):
+                    return sub
+                pending.append((sub, value))
+        elif isinstance(item, list):
+            pending.extend((f"{path}.{index}", value) for index, value in enumerate(item))
+    return None
 
 
 async def load_json(request: web.Request, schema_class: type[Schema]) -> Any:
@@ -133,6 +168,12 @@ async def load_json(request: web.Request, schema_class: type[Schema]) -> Any:
         ) from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", errors=[{"field": "body", "message": "not an object"}])
+    # Refused rather than passed on: the engine's decoder would read a lone surrogate as U+FFFD, not what was checked.
+    if _SURROGATE_ESCAPE.search(raw) and (where := not_unicode(data)) is not None:
+        raise BadRequest(
+            f"text in the JSON body is not valid Unicode: {where}",
+            errors=[{"field": where, "message": "not valid Unicode (a lone UTF-16 surrogate)"}],
+        )
     try:
         return _instance(schema_class).load(data)
     except ValidationError as err:

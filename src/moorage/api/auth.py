@@ -41,7 +41,11 @@ async def issue_token(request: web.Request) -> web.Response:
         raise BadRequest("ttl too long", errors=[{"field": "ttl", "message": f"at most {settings.token_max_ttl}"}])
     issued = request.config_dict[TOKENS].issue(key, role, ttl)
     expires = datetime.fromtimestamp(issued["exp"], UTC).isoformat().replace("+00:00", "Z")
-    return ok({"token": issued["token"], "jti": issued["jti"], "role": role.value, "expires_at": expires}, status=201)
+    return ok(
+        {"token": issued["token"], "jti": issued["jti"], "role": role.value, "expires_at": expires},
+        status=201,
+        headers={"Location": f"{API_PREFIX}/auth/tokens/{issued['jti']}"},  # where it is revoked
+    )
 
 
 @routes.delete(f"{API_PREFIX}/auth/tokens/{{jti}}")

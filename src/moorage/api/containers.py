@@ -64,7 +64,8 @@ async def create(request: web.Request) -> web.Response:
     req = await load_json(request, ContainerCreateSchema)
     ledger = request.config_dict[BIND_LEDGER]
     container_id = await create_container(docker(request), pulls(request), req, live(request), ledger)
-    return ok(detail(await docker(request).containers.container(container_id).show(), None), status=201)
+    created = detail(await docker(request).containers.container(container_id).show(), None)
+    return ok(created, status=201, headers={"Location": f"{API_PREFIX}/containers/{container_id}"})
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}")
