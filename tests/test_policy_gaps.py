@@ -4,7 +4,8 @@ nothing of the file system outside the allowed roots, the healthcheck's pace, cp
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from moorage.app import create_app
 
-from .conftest import TEST_IMAGE, TEST_LABEL, free_port, make_settings, plain_key
+from .conftest import TEST_IMAGE, TEST_LABEL, docker_cli, free_port, make_settings, plain_key
 
 # POST a create body under a [policy] section; the answer's status and JSON.
 Create = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
@@ -123,6 +124,32 @@ async def test_a_healthcheck_faster_than_the_minimum_is_a_403(
     assert status == 201, body
     inspected = await docker.containers.container(body["data"]["id"]).show()
     assert inspected["Config"]["Healthcheck"]["Interval"] == 10**9
+
+
+@pytest.fixture
+def fast_healthcheck_image(case_label: str) -> Iterator[str]:
+    """A local image whose own HEALTHCHECK runs every 5 ms (docker commit --change), removed after."""
+    image = f"moorage-hc-{case_label}:latest"
+    source = docker_cli("create", TEST_IMAGE, "true")
+    try:
+        docker_cli("commit", "--change", "HEALTHCHECK --interval=5ms CMD true", source, image)
+        yield image
+    finally:
+        docker_cli("rm", source)
+        subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
+
+
+async def test_an_images_own_fast_healthcheck_is_a_403_unless_the_request_paces_it(
+    create: Create, docker: aiodocker.Docker, case_label: str, fast_healthcheck_image: str
+) -> None:
+    """The engine takes every healthcheck field the request leaves out from the image, so the image's is judged."""
+    body = {"image": fast_healthcheck_image, "pull": "never"}
+    status, answer = await create(body)
+    assert (status, [e["field"] for e in answer["errors"]]) == (403, ["healthcheck.interval"]), answer
+    assert await made(docker, case_label) == 0
+    for paced in ({"interval": "2s"}, {"test": ["NONE"]}):
+        status, answer = await create({**body, "healthcheck": paced})
+        assert status == 201, answer
 
 
 async def test_a_privileged_host_port_is_a_403(create: Create, docker: aiodocker.Docker, case_label: str) -> None:

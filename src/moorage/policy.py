@@ -19,7 +19,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Range
 
-from .models import BindVolume, CreateRequest
+from .models import BindVolume, CreateRequest, Healthcheck
 from .schemas.create import CPUS, VOLUME_NAME, Capability, normalize_capability
 from .schemas.fields import Duration, MemorySize, StrictBool
 from .validation import FieldError
@@ -249,6 +249,22 @@ def _limits(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
     if interval and interval < policy.min_healthcheck_interval:
         least = f"{policy.min_healthcheck_interval / 1e9:g}s"
         yield _violation("healthcheck.interval", f"must be 0 (the image's or the engine's default) or at least {least}")
+
+
+def image_healthcheck_violations(
+    req: CreateRequest, image: Mapping[str, Any], policy: PolicySettings
+) -> list[FieldError]:
+    """The image's own HEALTHCHECK, which the engine uses for every part the request leaves out (a zero interval
+    included): judged as the request's would be, once the image is here."""
+    own = req.healthcheck or Healthcheck()
+    inherited = (image.get("Config") or {}).get("Healthcheck") or {}
+    test = own.test or inherited.get("Test") or ()
+    interval = own.interval or inherited.get("Interval") or 0
+    if not interval or interval >= policy.min_healthcheck_interval or list(test)[:1] == ["NONE"]:
+        return []
+    least = f"{policy.min_healthcheck_interval / 1e9:g}s"
+    message = f"the image's healthcheck runs every {interval / 1e6:g}ms: give an interval of at least {least}"
+    return [_violation("healthcheck.interval", message)]
 
 
 def _host_ip_problem(host_ip: str | None, allowed: frozenset[str]) -> str | None:

@@ -17,7 +17,7 @@ from .config import Settings
 from .enginespec import engine_create_body
 from .errors import BadGateway, Conflict, NotFound, from_docker_error
 from .models import CreateRequest, NamedVolume, PullPolicy
-from .policy import PolicySettings, check, check_existing_volume
+from .policy import PolicySettings, check, check_existing_volume, image_healthcheck_violations
 from .pulls import PullHub
 from .registries import Registry, credentials_for
 from .validation import FieldError
@@ -38,6 +38,8 @@ async def create_container(
     if violations:
         raise refusal(violations)
     await ensure_image(docker, hub, req.image, req.pull, settings.registries)
+    if violations := image_healthcheck_violations(req, await docker.images.inspect(req.image), settings.policy):
+        raise refusal(violations)
     # The nesting check again, with the create, under the ledger's lock: the one above names every
     # violation at once and spares a doomed request its pull, this one sees creates that ran meanwhile.
     async with ledger.adding(docker, req):
