@@ -20,7 +20,17 @@ from moorage.app import create_app
 from moorage.config import ConfigError, LogsSettings, load_settings
 from moorage.logs import CUT_MARK, LineJoiner
 
-from .conftest import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, Daemon, MakeContainer, docker_cli, make_settings, plain_key
+from .conftest import (
+    ROOT,
+    SERVER_KWARGS,
+    TEST_IMAGE,
+    TEST_LABEL,
+    Daemon,
+    MakeContainer,
+    docker_cli,
+    make_settings,
+    plain_key,
+)
 from .test_logs import finished, items
 
 MIB = 1024 * 1024
@@ -177,3 +187,9 @@ def test_a_line_longer_than_a_page_is_a_config_error(tmp_path: Path) -> None:
     config.write_text("[logs]\nmax_page_bytes = 65536\nmax_line_bytes = 65537\n")
     with pytest.raises(ConfigError, match=r"logs\.max_line_bytes: must not be more than max_page_bytes"):
         load_settings(config)
+
+
+def test_the_shipped_config_documents_the_log_limits() -> None:
+    shipped = ROOT / "config.toml"
+    assert load_settings(shipped).logs == LogsSettings(max_page_bytes=4 * MIB, max_line_bytes=256 * 1024)
+    assert {"max_page_bytes = ", "max_line_bytes = "} <= {line[:17] for line in shipped.read_text().splitlines()}
