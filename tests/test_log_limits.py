@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
 from moorage.config import ConfigError, LogsSettings, load_settings
-from moorage.logs import CUT_MARK, LineJoiner
+from moorage.logs import CUT_MARK, STDOUT, CutLogLine, LineJoiner, split_lines
 
 from .conftest import (
     ROOT,
@@ -180,6 +180,15 @@ def test_a_line_without_end_is_cut_once_and_the_rest_dropped_as_it_comes() -> No
     emitted = [run for _ in range(40) for run in joiner.feed([b"x" * 65536])]  # 2.5 MiB, no newline
     assert emitted == [b"x" * MIB + CUT_MARK + b"\n"]
     assert joiner.feed([b"xx\nnext\n"]) == [b"next\n"] and joiner.flush() == b""
+
+
+def test_a_cut_counts_the_text_after_the_stamp_and_splits_no_character() -> None:
+    stamp = "2026-12-01T21:00:00.123456789Z"
+    joiner = LineJoiner(max_line=1024, stamped=True, framed=False)
+    [run] = joiner.feed([f"{stamp} a{'é' * 1000}\n".encode()])  # byte 1024 of the text is inside an é
+    assert list(split_lines(STDOUT, run, timestamps=True)) == [CutLogLine("stdout", stamp, "a" + "é" * 511)]
+    exact = f"{stamp} {'a' * 1024}\n".encode()
+    assert joiner.feed([exact]) == [exact]
 
 
 def test_a_line_longer_than_a_page_is_a_config_error(tmp_path: Path) -> None:
