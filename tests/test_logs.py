@@ -15,7 +15,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.logs import MAX_LINE, LineJoiner
 
 from .conftest import SERVER_KWARGS, MakeContainer, make_settings, plain_key
 from .test_auth import assert_error
@@ -296,10 +295,3 @@ async def test_bad_event_parameters_are_a_400(client: TestClient, query: str, fi
     resp = await client.get(f"/api/v1/events?{query}")
     assert resp.status == 400
     assert [e["field"] for e in (await resp.json())["errors"]] == [field]
-
-
-def test_a_line_without_end_is_cut_at_the_cap_not_held_whole() -> None:
-    joiner = LineJoiner(stamped=False)
-    emitted = b"".join(joiner.feed([b"x" * 65536]) for _ in range(40))  # 2.5 MiB, no newline
-    assert emitted.count(b"\n") == 2 and len(emitted) <= 3 * MAX_LINE
-    assert all(len(line) <= MAX_LINE + 65536 for line in emitted.split(b"\n"))

@@ -92,6 +92,10 @@ class DockerSettings:
 @dataclass(frozen=True)
 class LogsSettings:
     max_lines: int = 10_000
+    # Bytes of the lines of a format=json page, as the engine sends them: the page is held whole before it goes.
+    max_page_bytes: int = 4 * 1024 * 1024
+    # Bytes of one line in every format; the rest of a longer line is dropped, and the line marked as cut.
+    max_line_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,18 @@ class AuditSchema(_Section):
 
 class LogsSchema(_Section):
     max_lines = fields.Integer(strict=True, load_default=LogsSettings.max_lines, validate=validate.Range(1, 1_000_000))
+    max_page_bytes = fields.Integer(
+        strict=True, load_default=LogsSettings.max_page_bytes, validate=validate.Range(1024, 256 * 1024 * 1024)
+    )
+    max_line_bytes = fields.Integer(
+        strict=True, load_default=LogsSettings.max_line_bytes, validate=validate.Range(1024, 64 * 1024 * 1024)
+    )
+
+    @validates_schema
+    def line_fits_page(self, data: dict[str, Any], **_: Any) -> None:
+        """So that a page of one line, the least a page holds, is within max_page_bytes too."""
+        if data["max_line_bytes"] > data["max_page_bytes"]:
+            raise ValidationError("must not be more than max_page_bytes", "max_line_bytes")
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> LogsSettings:

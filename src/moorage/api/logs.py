@@ -9,11 +9,11 @@ from aiodocker.exceptions import DockerError
 from aiohttp import web
 
 from ..auth import requires
-from ..config import Role
+from ..config import LogsSettings, Role
 from ..engine import docker, stream_slot, streams
 from ..envelope import JSON, ndjson_line, ok
 from ..keys import live
-from ..logs import LogLine, split_lines, whole_lines
+from ..logs import LogLine, first_line, fitting, split_lines, whole_lines
 from ..openapi import NDJSON, STREAM, any_of, documented, listing, shape
 from ..schemas.containers import ContainerRef
 from ..schemas.events import HeartbeatSchema, StreamEndSchema
@@ -63,21 +63,29 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     # Inspect first: an unknown container is a 404 before any header goes out, and TTY decides the framing.
     inspected = await docker(request).containers.container(ref).show()
     gate = streams(request)
+    limits = live(request).logs
     with stream_slot(request, MEDIA_TYPES[query["format"]]):
         async with gate.request("GET", f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
-            runs = whole_lines(batched(engine.content), inspected["Config"]["Tty"], stamped(query))
+            tty = inspected["Config"]["Tty"]
+            runs = whole_lines(batched(engine.content), tty, stamped(query), limits.max_line_bytes)
             if query["format"] == "json":
-                return ok(await first_lines(runs, live(request).logs.max_lines))
+                return ok(await first_lines(runs, limits))
             return await stream_lines(request, runs, query, inspected["Id"])
 
 
-async def first_lines(runs: AsyncIterator[tuple[int, bytes]], cap: int) -> dict[str, Any]:
-    """Up to `cap` lines, oldest first; reading stops there, and `truncated` says the log went on."""
+async def first_lines(runs: AsyncIterator[tuple[int, bytes]], limits: LogsSettings) -> dict[str, Any]:
+    """Up to max_lines lines and max_page_bytes bytes of them (as the engine sent them, stamps included; at
+    least one line), oldest first; reading stops there, and `truncated` says the log went on."""
     items: list[LogLine] = []
+    room = limits.max_page_bytes
     async for stream, run in runs:
-        items.extend(split_lines(stream, run, timestamps=True))
-        if len(items) > cap:
-            return {"items": _LINE.dump(items[:cap], many=True), "truncated": True}
+        kept = fitting(run, room)
+        if not kept and not items:
+            kept = first_line(run)
+        items.extend(split_lines(stream, kept, timestamps=True))
+        room -= len(kept)
+        if len(items) > limits.max_lines or len(kept) < len(run):
+            return {"items": _LINE.dump(items[: limits.max_lines], many=True), "truncated": True}
     return {"items": _LINE.dump(items, many=True), "truncated": False}
 
 

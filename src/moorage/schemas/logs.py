@@ -8,8 +8,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
+from ..logs import CutLogLine
 from .common import RequestSchema
 from .fields import DURATION, JsonSchema, anchored, duration_ns, valid_text
 
@@ -97,10 +98,20 @@ class EventQuery(_Window):
     type = fields.List(fields.String(validate=validate.OneOf(("container", "image", "volume", "network"))))
 
 
+class CutMark(fields.Boolean):
+    """`cut: true` on a line that was cut, and no field on the others: most lines are short. Every line of
+    every page and NDJSON stream is dumped, and a fourth field read the generic way (an attribute lookup that
+    fails on most lines) made that about 30% slower; one type check costs about half as much."""
+
+    def serialize(self, attr: str, obj: Any, accessor: Any = None, **kwargs: Any) -> Any:
+        return True if type(obj) is CutLogLine else missing
+
+
 class LogLineSchema(Schema):
     stream = fields.String()
     timestamp = fields.String(allow_none=True)
     line = fields.String()
+    cut = CutMark(metadata={"description": "present, and true, on a line cut at [logs] max_line_bytes"})
 
 
 def engine_window(query: dict[str, Any]) -> dict[str, str]:
