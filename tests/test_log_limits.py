@@ -142,9 +142,10 @@ async def test_a_long_line_is_cut_and_marked_in_json_and_ndjson(
     page = await items(cutting, container)
     assert [(item["line"], item.get("cut")) for item in page["items"]] == [("x" * 1024, True), ("after", None)]
     resp = await cutting.get(f"/api/v1/containers/{container}/logs?format=ndjson")
-    parsed = [json.loads(line) for line in (await resp.text()).splitlines()]
+    *parsed, last = [json.loads(line) for line in (await resp.text()).splitlines()]
     assert [(item["line"], item.get("cut")) for item in parsed] == [("x" * 1024, True), ("after", None)]
     assert all(item["timestamp"] for item in parsed)
+    assert last == {"end": "done"}
 
 
 @pytest.mark.parametrize("tty", [False, True])
