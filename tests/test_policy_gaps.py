@@ -4,7 +4,6 @@ nothing of the file system outside the allowed roots, the healthcheck's pace, cp
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -128,7 +127,8 @@ async def test_a_healthcheck_faster_than_the_minimum_is_a_403(
 
 @pytest.fixture
 def fast_healthcheck_image(case_label: str) -> Iterator[str]:
-    """A local image whose own HEALTHCHECK runs every 5 ms (docker commit --change), removed after."""
+    """A local image whose own HEALTHCHECK runs every 5 ms (docker commit --change), removed after the
+    containers made of it (ask for it before `create`, whose clean-up must run first)."""
     image = f"moorage-hc-{case_label}:latest"
     source = docker_cli("create", TEST_IMAGE, "true")
     try:
@@ -136,11 +136,11 @@ def fast_healthcheck_image(case_label: str) -> Iterator[str]:
         yield image
     finally:
         docker_cli("rm", source)
-        subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
+        docker_cli("rmi", image)
 
 
 async def test_an_images_own_fast_healthcheck_is_a_403_unless_the_request_paces_it(
-    create: Create, docker: aiodocker.Docker, case_label: str, fast_healthcheck_image: str
+    fast_healthcheck_image: str, create: Create, docker: aiodocker.Docker, case_label: str
 ) -> None:
     """The engine takes every healthcheck field the request leaves out from the image, so the image's is judged."""
     body = {"image": fast_healthcheck_image, "pull": "never"}
