@@ -10,9 +10,9 @@ from prometheus_client import CollectorRegistry
 from .api import setup_routes
 from .api.paths import API_PREFIX
 from .audit import AuditLog
-from .background import running
+from .background import running, watching
 from .binds import BindLedger
-from .bindwatch import BindWatch, PolicyStops, watching
+from .bindwatch import BindWatch, PolicyStops
 from .clientaddr import forwarded_client
 from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
@@ -86,7 +86,7 @@ async def bindwatch_ctx(app: web.Application) -> AsyncIterator[None]:
     stops = app[POLICY_STOPS] = PolicyStops(settings.server.state_dir / "policy-stops.json")
     stops.load()
     watch = BindWatch(settings.docker, app[DOCKER], app[LIVE], app[AUDIT], stops, app[REGISTRY])
-    async with watching(watch):
+    async with watching(watch, "bind watch"):
         yield
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
@@ -22,3 +22,21 @@ async def running(coro: Coroutine[Any, Any, None], name: str) -> AsyncIterator[a
         yield task
     finally:
         await cancel_and_wait(task)
+
+
+class Watcher(Protocol):
+    """A follower of the engine that runs for the app's life and holds resources to release after."""
+
+    def run(self) -> Coroutine[Any, Any, None]: ...
+
+    async def close(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def watching(watcher: Watcher, name: str) -> AsyncIterator[None]:
+    """`watcher.run()` in the background while the context lasts; then it is cancelled, and closed."""
+    try:
+        async with running(watcher.run(), name):
+            yield
+    finally:
+        await watcher.close()

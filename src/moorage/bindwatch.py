@@ -17,12 +17,11 @@ is up; while moorage is down or away from the engine, until it is back and has l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from aiodocker.exceptions import DockerError
 from prometheus_client import CollectorRegistry, Counter
 
 from .audit import AuditLog
-from .background import running
 from .config import DockerSettings, LiveSettings
 from .enginespec import POLICY_LABEL
 from .policy import bind_problem
@@ -217,12 +215,3 @@ class BindWatch:
     async def close(self) -> None:
         self._registry.unregister(self._stopped)
         await self._engine.close()
-
-
-@contextlib.asynccontextmanager
-async def watching(watch: BindWatch) -> AsyncIterator[None]:
-    try:
-        async with running(watch.run(), "bind watch"):
-            yield
-    finally:
-        await watch.close()

@@ -14,12 +14,12 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiodocker.exceptions import DockerError
 
-from .background import cancel_and_wait, running
+from .background import cancel_and_wait
 from .config import DockerSettings
 from .streams import EngineStreams
 
@@ -194,12 +194,3 @@ class ContainerStats:
         for task in tasks:
             await cancel_and_wait(task)
         await self._engine.close()
-
-
-@contextlib.asynccontextmanager
-async def watching(stats: ContainerStats) -> AsyncIterator[None]:
-    try:
-        async with running(stats.run(), "container stats"):
-            yield
-    finally:
-        await stats.close()

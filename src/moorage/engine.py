@@ -12,7 +12,8 @@ import orjson
 from aiodocker.types import SENTINEL, Sentinel
 from aiohttp import web
 
-from .container_stats import ContainerStats, watching
+from .background import watching
+from .container_stats import ContainerStats
 from .keys import CONTAINER_STATS, DOCKER, PRINCIPAL, PULLS, SETTINGS, STREAMS
 from .pulls import PullHub
 from .streams import EngineStreams
@@ -50,7 +51,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PULLS] = PullHub(EngineStreams(settings, limit=0))
     app[CONTAINER_STATS] = ContainerStats(settings)
     try:
-        async with watching(app[CONTAINER_STATS]):
+        async with watching(app[CONTAINER_STATS], "container stats"):
             yield
     finally:
         await app[PULLS].close()  # closes its pool too
