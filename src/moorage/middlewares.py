@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
 from . import envelope
-from .audit import READS, audited
+from .audit import READS, audited, cut
 from .auth import KEY_PREFIX, declared_role, is_public, match_key
 from .config import ApiKey, Role
 from .errors import (
@@ -100,7 +100,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 logging.WARNING if err.status > 500 else logging.ERROR,
                 "%s %s failed: %s",
                 request.method,
-                request.path,
+                cut(request.path),
                 err.message,
                 exc_info=err.status == 500,
             )

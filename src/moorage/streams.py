@@ -23,6 +23,7 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 from aiohttp import hdrs, web
 
+from .audit import cut
 from .config import ApiKey, DockerSettings, Role
 from .envelope import ended_even_if_cancelled, ndjson_line, stream_response
 from .errors import DOCKER_UNREACHABLE, ApiError, TooManyRequests
@@ -163,7 +164,9 @@ class EngineStreams:
                 failure = await _copied(response, with_heartbeats(body, self.heartbeat) if ndjson else body)
                 if failure is not None and not isinstance(failure, ApiError):
                     engine = isinstance(failure, ENGINE_STREAM_ERRORS)
-                    _LOGGER.warning("stream of %s ended by a failure: %s", request.path, failure, exc_info=not engine)
+                    _LOGGER.warning(
+                        "stream of %s ended by a failure: %s", cut(request.path), failure, exc_info=not engine
+                    )
                 await response.write_eof(ndjson_line(await ndjson.ending(failure)) if ndjson else b"")
         except ConnectionResetError:
             pass  # the client left
