@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -40,10 +41,11 @@ async def test_sigterm_ends_an_open_follow_stream_and_exits_0(patient: Daemon, m
     assert "Traceback" not in daemon.output()
 
 
-async def test_sigterm_lets_an_in_flight_request_finish_and_exits_0(
-    patient: Daemon, make_container: MakeContainer
-) -> None:
-    daemon, key = patient, patient.generated_key()
+@contextlib.asynccontextmanager
+async def stop_in_flight(
+    daemon: Daemon, make_container: MakeContainer, seconds: int
+) -> AsyncIterator[asyncio.Task[aiohttp.ClientResponse]]:
+    """A `POST .../stop?timeout=seconds` that the engine is waiting out: its SIGTERM is sent, and ignored."""
     # A container's PID 1 without a handler ignores SIGTERM: the engine waits out the stop timeout, then kills.
     stubborn = await make_container(cmd=["sleep", "600"], start=True)
     kills = {"container": [stubborn["Id"]], "event": ["kill"]}
@@ -51,19 +53,42 @@ async def test_sigterm_lets_an_in_flight_request_finish_and_exits_0(
     async with (
         engine,
         engine.get("http://docker/events", params={"filters": json.dumps(kills)}) as events,
-        aiohttp.ClientSession(headers={"X-API-Key": key}) as session,
+        aiohttp.ClientSession(headers={"X-API-Key": daemon.generated_key()}) as session,
     ):
-        url = f"{daemon.url}/api/v1/containers/{stubborn['Id']}/stop?timeout=3"
+        url = f"{daemon.url}/api/v1/containers/{stubborn['Id']}/stop?timeout={seconds}"
         stopping = asyncio.create_task(session.post(url))
-        # The engine has sent SIGTERM, and waits out the timeout: moorage's call is in flight.
         sent = json.loads(await asyncio.wait_for(events.content.readline(), 10))
         assert sent["Actor"]["Attributes"]["signal"] == "15"
         assert not stopping.done()
-        daemon.proc.terminate()
+        yield stopping
+
+
+async def test_sigterm_lets_an_in_flight_request_finish_and_exits_0(
+    patient: Daemon, make_container: MakeContainer
+) -> None:
+    async with stop_in_flight(patient, make_container, 3) as stopping:
+        patient.proc.terminate()
         async with await stopping as resp:
             assert resp.status == 200
             assert (await resp.json())["data"]["status"] == "exited"
-    assert await asyncio.to_thread(daemon.proc.wait, 10) == 0
+    assert await asyncio.to_thread(patient.proc.wait, 10) == 0
+
+
+async def test_a_change_that_outlives_the_shutdown_timeout_is_cancelled_and_audited_before_exit(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon], make_container: MakeContainer
+) -> None:
+    """It is cancelled while the engine client and the audit are still open: its line is in the audit file."""
+    daemon = spawn_daemon(f'[server]\nstate_dir = "{tmp_path}/state"\nshutdown_timeout = 1\n')
+    async with stop_in_flight(daemon, make_container, 60) as stopping:
+        started = time.monotonic()
+        daemon.proc.terminate()
+        with contextlib.suppress(aiohttp.ClientError):
+            (await stopping).close()
+        assert await asyncio.to_thread(daemon.proc.wait, 15) == 0
+    assert time.monotonic() - started < 8  # the grace and the rollback, not the stop's 60 s
+    lines = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    assert [(line["method"], line["result"]) for line in lines if line["path"].endswith("/stop")] == [("POST", 499)]
+    assert "Traceback" not in daemon.output()
 
 
 async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, spawn_daemon: Callable[..., Daemon]) -> None:

@@ -14,6 +14,7 @@ from .background import running, watching
 from .binds import BindLedger
 from .bindwatch import BindWatch, PolicyStops
 from .clientaddr import forwarded_client
+from .compression import compress_json
 from .config import LiveSettings, Settings
 from .engine import end_streams, engine_ctx
 from .keys import (
@@ -29,18 +30,12 @@ from .keys import (
     SETTINGS,
     TOKENS,
 )
-from .middlewares import (
-    answer_headers,
-    audit_middleware,
-    auth_middleware,
-    compress_json,
-    error_middleware,
-    request_context,
-    run_to_end,
-)
+from .middlewares import audit_middleware, auth_middleware, error_middleware
+from .mutations import Mutations, run_to_end
 from .openapi import serve_document
 from .prometheus import ContainerCollector, HostCollector, request_metrics
 from .ratelimit import FailedAuthLimiter
+from .requestid import answer_headers, request_context
 from .sampler import HostSampler, sampling
 from .tokens import TokenIssuer, load_or_make_secret
 
@@ -99,13 +94,14 @@ def create_app(settings: Settings) -> web.Application:
     # that auth failures are rendered (and compressed) too.
     server = settings.server
     proxied = [forwarded_client(server.trusted_proxies, server.forwarded_header)] if server.trusted_proxies else []
+    mutations = Mutations(server.shutdown_timeout)
     app = web.Application(
         middlewares=[
             request_context,
             request_metrics(registry),
             *proxied,
             audit_middleware,
-            run_to_end,
+            run_to_end(mutations),
             compress_json,
             error_middleware,
             auth_middleware,
@@ -124,6 +120,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(metrics_ctx)  # after engine_ctx: it reads the container watcher
     app.cleanup_ctx.append(bindwatch_ctx)  # after auth_ctx and engine_ctx: it audits and calls the engine
     app.on_shutdown.append(end_streams)
+    app.on_shutdown.append(mutations.finish)  # before any cleanup context closes the engine or the audit
     setup_routes(app)
     serve_document(app, f"{API_PREFIX}/openapi.json")  # last: it documents every route
     return app

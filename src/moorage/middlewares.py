@@ -1,19 +1,16 @@
-"""The middlewares, outermost first: the request's id, the audit, mutations run to their end, the error
-envelope for every failure, default-deny auth; and the headers every answer carries."""
+"""The audit (every change and denial, as the client got it), the error envelope for every failure, and
+default-deny authentication. The request id, mutations that run to their end and compression are middlewares
+of their own (requestid.py, mutations.py, compression.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import re
-import uuid
-import zlib
 
 import aiohttp
 from aiodocker.exceptions import DockerError
-from aiohttp import hdrs, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
@@ -33,7 +30,6 @@ from .errors import (
     from_docker_error,
 )
 from .keys import AUDIT, LIMITER, PRINCIPAL, REQUEST_ID, TOKENS, VIA_TOKEN, live
-from .requestctx import HANDLING, Handling
 from .streams import EngineLate, HeadAnswered
 from .validation import validation_failed
 
@@ -41,31 +37,7 @@ _LOGGER = logging.getLogger(__name__)
 
 # Headers of aiohttp's own exceptions that describe its plain-text body, not ours.
 _BODY_HEADERS = {"Content-Type", "Content-Length"}
-# A request id the client may choose: short, and nothing a log line or a header would need to escape.
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CLIENT_GONE = 499
-
-
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: the request's id (the client's own X-Request-Id if sane, else a new one), for its answer, its
-    audit line and every log line logged while it is handled (requestctx)."""
-    given = request.headers.get("X-Request-Id", "")
-    request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-    request[REQUEST_ID] = request_id
-    # Not reset: each request is handled in a task of its own, whose context ends with it (aiohttp #3406).
-    HANDLING.set(Handling(request_id))
-    return await handler(request)
-
-
-async def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: on every answer, streams and aiohttp's own errors included, just before its head goes."""
-    if request_id := request.get(REQUEST_ID):
-        response.headers["X-Request-Id"] = request_id
-    # What an authenticated caller reads is theirs, and a refusal no cache should keep either: only the health
-    # probes (and what the config opens to all) may be stored. A caller that authenticated is no probe.
-    if request.get(PRINCIPAL) is not None or not is_public(request.match_info.handler, live(request)):
-        response.headers["Cache-Control"] = "no-store"
 
 
 def status_sent(exc: BaseException) -> int:
@@ -155,81 +127,6 @@ def _audit(request: web.Request, status: int) -> None:
             result=status,
             request_id=request.get(REQUEST_ID),
         )
-
-
-@web.middleware
-async def run_to_end(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A call that changes something runs to its end, or fails and rolls back as it would on an engine error,
-    whatever its client does: cancelled half-way (aiohttp cancels the handler of a client that leaves), a create
-    would leave a container created but not started, or started while the audit says nothing was done. A stream
-    (a streamed pull) still ends when its client leaves; reads are cancelled as before."""
-    if request.method in READS:
-        return await handler(request)
-    task = asyncio.create_task(handler(request), name=f"{request.method} {request.path}")
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            handling = HANDLING.get()
-            if task.cancelled() or (handling is not None and handling.stream):
-                task.cancel()
-                with contextlib.suppress(BaseException):  # whatever the stream ended with, it was cancelled
-                    await task
-                raise
-            # Nobody reads this answer, but the audit and the metrics record it: what the engine did.
-            current = asyncio.current_task()
-            assert current is not None
-            current.uncancel()
-
-
-# gzip from about 1 KB: below, the header and the CPU outweigh the bytes saved. Level 1: on a 500-container list
-# (239 KB) it takes 1.3 ms for 24.5 % of the size, where zlib's default (6, which aiohttp's enable_compression
-# always uses) takes 4.3 ms for 22.5 %. Above 16 KB in a thread (aiohttp: above 4 KB): there a hand-off costs
-# about what compressing inline does (190 us, on 2 busy cores), and a large answer does not stall the loop.
-_COMPRESS_FROM = 1024
-_GZIP_LEVEL = 1
-_COMPRESS_IN_THREAD = 16 * 1024
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
-
-
-@web.middleware
-async def compress_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """JSON answers over about 1 KB gzipped for a client that accepts it; streams never (they are prepared,
-    written as they come, before this sees them)."""
-    response = await handler(request)
-    body = response.body if isinstance(response, web.Response) else None
-    if not isinstance(body, bytes) or len(body) < _COMPRESS_FROM or response.content_type != envelope.JSON:
-        return response
-    response.headers.add(hdrs.VARY, hdrs.ACCEPT_ENCODING)
-    if hdrs.CONTENT_ENCODING in response.headers or not accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, "")):
-        return response
-    if len(body) > _COMPRESS_IN_THREAD:
-        response.body = await asyncio.to_thread(zlib.compress, body, _GZIP_LEVEL, _GZIP_WBITS)
-    else:
-        response.body = zlib.compress(body, _GZIP_LEVEL, _GZIP_WBITS)
-    response.headers[hdrs.CONTENT_ENCODING] = "gzip"
-    return response
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether Accept-Encoding admits gzip (RFC 9110 12.5.3): named, or `*`, with a q-value above 0."""
-    weights: dict[str, float] = {}
-    for part in accept_encoding.lower().split(","):
-        coding, *params = (piece.strip() for piece in part.split(";"))
-        weight = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                weight = _qvalue(value)
-        weights.setdefault(coding, weight)
-    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
-
-
-def _qvalue(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return 0.0
 
 
 # Path variables that name the object a call acts on, for the audit line.

@@ -112,7 +112,7 @@ async def read_body(request: web.Request) -> bytes:
             errors=[{"field": "body", "message": "not received in time"}],
         ) from None
     except ConnectionError:
-        # A call that changes something is not cancelled when its client leaves (middlewares.run_to_end): one
+        # A call that changes something is not cancelled when its client leaves (mutations.run_to_end): one
         # that left before its body arrived ends here, with nothing done.
         raise ClientGone("the client left before its request body arrived") from None
 
