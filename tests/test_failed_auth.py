@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from moorage.app import create_app
 from moorage.clientaddr import client_group
 
-from .conftest import SERVER_KWARGS, make_settings, plain_key
+from .conftest import SERVER_KWARGS, Daemon, make_settings, plain_key
 
 LIMIT = 10
 PATH = "/api/v1/containers?limit=1"
@@ -206,3 +206,17 @@ def test_a_bad_trusted_proxy_stops_start_up_naming_the_key(tmp_path: Path, proxi
 def test_trusted_proxies_take_networks_and_addresses(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, {}, server={"trusted_proxies": ["10.0.0.0/8", "::1", "192.0.2.7"]})
     assert [str(net) for net in settings.server.trusted_proxies] == ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]
+
+
+async def test_the_access_log_names_the_client_a_trusted_proxy_forwarded(
+    tmp_path: Path, spawn_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = spawn_daemon(
+        f'[server]\nstate_dir = "{tmp_path}/state"\naccess_log = true\ntrusted_proxies = ["127.0.0.1/32"]\n'
+    )
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    async with aiohttp.ClientSession() as session, session.get(f"{daemon.url}/healthz", headers=forwarded) as resp:
+        assert resp.status == 200
+    assert daemon.stop() == 0
+    [line] = [line for line in daemon.output().splitlines() if "aiohttp.access" in line]
+    assert '203.0.113.7 "GET /healthz" 200' in line

@@ -1,4 +1,5 @@
-"""The access log: one line a request, with the path (cut as in the audit) but never the query string.
+"""The access log: one line a request, with the client (as the audit names it) and the path (cut as in the
+audit) but never the query string.
 
 A query string can carry what must never be logged (a key sent where it does not belong, which
 moorage refuses with a 400); aiohttp's default format logs the whole request line.
@@ -10,11 +11,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .audit import cut
+from .clientaddr import FORWARDED_CLIENT
 
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
-            '%s "%s %s" %s %s %.3fs', request.remote, request.method, cut(request.path), response.status,
+            '%s "%s %s" %s %s %.3fs', request.get(FORWARDED_CLIENT, request.remote), request.method,
+            cut(request.path), response.status,
             response.body_length, time,
         )  # fmt: skip

@@ -28,6 +28,8 @@ X_FORWARDED_FOR = "X-Forwarded-For"
 FORWARDED = "Forwarded"
 HEADERS = (X_FORWARDED_FOR, FORWARDED)
 IPV6_PREFIX = 64
+# The client a trusted proxy named, on the request aiohttp made (keys.py would import this module's importers).
+FORWARDED_CLIENT = web.RequestKey("forwarded_client", str)
 
 
 def unmapped(address: IPAddress) -> IPAddress:
@@ -107,6 +109,10 @@ def forwarded_client(trusted: Sequence[IPNetwork], header: str) -> Middleware:
         except ValueError:
             return await handler(request)
         client = str(client_address(peer, forwarded_chain(request, header), trusted))
-        return await handler(request if client == request.remote else request.clone(remote=client))
+        if client == request.remote:
+            return await handler(request)
+        # The access log is handed the request aiohttp made, not this clone: tell it the client too.
+        request[FORWARDED_CLIENT] = client
+        return await handler(request.clone(remote=client))
 
     return from_proxy
