@@ -33,7 +33,6 @@ _LOGGER = logging.getLogger(__name__)
 _READ_BUFFER = 1024 * 1024
 _BATCH = 64 * 1024
 _LINGER = 0.005  # seconds
-_RETRY_AFTER = {"Retry-After": "5"}
 # Failures of the engine's side of a stream once our headers are out: logged, and the stream ends.
 ENGINE_STREAM_ERRORS = (DockerError, aiohttp.ClientError, TimeoutError, ValueError)
 # What an NDJSON stream's last line says when moorage stops (its handler is cancelled by end_all).
@@ -128,25 +127,24 @@ class EngineStreams:
                 del self._per_key[name]
 
     def _refuse_beyond_caps(self, key: ApiKey | None) -> None:
-        """Every key within max_streams; a key that is not admin also within its quota and short of the
-        admins' reserve, so that a viewer's script can neither starve other keys nor lock out the admin."""
+        """Every caller within max_streams; one that is not an admin key (a caller without a key is the most
+        limited of all) also within its quota and short of the admins' reserve, so that a viewer's script can
+        neither starve other keys nor lock out the admin. Retry-After is the error envelope's."""
         if len(self._open) >= self.limit:
-            raise TooManyRequests(
-                f"{self.limit} streams are open already ([server] max_streams); try again later", headers=_RETRY_AFTER
-            )
-        if key is None or key.role is Role.ADMIN:
+            raise TooManyRequests(f"{self.limit} streams are open already ([server] max_streams); try again later")
+        if key is not None and key.role is Role.ADMIN:
             return
         if len(self._open) >= self.limit - self.admin_reserved:
             raise TooManyRequests(
                 f"{len(self._open)} streams are open: the rest of [server] max_streams ({self.limit}) is kept for"
-                f" admin keys ([server] admin_reserved_streams = {self.admin_reserved}); try again later",
-                headers=_RETRY_AFTER,
+                f" admin keys ([server] admin_reserved_streams = {self.admin_reserved}); try again later"
             )
-        if self.per_key is not None and self._per_key[key.name] >= self.per_key:
+        name = key.name if key else None
+        if self.per_key is not None and self._per_key[name] >= self.per_key:
+            who = f"key {name!r} has" if name else "callers without a key have"
             raise TooManyRequests(
-                f"key {key.name!r} has {self.per_key} streams open, the most a key that is not admin may"
-                " ([server] max_streams_per_key); close one or try again later",
-                headers=_RETRY_AFTER,
+                f"{who} {self.per_key} streams open, the most a key that is not admin may"
+                " ([server] max_streams_per_key); close one or try again later"
             )
 
     async def serve(
