@@ -37,6 +37,8 @@ _LINGER = 0.005  # seconds
 ENGINE_STREAM_ERRORS = (DockerError, aiohttp.ClientError, TimeoutError, ValueError)
 # What an NDJSON stream's last line says when moorage stops (its handler is cancelled by end_all).
 SHUTDOWN = {"end": "shutdown"}
+# Its last line when the line that would say why could not be made (a bug, or a session closed at shutdown).
+UNTOLD = {"end": "engine_gone", "message": "the stream ended, and why could not be told: see moorage's log"}
 
 
 class HeadAnswered(Exception):
@@ -60,6 +62,7 @@ class Ndjson:
 
     ending: Ending
     shutdown: Mapping[str, Any] = field(default_factory=lambda: SHUTDOWN)
+    untold: Mapping[str, Any] = field(default_factory=lambda: UNTOLD)
 
 
 class EngineLate(TimeoutError):
@@ -97,6 +100,7 @@ class EngineStreams:
         self.admin_reserved = admin_reserved
         self.heartbeat = heartbeat
         self._open: dict[asyncio.Task[object], str | None] = {}  # handler task: the key name it streams for
+        self._ending_all = False  # moorage is stopping
         self._per_key: Counter[str | None] = Counter()
 
     @property
@@ -165,10 +169,19 @@ class EngineStreams:
                     _LOGGER.warning(
                         "stream of %s ended by a failure: %s", cut(request.path), failure, exc_info=not engine
                     )
-                await response.write_eof(ndjson_line(await ndjson.ending(failure)) if ndjson else b"")
+                await response.write_eof(await self._last_line(request, ndjson, failure) if ndjson else b"")
         except ConnectionResetError:
             pass  # the client left
         return response
+
+    async def _last_line(self, request: web.Request, ndjson: Ndjson, failure: Exception | None) -> bytes:
+        """The line saying why the stream ended; whatever making it raised, a line (shutdown, or `untold`) and
+        the log: the headers are out, and a failure escaping now would cut the connection mid-body."""
+        try:
+            return ndjson_line(await ndjson.ending(failure))
+        except Exception:
+            _LOGGER.exception("stream of %s: why it ended could not be told", cut(request.path))
+            return ndjson_line(ndjson.shutdown if self._ending_all else ndjson.untold)
 
     @contextlib.asynccontextmanager
     async def request(
@@ -200,6 +213,7 @@ class EngineStreams:
 
     async def end_all(self) -> None:
         """End every open stream (on shutdown): their handlers are cancelled and close their responses."""
+        self._ending_all = True
         tasks = list(self._open.keys())
         for task in tasks:
             task.cancel()
