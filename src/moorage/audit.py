@@ -24,13 +24,13 @@ import os
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from aiohttp import hdrs
 
 from .clientaddr import client_group
+from .timestamps import rfc3339
 
 _LOGGER = logging.getLogger("moorage.audit")
 DENIED = frozenset({401, 403, 429})
@@ -53,8 +53,8 @@ def cut(text: str, limit: int = MAX_FIELD) -> str:
 
 
 def stamp(wall: float | None = None) -> str:
-    moment = datetime.now(UTC) if wall is None else datetime.fromtimestamp(wall, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """An audit line's time (now, or Unix seconds `wall`), to the millisecond."""
+    return rfc3339(wall, milliseconds=True)
 
 
 # A window's name: the client's group (or EVERY_CLIENT) and the key's name (None: no valid credential).

@@ -16,7 +16,6 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -28,6 +27,7 @@ from .config import ApiKey, DockerSettings, Role
 from .envelope import ended_even_if_cancelled, ndjson_line, stream_response
 from .errors import DOCKER_UNREACHABLE, ApiError, TooManyRequests
 from .requestctx import mark_stream
+from .timestamps import rfc3339
 
 _LOGGER = logging.getLogger(__name__)
 _READ_BUFFER = 1024 * 1024
@@ -252,8 +252,7 @@ async def _copied(response: web.StreamResponse, chunks: AsyncIterator[bytes]) ->
 
 def heartbeat() -> bytes:
     """The line a quiet NDJSON stream sends: the time, so that a reader can also tell how late it is."""
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return ndjson_line({"heartbeat": now})
+    return ndjson_line({"heartbeat": rfc3339(milliseconds=True)})
 
 
 async def with_heartbeats(chunks: AsyncIterator[bytes], every: float) -> AsyncIterator[bytes]:
