@@ -25,6 +25,7 @@ from .errors import (
     ApiError,
     BadGateway,
     BadRequest,
+    ClientGone,
     EngineTimeout,
     EngineUnavailable,
     Forbidden,
@@ -43,7 +44,7 @@ _LOGGER = logging.getLogger(__name__)
 _BODY_HEADERS = {"Content-Type", "Content-Length"}
 # A request id the client may choose: short, and nothing a log line or a header would need to escape.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-CLIENT_GONE = 499
+CLIENT_GONE = ClientGone.status
 
 
 @web.middleware
