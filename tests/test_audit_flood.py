@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from moorage.audit import MAX_FOLDED_CLIENTS, AuditLog
+from moorage.audit import EVERY_CLIENT, MAX_FOLDED_CLIENTS, MAX_FULL_REFUSALS, AuditLog
 from moorage.auth import hash_key
 from moorage.config import ApiKey, Role, key_toml
 from moorage.logfilters import BURST, RATE
@@ -195,7 +195,8 @@ async def test_the_access_log_cuts_a_long_path(tmp_path: Path, spawn_daemon: Cal
 
 
 async def test_the_clients_counted_at_once_are_bounded_and_none_of_their_counts_is_lost(tmp_path: Path) -> None:
-    audit = AuditLog(tmp_path / "audit.log", fold_seconds=3600)
+    # As many full lines as clients, so that each client has a window of its own (not the one of every client).
+    audit = AuditLog(tmp_path / "audit.log", fold_seconds=3600, full_refusals=MAX_FOLDED_CLIENTS + 1)
     audit.open()
     clients = [f"10.{i // 256}.{i % 256}.1" for i in range(MAX_FOLDED_CLIENTS + 1)]
     try:
@@ -211,3 +212,80 @@ async def test_the_clients_counted_at_once_are_bounded_and_none_of_their_counts_
     lines = audit_lines(audit.path)
     assert tally(lines) == {401: 2 * len(clients)}
     assert {line["client"] for line in lines if "folded" in line} == set(clients)
+
+
+async def test_each_keys_refusals_are_folded_apart_and_the_summary_names_the_key(tmp_path: Path) -> None:
+    """One anonymous 401 from loopback must not hide the refused reads of a key from loopback in its summary."""
+    audit = AuditLog(tmp_path / "audit.log", fold_seconds=3600)
+    audit.open()
+    try:
+        audit.write(key=None, client="127.0.0.1", method="GET", path="/api/v1/containers", result=401)
+        for method in ("GET", "GET", "HEAD"):  # a viewer at its stream quota, from another loopback address
+            audit.write(key="viewer-a", client="127.0.0.2", method=method, path="/api/v1/events", result=429)
+        audit.write(key="viewer-b", client="127.0.0.1", method="GET", path="/api/v1/events", result=429)
+        audit.write(key=None, client="127.0.0.3", method="BREW" * 100, path="/", result=401)
+        written = audit_lines(audit.path)
+        assert [(line["key"], line["client"], line["result"]) for line in written] == [
+            (None, "127.0.0.1", 401),
+            ("viewer-a", "127.0.0.2", 429),
+            ("viewer-b", "127.0.0.1", 429),
+        ]
+    finally:
+        audit.close()
+    summaries = {line["key"]: line for line in audit_lines(audit.path) if "folded" in line}
+    assert set(summaries) == {"viewer-a", None}
+    viewer, anonymous = summaries["viewer-a"], summaries[None]
+    assert (viewer["client"], viewer["folded"], viewer["results"], viewer["methods"]) == (
+        "loopback",
+        2,
+        {"429": 2},
+        {"GET": 1, "HEAD": 1},
+    )
+    assert (anonymous["folded"], anonymous["methods"]) == (1, {"other": 1})  # a method of its own is not echoed
+
+
+def ipv6_clients(count: int) -> list[str]:
+    """Addresses of one /48, each in a /64 of its own: each a client of its own to the folding."""
+    return [f"2001:db8:7:{i:x}::1" for i in range(count)]
+
+
+async def test_refusals_from_many_addresses_give_a_bounded_number_of_full_lines(tmp_path: Path) -> None:
+    """A caller rotating through a /48 gets MAX_FULL_REFUSALS full lines a window, and one summary for the rest;
+    a mutating call with a valid credential is written in full all the same."""
+    audit = AuditLog(tmp_path / "audit.log", fold_seconds=3600)
+    audit.open()
+    clients = ipv6_clients(10 * MAX_FULL_REFUSALS)
+    try:
+        for n, client in enumerate(clients):
+            audit.write(key=None, client=client, method="GET", path="/" + "x" * 8000, result=401)
+            if n == len(clients) // 2:
+                audit.write(key="admin", client=client, method="DELETE", path="/api/v1/containers/x", result=403)
+        for client in ipv6_clients(3):  # the refused reads of a key have full lines of their own
+            audit.write(key="viewer", client=client, method="GET", path="/api/v1/events", result=429)
+        written = audit_lines(audit.path)
+        assert len([line for line in written if line["key"] is None]) == MAX_FULL_REFUSALS
+        assert [line["client"] for line in written if line["key"] == "viewer"] == ipv6_clients(3)
+        assert [(line["method"], line["result"]) for line in written if line["key"] == "admin"] == [("DELETE", 403)]
+    finally:
+        audit.close()
+    lines = audit_lines(audit.path)
+    assert tally(lines) == {401: len(clients), 429: 3}
+    [summary] = [line for line in lines if "folded" in line]
+    assert (summary["client"], summary["key"], summary["folded"]) == (EVERY_CLIENT, None, 9 * MAX_FULL_REFUSALS)
+    assert len(lines) == MAX_FULL_REFUSALS + 1 + 3 + 1
+    assert audit.path.stat().st_size < 150 * 1024, audit.path.stat().st_size
+
+
+async def test_the_full_lines_of_refusals_are_counted_again_in_the_next_window(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.log", fold_seconds=FOLD)
+    audit.open()
+    try:
+        for client in ipv6_clients(MAX_FULL_REFUSALS + 1):
+            audit.write(key=None, client=client, method="GET", path="/", result=401)
+        await asyncio.sleep(FOLD + 0.5)
+        audit.write(key=None, client="2001:db8:8::1", method="GET", path="/", result=401)
+    finally:
+        audit.close()
+    lines = audit_lines(audit.path)
+    assert [line.get("folded") for line in lines][-2:] == [1, None]  # the summary of the last window, a new line
+    assert lines[-1]["client"] == "2001:db8:8::1"

@@ -48,6 +48,13 @@ def test_serve_with_a_bad_config_exits_2_naming_key_and_file(tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
 
 
+def test_serve_with_a_reserve_of_every_stream_exits_2_naming_the_reserve(tmp_path: Path) -> None:
+    config = tmp_path / "small.toml"
+    config.write_text("[server]\nmax_streams = 8\nadmin_reserved_streams = 8\n")
+    done = moorage("serve", "--config", str(config))
+    assert done.returncode == 2 and "server.admin_reserved_streams" in done.stderr, done.stderr
+
+
 def test_serve_finds_its_config_through_the_environment(tmp_path: Path) -> None:
     config = tmp_path / "env.toml"
     config.write_text("[docker]\nurl = 7\n")

@@ -77,6 +77,9 @@ def test_state_dir_defaults_to_systemds_state_directory(tmp_path: Path, monkeypa
         ("[server]\nmax_field_size = 100\n", "server.max_field_size"),
         ("[server]\nmax_headers = 1.5\n", "server.max_headers"),
         ('[server]\nlog_format = "xml"\n', "server.log_format"),
+        # A reserve of every stream would leave a key that is not admin no stream at all.
+        ("[server]\nmax_streams = 8\nadmin_reserved_streams = 16\n", "server.admin_reserved_streams"),
+        ("[server]\nmax_streams = 4\nadmin_reserved_streams = 4\n", "server.admin_reserved_streams"),
         ('[[auth.api_keys]]\nname = "a"\nrole = "root"\nsha256 = "' + "0" * 64 + '"\n', "auth.api_keys.0.role"),
         ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\nsha256 = "abc"\n', "auth.api_keys.0.sha256"),
         ('[[auth.api_keys]]\nname = "a"\nrole = "admin"\n', "auth.api_keys.0.sha256"),
@@ -98,6 +101,14 @@ def test_a_bad_key_or_type_is_named_with_the_file(tmp_path: Path, text: str, nam
     message = str(caught.value)
     assert str(path) in message
     assert f"{named}:" in message
+
+
+@pytest.mark.parametrize(("streams", "reserved"), [(256, 16), (20, 10), (8, 4), (1, 0)])
+def test_the_default_admin_reserve_leaves_the_other_keys_half_of_a_small_max_streams(
+    tmp_path: Path, streams: int, reserved: int
+) -> None:
+    server = load_settings(write(tmp_path, f"[server]\nmax_streams = {streams}\n")).server
+    assert server.admin_reserved_streams == reserved
 
 
 def test_not_toml_is_an_error_naming_the_file(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from moorage.config import load_settings
 from moorage.enginespec import CONFIG_KEYS, HOST_CONFIG_KEYS, engine_create_body
 from moorage.models import BindVolume, CreateRequest, NamedVolume
-from moorage.policy import PolicySchema, PolicySettings, check, check_existing_volume
+from moorage.policy import PolicySchema, PolicySettings, check, check_existing_volume, image_healthcheck_violations
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.validation import flatten_errors
 
@@ -615,3 +615,39 @@ def test_whatever_is_accepted_satisfies_the_policy(root: str) -> None:
     accepted_bodies_satisfy_the_policy()
     # Not vacuous: many bodies got through both the schema and the policy, and many did not.
     assert min(outcomes["allowed"], outcomes["denied"], outcomes["invalid"]) >= 20, outcomes
+
+
+def image_with(**healthcheck: Any) -> dict[str, Any]:
+    """An image inspect's part the policy reads: a HEALTHCHECK with the given engine fields (nanoseconds)."""
+    return {"Config": {"Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 30 * 10**9, **healthcheck}}}
+
+
+MS = 10**6
+MINUTE = 60 * 10**9
+
+
+@pytest.mark.parametrize(
+    ("fields", "image", "named"),
+    [
+        ({}, image_with(StartInterval=10 * MS, StartPeriod=MINUTE), ["healthcheck.start_interval"]),
+        # The request's start period makes the image's start interval count.
+        ({"healthcheck": {"start_period": "1m"}}, image_with(StartInterval=10 * MS), ["healthcheck.start_interval"]),
+        (
+            {},
+            image_with(Interval=5 * MS, StartInterval=10 * MS, StartPeriod=MINUTE),
+            ["healthcheck.interval", "healthcheck.start_interval"],
+        ),
+        ({}, image_with(StartInterval=10 * MS), []),  # no start period: the start interval is never used
+        ({}, image_with(StartInterval=2 * 10**9, StartPeriod=MINUTE), []),
+        ({"healthcheck": {"test": ["NONE"]}}, image_with(StartInterval=10 * MS, StartPeriod=MINUTE), []),
+    ],
+)
+def test_an_images_own_start_interval_is_judged_against_the_minimum(
+    policy: PolicySettings, fields: dict[str, Any], image: dict[str, Any], named: list[str]
+) -> None:
+    """Docker 25+ probes every StartInterval during the start period, and takes it from the image: the request
+    has no start_interval to pace it with. (This host's engine, 20.10, ignores it: judged without the engine.)"""
+    violations = image_healthcheck_violations(request(**fields), image, policy)
+    assert [violation["field"] for violation in violations] == named
+    if "healthcheck.start_interval" in named:
+        assert "start interval is too fast" in violations[-1]["message"] and "10ms" in violations[-1]["message"]

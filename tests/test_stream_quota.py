@@ -13,7 +13,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from moorage.app import create_app
+from moorage.config import DockerSettings
+from moorage.envelope import NDJSON
+from moorage.errors import TooManyRequests
 from moorage.keys import STREAMS
+from moorage.streams import EngineStreams
 
 from .conftest import make_settings, plain_key
 from .test_auth import assert_error
@@ -88,3 +92,26 @@ async def test_one_viewer_at_its_quota_leaves_room_for_other_viewers_and_the_adm
     finally:
         for resp in opened:
             resp.close()
+
+
+async def test_a_caller_without_a_key_is_held_to_the_reserve_and_the_quota_like_a_viewer() -> None:
+    """No stream route is open to callers without a key; should one be, they get none of the admins' room."""
+    # Five slots, the last two for admins: three for the others, two of them for one key where there is a quota.
+    for per_key, open_, limit in ((None, 3, "admin_reserved_streams"), (2, 2, "max_streams_per_key")):
+        gate = EngineStreams(DockerSettings(), 5, per_key=per_key, admin_reserved=2)
+        done = asyncio.Event()
+
+        async def stream() -> None:
+            with gate.slot("GET", None, NDJSON):  # noqa: B023 (each round's gate and event, awaited in the round)
+                await done.wait()  # noqa: B023
+
+        held = [asyncio.create_task(stream()) for _ in range(open_)]
+        try:
+            await asyncio.sleep(0)
+            assert gate.in_use == open_
+            with pytest.raises(TooManyRequests, match=limit):
+                await stream()
+        finally:
+            done.set()
+            await asyncio.gather(*held)
+            await gate.close()

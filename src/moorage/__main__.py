@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import uvloop
@@ -39,6 +38,7 @@ from .keystore import generated_admin_key
 from .logfilters import limit_per_request_lines
 from .requestctx import current_request_id
 from .systemd import notify, watchdog, watchdog_interval
+from .timestamps import rfc3339
 
 _LOGGER = logging.getLogger("moorage")
 _LINGERING = 2.0  # seconds
@@ -84,7 +84,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": rfc3339(record.created, milliseconds=True),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -6,9 +6,12 @@ value: only who, from where, what, on which object, and the result. A mutating c
 when the file cannot be written, rather than carried out unaudited.
 
 A caller without a credential costs nothing to send and must not be able to fill the disk or the journal:
-every text field is cut at `MAX_FIELD` characters (marked with its length), and repeated refusals from one
-client (see `foldable`) are folded: the first of a window is written in full, the rest are counted and
-written as one summary line (`"folded": N`) when the window ends, at the latest when the log is closed.
+every text field is cut at `MAX_FIELD` characters (marked with its length), and repeated refusals (see
+`foldable`) are folded by client and key (callers without a valid credential are one key, null): the first of
+a window is written in full, the rest are counted and written as one summary line (`"folded": N`, with the key,
+the results and the methods) when the window ends, at the latest when the log is closed. However many addresses
+a caller sends from, one key's refusals give at most `MAX_FULL_REFUSALS` full lines a window: past them, those
+of clients without a window of their own fold into the key's window of every client (`"client": "*"`).
 An authenticated mutating call is never folded.
 """
 
@@ -21,11 +24,13 @@ import os
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from aiohttp import hdrs
+
 from .clientaddr import client_group
+from .timestamps import rfc3339
 
 _LOGGER = logging.getLogger("moorage.audit")
 DENIED = frozenset({401, 403, 429})
@@ -33,6 +38,11 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_FIELD = 256  # characters of one text field (a path, a target) in an audit or log line
 # Clients whose refusals are being counted at most; past it the oldest window is summarised early.
 MAX_FOLDED_CLIENTS = 4096
+# Full lines of one key's refusals a window, all clients together: an IPv6 caller has a /64 for each request.
+MAX_FULL_REFUSALS = 100
+EVERY_CLIENT = "*"  # the window of one key's refusals past MAX_FULL_REFUSALS, whatever their client
+# A summary counts the methods by name; anything else a client sent is "other", so that a summary stays small.
+_METHODS = frozenset(hdrs.METH_ALL)
 
 
 def cut(text: str, limit: int = MAX_FIELD) -> str:
@@ -43,32 +53,48 @@ def cut(text: str, limit: int = MAX_FIELD) -> str:
 
 
 def stamp(wall: float | None = None) -> str:
-    moment = datetime.now(UTC) if wall is None else datetime.fromtimestamp(wall, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """An audit line's time (now, or Unix seconds `wall`), to the millisecond."""
+    return rfc3339(wall, milliseconds=True)
+
+
+# A window's name: the client's group (or EVERY_CLIENT) and the key's name (None: no valid credential).
+_Fold = tuple[str, str | None]
 
 
 @dataclass
 class _Window:
-    """The refusals of one client since the one written in full."""
+    """The refusals of one key from one client since the one written in full."""
 
     opened: float  # monotonic
     first: float | None = None  # wall time of the first refusal counted
     last: float | None = None
     results: Counter[int] = field(default_factory=Counter)
+    methods: Counter[str] = field(default_factory=Counter)
 
-    def count(self, result: int) -> None:
+    def count(self, result: int, method: str) -> None:
         self.last = time.time()
         self.first = self.first or self.last
         self.results[result] += 1
+        self.methods[method if method in _METHODS else "other"] += 1
+
+
+@dataclass
+class _Spent:
+    """The full lines of one key's refusals written since `opened` (monotonic), all clients together."""
+
+    opened: float
+    lines: int = 0
 
 
 class AuditLog:
-    def __init__(self, path: Path, fold_seconds: float = 60.0) -> None:
+    def __init__(self, path: Path, fold_seconds: float = 60.0, full_refusals: int = MAX_FULL_REFUSALS) -> None:
         self.path = path
         self.fold_seconds = fold_seconds
+        self.full_refusals = full_refusals
         self._file: IO[str] | None = None
         # In the order the windows opened, so that the ended ones are at the front.
-        self._windows: OrderedDict[str, _Window] = OrderedDict()
+        self._windows: OrderedDict[_Fold, _Window] = OrderedDict()
+        self._spent: dict[str | None, _Spent] = {}  # by key name: as many as there are keys, and None
 
     def open(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -89,29 +115,54 @@ class AuditLog:
     def write(self, **entry: Any) -> bool:
         """Append one line; False when it could not be written (the caller has already acted or refused).
 
-        A refusal (see `foldable`) within a window of another from the same client is counted instead.
+        A refusal (see `foldable`) within a window of another of the same key from the same client is counted
+        instead, and so is one past the key's full lines of this window.
         """
         self.flush()
-        if self.fold_seconds > 0 and foldable(entry):
-            key = client_group(entry.get("client"))
-            window = self._windows.get(key)
-            if window is not None:
-                window.count(entry.get("result", 0))
-                return True
-            self._windows[key] = _Window(opened=time.monotonic())
-            while len(self._windows) > MAX_FOLDED_CLIENTS:  # early, but nothing counted is lost
-                self._summarise(*self._windows.popitem(last=False))
+        if self.fold_seconds > 0 and foldable(entry) and self._folded(entry):
+            return True
         return self._append({k: cut(v) if isinstance(v, str) else v for k, v in entry.items()})
+
+    def _folded(self, entry: dict[str, Any]) -> bool:
+        """Count the refusal in its window (True), or open one with it when the key may write one more full line
+        (False: the caller writes it)."""
+        now = time.monotonic()
+        key = entry.get("key")
+        own: _Fold = (client_group(entry.get("client")), key)
+        window = self._windows.get(own)
+        if window is None:
+            if self._spend(key, now):
+                self._open(own, now)
+                return False
+            window = self._windows.get((EVERY_CLIENT, key)) or self._open((EVERY_CLIENT, key), now)
+        window.count(entry.get("result", 0), str(entry.get("method")))
+        return True
+
+    def _spend(self, key: str | None, now: float) -> bool:
+        """One more full line of `key`'s refusals, if its window has room for it."""
+        spent = self._spent.get(key)
+        if spent is None or now - spent.opened >= self.fold_seconds:
+            spent = self._spent[key] = _Spent(opened=now)
+        if spent.lines >= self.full_refusals:
+            return False
+        spent.lines += 1
+        return True
+
+    def _open(self, fold: _Fold, now: float) -> _Window:
+        window = self._windows[fold] = _Window(opened=now)
+        while len(self._windows) > MAX_FOLDED_CLIENTS:  # early, but nothing counted is lost
+            self._summarise(*self._windows.popitem(last=False))
+        return window
 
     def flush(self, everything: bool = False) -> None:
         """Summarise the windows that have ended (all of them with `everything`)."""
         cutoff = time.monotonic() - self.fold_seconds
         while self._windows:
-            key, window = next(iter(self._windows.items()))
+            fold, window = next(iter(self._windows.items()))
             if not everything and window.opened > cutoff:
                 break
-            del self._windows[key]
-            self._summarise(key, window)
+            del self._windows[fold]
+            self._summarise(fold, window)
 
     async def flushing(self) -> None:
         """Summarise ended windows while the app runs, so that a count is written even if nothing follows."""
@@ -124,15 +175,18 @@ class AuditLog:
             except Exception:  # one bad round must not end the flushing: the next may do
                 _LOGGER.exception("audit summaries not written")
 
-    def _summarise(self, client: str, window: _Window) -> None:
+    def _summarise(self, fold: _Fold, window: _Window) -> None:
+        client, key = fold
         if window.first is not None and window.last is not None:
             self._append(
                 {
                     "client": cut(client),
+                    "key": key,
                     "folded": window.results.total(),
                     "first": stamp(window.first),
                     "last": stamp(window.last),
                     "results": {str(status): n for status, n in sorted(window.results.items())},
+                    "methods": dict(sorted(window.methods.items())),
                 }
             )
 

@@ -26,6 +26,8 @@ from .schemas.fields import matches
 from .validation import flatten_errors
 
 EXIT_CONFIG = 2
+# The most of max_streams that the default [server] admin_reserved_streams keeps for admins.
+RESERVE_SHARE = 0.5
 DEFAULT_PATHS = (Path("/etc/moorage/config.toml"), Path("config.toml"))
 
 
@@ -62,6 +64,7 @@ class ServerSettings:
     max_streams: int = 256
     max_streams_per_key: int = 32  # one key (its tokens included) holding every stream would starve the others
     # Streams only admin keys may open: a viewer's script cannot take the last slot from the admin who stops it.
+    # Left out of the file, at most half of max_streams (RESERVE_SHARE); given, less than max_streams.
     admin_reserved_streams: int = 16
     # An NDJSON stream with nothing to send writes a heartbeat line this often, so that a proxy's read timeout
     # (nginx: 60 s) does not cut a quiet follow or event stream.
@@ -214,9 +217,7 @@ class ServerSchema(_Section):
     max_streams_per_key = fields.Integer(
         strict=True, load_default=ServerSettings.max_streams_per_key, validate=validate.Range(1, 10000)
     )
-    admin_reserved_streams = fields.Integer(
-        strict=True, load_default=ServerSettings.admin_reserved_streams, validate=validate.Range(0, 10000)
-    )
+    admin_reserved_streams = fields.Integer(strict=True, load_default=None, validate=validate.Range(0, 10000))
     heartbeat_seconds = fields.Float(load_default=ServerSettings.heartbeat_seconds, validate=validate.Range(0.1, 3600))
     shutdown_timeout = fields.Float(load_default=ServerSettings.shutdown_timeout, validate=validate.Range(0, 600))
     keepalive_timeout = fields.Float(load_default=ServerSettings.keepalive_timeout, validate=validate.Range(0.1, 3600))
@@ -233,10 +234,30 @@ class ServerSchema(_Section):
     trusted_proxies = fields.List(Network(), load_default=list)
     forwarded_header = fields.String(load_default=ServerSettings.forwarded_header, validate=validate.OneOf(HEADERS))
 
+    @validates_schema
+    def reserve_within_streams(self, data: dict[str, Any], **_: Any) -> None:
+        """A reserve of every stream would refuse each key that is not admin with nothing open: one given is
+        refused rather than cut down, so that the file says what a small max_streams leaves the other keys."""
+        reserved = data.get("admin_reserved_streams")
+        if reserved is not None and reserved >= data["max_streams"]:
+            raise ValidationError(
+                f"must be less than max_streams ({data['max_streams']}): the rest is what keys that are not admin"
+                " may stream",
+                "admin_reserved_streams",
+            )
+
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ServerSettings:
+        reserved = data["admin_reserved_streams"]
+        if reserved is None:  # the default, but never more than a share of a small max_streams
+            reserved = min(ServerSettings.admin_reserved_streams, int(data["max_streams"] * RESERVE_SHARE))
         return ServerSettings(
-            **{**data, "state_dir": Path(data["state_dir"]), "trusted_proxies": tuple(data["trusted_proxies"])}
+            **{
+                **data,
+                "state_dir": Path(data["state_dir"]),
+                "trusted_proxies": tuple(data["trusted_proxies"]),
+                "admin_reserved_streams": reserved,
+            }
         )
 
 

@@ -71,7 +71,8 @@ class UnsupportedMediaType(ApiError):
 
 
 class ClientGone(ApiError):
-    """The client left before its request was read; nginx's 499, for the audit and the metrics (nobody reads it)."""
+    """The client left before its request was read, or before its answer (middlewares.CLIENT_GONE); nginx's 499,
+    for the audit and the metrics (nobody reads it)."""
 
     status = 499
     default_message = "the client closed the connection"

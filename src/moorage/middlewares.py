@@ -22,6 +22,7 @@ from .errors import (
     ApiError,
     BadGateway,
     BadRequest,
+    ClientGone,
     EngineTimeout,
     EngineUnavailable,
     Forbidden,
@@ -37,7 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 
 # Headers of aiohttp's own exceptions that describe its plain-text body, not ours.
 _BODY_HEADERS = {"Content-Type", "Content-Length"}
-CLIENT_GONE = 499
+CLIENT_GONE = ClientGone.status
 
 
 def status_sent(exc: BaseException) -> int:

@@ -255,16 +255,32 @@ def image_healthcheck_violations(
     req: CreateRequest, image: Mapping[str, Any], policy: PolicySettings
 ) -> list[FieldError]:
     """The image's own HEALTHCHECK, which the engine uses for every part the request leaves out (a zero interval
-    included): judged as the request's would be, once the image is here."""
+    included): judged as the request's would be, once the image is here. Docker 25+ also probes every
+    StartInterval during the start period; the request cannot give one, so it is always the image's."""
     own = req.healthcheck or Healthcheck()
     inherited = (image.get("Config") or {}).get("Healthcheck") or {}
     test = own.test or inherited.get("Test") or ()
-    interval = own.interval or inherited.get("Interval") or 0
-    if not interval or interval >= policy.min_healthcheck_interval or list(test)[:1] == ["NONE"]:
+    if list(test)[:1] == ["NONE"]:
         return []
     least = f"{policy.min_healthcheck_interval / 1e9:g}s"
-    message = f"the image's healthcheck runs every {interval / 1e6:g}ms: give an interval of at least {least}"
-    return [_violation("healthcheck.interval", message)]
+    violations = []
+    interval = own.interval or inherited.get("Interval") or 0
+    if interval and interval < policy.min_healthcheck_interval:
+        message = f"the image's healthcheck runs every {_ms(interval)}: give an interval of at least {least}"
+        violations.append(_violation("healthcheck.interval", message))
+    start_interval = inherited.get("StartInterval") or 0
+    if (own.start_period or inherited.get("StartPeriod")) and 0 < start_interval < policy.min_healthcheck_interval:
+        message = (
+            f"the image's healthcheck start interval is too fast: it runs every {_ms(start_interval)} during its"
+            f" start period, and at least {least} is allowed; use another image or disable the healthcheck"
+            ' (test: ["NONE"])'
+        )
+        violations.append(_violation("healthcheck.start_interval", message))
+    return violations
+
+
+def _ms(nanoseconds: int) -> str:
+    return f"{nanoseconds / 1e6:g}ms"
 
 
 def _host_ip_problem(host_ip: str | None, allowed: frozenset[str]) -> str | None:

@@ -16,7 +16,6 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -28,16 +27,18 @@ from .config import ApiKey, DockerSettings, Role
 from .envelope import ended_even_if_cancelled, ndjson_line, stream_response
 from .errors import DOCKER_UNREACHABLE, ApiError, TooManyRequests
 from .requestctx import mark_stream
+from .timestamps import rfc3339
 
 _LOGGER = logging.getLogger(__name__)
 _READ_BUFFER = 1024 * 1024
 _BATCH = 64 * 1024
 _LINGER = 0.005  # seconds
-_RETRY_AFTER = {"Retry-After": "5"}
 # Failures of the engine's side of a stream once our headers are out: logged, and the stream ends.
 ENGINE_STREAM_ERRORS = (DockerError, aiohttp.ClientError, TimeoutError, ValueError)
 # What an NDJSON stream's last line says when moorage stops (its handler is cancelled by end_all).
 SHUTDOWN = {"end": "shutdown"}
+# Its last line when the line that would say why could not be made (a bug, or a session closed at shutdown).
+UNTOLD = {"end": "engine_gone", "message": "the stream ended, and why could not be told: see moorage's log"}
 
 
 class HeadAnswered(Exception):
@@ -61,6 +62,7 @@ class Ndjson:
 
     ending: Ending
     shutdown: Mapping[str, Any] = field(default_factory=lambda: SHUTDOWN)
+    untold: Mapping[str, Any] = field(default_factory=lambda: UNTOLD)
 
 
 class EngineLate(TimeoutError):
@@ -98,6 +100,7 @@ class EngineStreams:
         self.admin_reserved = admin_reserved
         self.heartbeat = heartbeat
         self._open: dict[asyncio.Task[object], str | None] = {}  # handler task: the key name it streams for
+        self._ending_all = False  # moorage is stopping
         self._per_key: Counter[str | None] = Counter()
 
     @property
@@ -128,25 +131,24 @@ class EngineStreams:
                 del self._per_key[name]
 
     def _refuse_beyond_caps(self, key: ApiKey | None) -> None:
-        """Every key within max_streams; a key that is not admin also within its quota and short of the
-        admins' reserve, so that a viewer's script can neither starve other keys nor lock out the admin."""
+        """Every caller within max_streams; one that is not an admin key (a caller without a key is the most
+        limited of all) also within its quota and short of the admins' reserve, so that a viewer's script can
+        neither starve other keys nor lock out the admin. Retry-After is the error envelope's."""
         if len(self._open) >= self.limit:
-            raise TooManyRequests(
-                f"{self.limit} streams are open already ([server] max_streams); try again later", headers=_RETRY_AFTER
-            )
-        if key is None or key.role is Role.ADMIN:
+            raise TooManyRequests(f"{self.limit} streams are open already ([server] max_streams); try again later")
+        if key is not None and key.role is Role.ADMIN:
             return
         if len(self._open) >= self.limit - self.admin_reserved:
             raise TooManyRequests(
                 f"{len(self._open)} streams are open: the rest of [server] max_streams ({self.limit}) is kept for"
-                f" admin keys ([server] admin_reserved_streams = {self.admin_reserved}); try again later",
-                headers=_RETRY_AFTER,
+                f" admin keys ([server] admin_reserved_streams = {self.admin_reserved}); try again later"
             )
-        if self.per_key is not None and self._per_key[key.name] >= self.per_key:
+        name = key.name if key else None
+        if self.per_key is not None and self._per_key[name] >= self.per_key:
+            who = f"key {name!r} has" if name else "callers without a key have"
             raise TooManyRequests(
-                f"key {key.name!r} has {self.per_key} streams open, the most a key that is not admin may"
-                " ([server] max_streams_per_key); close one or try again later",
-                headers=_RETRY_AFTER,
+                f"{who} {self.per_key} streams open, the most a key that is not admin may"
+                " ([server] max_streams_per_key); close one or try again later"
             )
 
     async def serve(
@@ -167,10 +169,19 @@ class EngineStreams:
                     _LOGGER.warning(
                         "stream of %s ended by a failure: %s", cut(request.path), failure, exc_info=not engine
                     )
-                await response.write_eof(ndjson_line(await ndjson.ending(failure)) if ndjson else b"")
+                await response.write_eof(await self._last_line(request, ndjson, failure) if ndjson else b"")
         except ConnectionResetError:
             pass  # the client left
         return response
+
+    async def _last_line(self, request: web.Request, ndjson: Ndjson, failure: Exception | None) -> bytes:
+        """The line saying why the stream ended; whatever making it raised, a line (shutdown, or `untold`) and
+        the log: the headers are out, and a failure escaping now would cut the connection mid-body."""
+        try:
+            return ndjson_line(await ndjson.ending(failure))
+        except Exception:
+            _LOGGER.exception("stream of %s: why it ended could not be told", cut(request.path))
+            return ndjson_line(ndjson.shutdown if self._ending_all else ndjson.untold)
 
     @contextlib.asynccontextmanager
     async def request(
@@ -202,6 +213,7 @@ class EngineStreams:
 
     async def end_all(self) -> None:
         """End every open stream (on shutdown): their handlers are cancelled and close their responses."""
+        self._ending_all = True
         tasks = list(self._open.keys())
         for task in tasks:
             task.cancel()
@@ -240,8 +252,7 @@ async def _copied(response: web.StreamResponse, chunks: AsyncIterator[bytes]) ->
 
 def heartbeat() -> bytes:
     """The line a quiet NDJSON stream sends: the time, so that a reader can also tell how late it is."""
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return ndjson_line({"heartbeat": now})
+    return ndjson_line({"heartbeat": rfc3339(milliseconds=True)})
 
 
 async def with_heartbeats(chunks: AsyncIterator[bytes], every: float) -> AsyncIterator[bytes]:

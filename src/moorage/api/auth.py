@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiohttp import web
 
 from ..auth import requires
@@ -13,6 +11,7 @@ from ..errors import BadRequest, Forbidden
 from ..keys import PRINCIPAL, TOKENS, VIA_TOKEN, live
 from ..openapi import documented, shape
 from ..schemas.auth import TokenRef, TokenRequest
+from ..timestamps import rfc3339
 from ..validation import load_json, load_path
 from .paths import API_PREFIX
 
@@ -40,7 +39,7 @@ async def issue_token(request: web.Request) -> web.Response:
     if ttl > settings.token_max_ttl:
         raise BadRequest("ttl too long", errors=[{"field": "ttl", "message": f"at most {settings.token_max_ttl}"}])
     issued = request.config_dict[TOKENS].issue(key, role, ttl)
-    expires = datetime.fromtimestamp(issued["exp"], UTC).isoformat().replace("+00:00", "Z")
+    expires = rfc3339(issued["exp"])
     return ok(
         {"token": issued["token"], "jti": issued["jti"], "role": role.value, "expires_at": expires},
         status=201,

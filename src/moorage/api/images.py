@@ -40,6 +40,7 @@ _PROGRESS = PullProgressSchema()
 _DELETED = ImageDeletedSchema()
 # A pull's last line when moorage stops: the pull is cancelled with its last subscriber.
 _SHUTDOWN = {"status": "error", "code": 503, "message": "moorage is shutting down: the pull was stopped"}
+_UNTOLD = {"status": "error", "code": 500, "message": "the pull's outcome could not be told: see moorage's log"}
 
 
 async def containers_per_image(client: aiodocker.Docker) -> Counter[str]:
@@ -127,7 +128,7 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
                 return {"status": "error", "code": err.status, "message": err.message}
 
             # Leaving the subscription (the client left, or moorage stops) lets the pull go if it was the last.
-            ending = Ndjson(outcome, shutdown=_SHUTDOWN)
+            ending = Ndjson(outcome, shutdown=_SHUTDOWN, untold=_UNTOLD)
             return await streams(request).serve(request, NDJSON, progress(), ending)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from ..timestamps import rfc3339
 from .fields import JsonSchema
 
 # Docker writes this for "never" (a container that has not started or finished yet).
@@ -26,10 +27,6 @@ class PageQuery(RequestSchema):
 
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def docker_time(value: int | float | str | None) -> str | None:

@@ -1,0 +1,17 @@
+"""The one writer of moorage's timestamps: RFC 3339, UTC, with a Z. Imports nothing of moorage, so that every
+module may use it (the audit, the log formatter, the schemas)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def rfc3339(moment: datetime | float | None = None, *, milliseconds: bool = False) -> str:
+    """`moment` (a datetime, Unix seconds, or now) to the second, as the API's fields are; to the millisecond for
+    log and audit lines and metrics samples, which come more than once a second. Cut, never rounded up."""
+    if moment is None:
+        moment = datetime.now(UTC)
+    elif not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    timespec = "milliseconds" if milliseconds else "seconds"
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
