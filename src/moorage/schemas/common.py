@@ -69,6 +69,8 @@ class KeyedDict(fields.Dict):
     `max_entries`, a longer one is refused before any entry is loaded."""
 
     def __init__(self, *, max_entries: int | None = None, **kwargs: Any) -> None:
+        if max_entries is not None:  # published as the object's maxProperties
+            kwargs["metadata"] = {**kwargs.get("metadata", {}), "maxProperties": max_entries}
         super().__init__(**kwargs)
         self.max_entries = max_entries
 

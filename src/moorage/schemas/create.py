@@ -76,7 +76,13 @@ class HealthTest(fields.Field[tuple[str, ...]]):
         "anyOf": [
             {"type": "string"},
             {"type": "array", "prefixItems": [{"const": "NONE"}], "minItems": 1, "maxItems": 1},
-            {"type": "array", "prefixItems": [{"const": "CMD"}], "items": {"type": "string"}, "minItems": 2},
+            {
+                "type": "array",
+                "prefixItems": [{"const": "CMD"}],
+                "items": {"type": "string"},
+                "minItems": 2,
+                "maxItems": MAX_ARGS,
+            },
             {
                 "type": "array",
                 "prefixItems": [{"const": "CMD-SHELL"}, {"type": "string"}],
