@@ -64,6 +64,7 @@ async def test_ten_thousand_volumes_are_a_fast_400_and_healthz_keeps_answering(
     assert_error(answer, 400)
     assert [e["field"] for e in answer["errors"]] == ["volumes"], answer
     assert "at most 128" in answer["errors"][0]["message"]
+    print(f"the refused 10,000-volume create took {took * 1000:.0f} ms; the slowest /healthz {slowest * 1000:.0f} ms")
     assert took < FAST, f"the refused create took {took:.2f} s"
     assert slowest < HEALTHZ_MAX, f"/healthz took {slowest:.2f} s while the create was handled"
 
