@@ -175,7 +175,9 @@ class BindLedger:
                     raise  # the engine's own answer: it made nothing
                 await self._give_up_on(docker, create_id, engine_timeout)
                 raise
-            except BaseException:
+            except GeneratorExit:
+                raise  # the context was closed, not the create ended
+            except BaseException:  # a timeout, a lost connection, a cancellation: the engine may yet make it
                 await self._give_up_on(docker, create_id, engine_timeout)
                 raise
         finally:
