@@ -284,3 +284,16 @@ async def test_policy_stops_are_written_off_the_event_loop_in_order(
         ticker.cancel()
     assert ticks >= 10, "the event loop stood still during the writes"
     assert json.loads(stops.path.read_text()) == {"b": {"reason": "second"}}
+
+
+@pytest.mark.usefixtures("sweep")
+async def test_a_container_moorage_made_before_it_had_a_mark_is_still_rechecked(
+    client: TestClient, tmp_path: Path, case_label: str
+) -> None:
+    """moorage.policy=1 on the container but not on its image: made by an earlier moorage, still judged."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    labels = ["--label", f"{TEST_LABEL}={case_label}", "--label", f"{POLICY_LABEL}=1"]
+    earlier = docker_cli("create", *labels, "-v", f"{elsewhere}:/data", TEST_IMAGE, "sleep", "300")
+    resp = await client.post(f"/api/v1/containers/{earlier}/start")
+    assert resp.status == 403, await resp.json()

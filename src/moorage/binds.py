@@ -222,7 +222,7 @@ class BindLedger:
 async def recheck(container: DockerContainer, settings: Settings) -> None:
     """Before a start: the binds of a container moorage created must still pass the policy (403 if not)."""
     inspected = await container.show()
-    if not is_moorages(inspected["Config"].get("Labels"), policy_mark(settings.server.state_dir)):
+    if not await is_moorages(container.docker, inspected, policy_mark(settings.server.state_dir)):
         return  # made outside moorage, by someone with the socket: not moorage's to judge
     problems = [
         {"field": f"volumes.{index}.host_path", "message": problem}

@@ -3,7 +3,7 @@
 moorage re-checks binds before its own start and restart (binds.recheck), but the engine also starts
 containers on its own: a restart policy, or dockerd coming back. Each time, it resolves bind sources
 again, so a source swapped for a symlink since the create mounts the symlink's target. This watcher
-follows the engine's start events of containers that carry POLICY_LABEL with this daemon's mark (see
+follows the engine's start events of containers that carry POLICY_LABEL as moorage's own (see
 moorage.ownership: a container made outside moorage from an image with that label is not followed), checks
 their binds at once as the policy checked them at create, and kills one whose bind no longer passes; then
 its restart policy is set to "no", so that neither the restart policy nor a dockerd restart brings it back. Each stop
@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from .audit import AuditLog
 from .config import DockerSettings, LiveSettings
-from .ownership import POLICY_LABEL, policy_mark
+from .ownership import POLICY_LABEL, is_moorages, policy_mark
 from .policy import bind_problem
 from .schemas.common import rfc3339
 from .schemas.containers import restart_policy
@@ -131,6 +131,7 @@ class BindWatch:
         self._audit = audit
         self._stops = stops
         self._registry = registry
+        self._mark = ""  # this daemon's (moorage.ownership), read when the watch starts following
         self._stopped = Counter(
             "moorage_policy_stops", "Containers killed because a bind no longer passed the policy", registry=registry
         )
@@ -148,12 +149,13 @@ class BindWatch:
 
     async def _follow(self) -> None:
         # Unpause too: a container paused before moorage saw it run is checked when it runs again.
-        mark = await asyncio.to_thread(policy_mark, self._live.current.server.state_dir)
-        label = f"{POLICY_LABEL}={mark}"
-        filters = {"type": ["container"], "event": ["start", "unpause", "destroy"], "label": [label]}
+        self._mark = await asyncio.to_thread(policy_mark, self._live.current.server.state_dir)
+        # By the label's name: the engine ANDs label filters, and moorage's containers of before the mark carry
+        # another value (verify tells moorage's own apart).
+        filters = {"type": ["container"], "event": ["start", "unpause", "destroy"], "label": [POLICY_LABEL]}
         async with self._engine.request("GET", "/events", {"filters": json.dumps(filters)}) as events:
             # Events first, then the list: a container started in between is checked at least once.
-            listed = await self._docker.containers.list(all=True, filters=json.dumps({"label": [label]}))
+            listed = await self._docker.containers.list(all=True, filters=json.dumps({"label": [POLICY_LABEL]}))
             await self._stops.keep_only({c.id for c in listed})
             for container in listed:
                 if container["State"] == "running":
@@ -179,6 +181,8 @@ class BindWatch:
             raise
         if not inspected["State"]["Running"] or inspected["State"]["Paused"]:
             return  # exited or paused already; its next start or unpause is checked then
+        if not await is_moorages(self._docker, inspected, self._mark):
+            return  # the label came from its image: made outside moorage, not moorage's to judge
         if problems := bind_problems(inspected, self._live):
             await self._stop(container_id, inspected, "; ".join(problems), started_ns)
         else:
