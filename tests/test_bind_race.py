@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
 from moorage.keys import BIND_LEDGER
+from moorage.ownership import CREATE_LABEL
 from moorage.schemas.create import ContainerCreateSchema
 
 from .conftest import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, make_settings, plain_key
@@ -95,7 +97,7 @@ async def test_only_creates_with_binds_wait_for_the_ledger(
     )
     plain = {"image": TEST_IMAGE, "labels": {TEST_LABEL: case_label}}
     with_bind = {**plain, "volumes": [{"host_path": str(allowed_root), "container_path": "/d"}]}
-    async with client.app[BIND_LEDGER].adding(docker, held):
+    async with client.app[BIND_LEDGER].adding(docker, held, "held-by-the-test", 30.0):
         resp = await asyncio.wait_for(client.post("/api/v1/containers", json=plain), 30)
         assert resp.status == 201, await resp.json()
         waiting = asyncio.ensure_future(client.post("/api/v1/containers", json=with_bind))
@@ -104,3 +106,21 @@ async def test_only_creates_with_binds_wait_for_the_ledger(
     resp = await asyncio.wait_for(waiting, 30)
     assert resp.status == 201, await resp.json()
     assert len(await labelled(docker, case_label)) == 2
+
+
+@pytest.mark.usefixtures("sweep")
+async def test_a_create_with_binds_carries_its_own_create_label(
+    client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str
+) -> None:
+    """The label by which a create that timed out is found: set by moorage, one per create, whatever the client
+    sends under that name."""
+    (allowed_root / "data").mkdir()
+    labels = {TEST_LABEL: case_label, CREATE_LABEL: "mine"}
+    bind = {"host_path": str(allowed_root / "data"), "container_path": "/d"}
+    ids = []
+    for _ in range(2):
+        resp = await client.post("/api/v1/containers", json={"image": TEST_IMAGE, "labels": labels, "volumes": [bind]})
+        assert resp.status == 201, await resp.json()
+        ids.append((await resp.json())["data"]["id"])
+    made = [(await docker.containers.container(i).show())["Config"]["Labels"][CREATE_LABEL] for i in ids]
+    assert all(re.fullmatch("[0-9a-f]{32}", value) for value in made) and made[0] != made[1], made

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.bindwatch import AUDIT_KEY
-from moorage.enginespec import POLICY_LABEL
+from moorage.bindwatch import AUDIT_KEY, PolicyStops
+from moorage.ownership import POLICY_LABEL, policy_mark
 
-from .conftest import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, MakeContainer, make_settings, plain_key
+from .conftest import (
+    SCRATCH_REPO,
+    SERVER_KWARGS,
+    TEST_IMAGE,
+    TEST_LABEL,
+    MakeContainer,
+    docker_cli,
+    make_settings,
+    plain_key,
+)
 
 # Waits for the flag file in the bind, then exits: the engine's restart policy starts it again.
 WAIT_FOR_GO = ["sh", "-c", "while [ ! -e /data/go ]; do sleep 0.1; done; rm -f /data/go"]
@@ -190,7 +200,9 @@ async def test_one_started_while_moorage_was_away_is_killed_when_it_connects(
     (allowed_root / "link").symlink_to(elsewhere)
     mount = {"Type": "bind", "Source": str(allowed_root / "link"), "Target": "/data"}
     made = await make_container(
-        labels={POLICY_LABEL: "1"}, host_config={"Mounts": [mount], "RestartPolicy": {"Name": "always"}}, start=True
+        labels={POLICY_LABEL: policy_mark(tmp_path / "state")},
+        host_config={"Mounts": [mount], "RestartPolicy": {"Name": "always"}},
+        start=True,
     )
     client = await app_client(aiohttp_client, tmp_path, allowed_root)
     first = await policy_stop(client, made["Id"])
@@ -199,3 +211,89 @@ async def test_one_started_while_moorage_was_away_is_killed_when_it_connects(
     assert state["State"]["Running"] is False and state["HostConfig"]["RestartPolicy"]["Name"] == "no"
     again = await app_client(aiohttp_client, tmp_path, allowed_root)
     assert (await (await again.get(f"/api/v1/containers/{made['Id']}")).json())["data"]["policy_stop"] == first
+
+
+@pytest.fixture
+def labelled_image(case_label: str) -> Iterator[str]:
+    """An image whose own labels include moorage's POLICY_LABEL, as anyone may build one; removed after."""
+    image = f"{SCRATCH_REPO}/policy-labelled:{case_label}"
+    base = docker_cli("create", "--label", f"{TEST_LABEL}={case_label}", TEST_IMAGE, "true")
+    try:
+        docker_cli("commit", "--change", f"LABEL {POLICY_LABEL}=1", base, image)
+    finally:
+        docker_cli("rm", "-f", base)
+    yield image
+    docker_cli("rmi", "-f", image)
+
+
+@pytest.mark.usefixtures("sweep")
+async def test_a_container_made_outside_moorage_from_an_image_with_its_label_is_left_alone(
+    client: TestClient, tmp_path: Path, allowed_root: Path, case_label: str, labelled_image: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Labels are inherited from the image, so the label alone does not make a container moorage's: one made with
+    the docker CLI, with a bind the policy would refuse, is neither killed by the watch nor refused at start."""
+    caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    foreign = docker_cli(
+        "create", "--label", f"{TEST_LABEL}={case_label}", "-v", f"{elsewhere}:/data", labelled_image, "sleep", "300"
+    )
+    assert json.loads(docker_cli("inspect", foreign))[0]["Config"]["Labels"][POLICY_LABEL] == "1"
+    docker_cli("start", foreign)
+    # The watch takes the engine's events in order: once it has checked a start of its own sent after the
+    # foreign one, it has seen (or was not sent) the foreign start.
+    own = await create_always(client, case_label, allowed_root / "a" / "b")
+    await checked(caplog, own, 1)
+    # Not whether it still runs: on an engine shared with other daemons, one of an older moorage may kill it.
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING and foreign[:12] in r.getMessage()]
+    resp = await client.get(f"/api/v1/containers/{foreign}")
+    assert (await resp.json())["data"]["policy_stop"] is None
+    docker_cli("stop", "-t", "0", foreign)
+    resp = await client.post(f"/api/v1/containers/{foreign}/start")
+    assert resp.status == 200, await resp.json()
+
+
+async def test_policy_stops_are_written_off_the_event_loop_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write and its fsync run in a thread (the loop goes on meanwhile); writes begun at once end with the
+    last change on disk."""
+    slow_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        time.sleep(0.3)  # a slow disk
+        slow_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    stops = PolicyStops(tmp_path / "state" / "policy-stops.json")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        await asyncio.gather(
+            stops.record("a", {"reason": "first"}), stops.record("b", {"reason": "second"}), stops.forget("a")
+        )
+    finally:
+        ticker.cancel()
+    assert ticks >= 10, "the event loop stood still during the writes"
+    assert json.loads(stops.path.read_text()) == {"b": {"reason": "second"}}
+
+
+@pytest.mark.usefixtures("sweep")
+async def test_a_container_moorage_made_before_it_had_a_mark_is_still_rechecked(
+    client: TestClient, tmp_path: Path, case_label: str
+) -> None:
+    """moorage.policy=1 on the container but not on its image: made by an earlier moorage, still judged."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    labels = ["--label", f"{TEST_LABEL}={case_label}", "--label", f"{POLICY_LABEL}=1"]
+    earlier = docker_cli("create", *labels, "-v", f"{elsewhere}:/data", TEST_IMAGE, "sleep", "300")
+    resp = await client.post(f"/api/v1/containers/{earlier}/start")
+    assert resp.status == 403, await resp.json()

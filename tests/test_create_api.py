@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ from aiodocker.volumes import DockerVolume
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
+from moorage.ownership import policy_mark
 
 from .conftest import TEST_IMAGE, TEST_LABEL, free_port, make_settings, plain_key
 from .test_auth import assert_error
@@ -83,8 +85,9 @@ async def test_minimal_create_is_201_with_the_detail(create: Create, docker: aio
 
 
 async def test_every_field_reaches_the_engine(
-    create: Create, docker: aiodocker.Docker, allowed_root: Path, case_label: str
+    create: Create, docker: aiodocker.Docker, allowed_root: Path, case_label: str, tmp_path: Path
 ) -> None:
+    """The labels are the request's and moorage's own: this daemon's mark and the create's id."""
     volume = f"moorage-test-{case_label}"
     host_port = free_port()
     status, body = await create(
@@ -122,7 +125,9 @@ async def test_every_field_reaches_the_engine(
         assert config["Entrypoint"] == ["/bin/env"]
         assert (config["WorkingDir"], config["User"], config["Hostname"]) == ("/www", "nobody", "full-test")
         assert {"GREETING=hello world", "EMPTY="} <= set(config["Env"])
-        assert config["Labels"] == {TEST_LABEL: case_label, "app": "web", "moorage.policy": "1"}
+        labels = dict(config["Labels"])
+        assert re.fullmatch("[0-9a-f]{32}", labels.pop("moorage.create")), config["Labels"]
+        assert labels == {TEST_LABEL: case_label, "app": "web", "moorage.policy": policy_mark(tmp_path / "state")}
         assert host["PortBindings"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]
         assert host["PortBindings"]["53/udp"] == [{"HostIp": "", "HostPort": ""}]
         assert host["PortBindings"]["8125/tcp"] == [

@@ -394,13 +394,13 @@ def test_the_engine_body_is_built_from_the_model(root: str) -> None:
         healthcheck={"test": ["CMD", "true"], "interval": "30s", "retries": 2},
     )
     policy = PolicySettings(allowed_host_paths=(root,), default_memory=64 * MIB, max_pids_limit=50)
-    body = engine_create_body(req, policy)
+    body = engine_create_body(req, policy, mark="m", create_id="c")
     host = body.pop("HostConfig")
     assert body == {
         "Image": "nginx",
         "Cmd": ["sh", "-c", "sleep 1"],
         "Env": ["A=1", "B=x=y"],
-        "Labels": {"team": "a", "moorage.policy": "1"},
+        "Labels": {"team": "a", "moorage.policy": "m", "moorage.create": "c"},
         "ExposedPorts": {"80/tcp": {}, "53/udp": {}},
         "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30 * 10**9, "Retries": 2},
         "Tty": False,
@@ -428,13 +428,13 @@ def test_the_engine_body_carries_the_allowed_options() -> None:
         cap_add=["net_admin"], network_mode="host", pid_mode="host", devices=["/dev/fuse"], sysctls={"a.b": "1"},
         runtime="runc", memory="128m", pids_limit=20, security_opt=["no-new-privileges"], entrypoint="",
     )  # fmt: skip
-    host = engine_create_body(req, PolicySettings())["HostConfig"]
+    host = engine_create_body(req, PolicySettings(), mark="m", create_id="c")["HostConfig"]
     assert (host["CapAdd"], host["NetworkMode"], host["PidMode"]) == (["CAP_NET_ADMIN"], "host", "host")
     assert host["Runtime"] == "runc"
     assert host["Devices"] == [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}]
     assert (host["Sysctls"], host["Memory"], host["PidsLimit"]) == ({"a.b": "1"}, 128 * MIB, 20)
     assert host["SecurityOpt"] == ["no-new-privileges:true"]
-    assert engine_create_body(req, PolicySettings())["Entrypoint"] == []
+    assert engine_create_body(req, PolicySettings(), mark="m", create_id="c")["Entrypoint"] == []
 
 
 # --- the property: whatever is accepted, the engine body satisfies the policy ---------------------
@@ -610,7 +610,7 @@ def test_whatever_is_accepted_satisfies_the_policy(root: str) -> None:
             outcomes["denied"] += 1
             return
         outcomes["allowed"] += 1
-        _assert_satisfies(engine_create_body(req, policy), policy)
+        _assert_satisfies(engine_create_body(req, policy, mark="m", create_id="c"), policy)
 
     accepted_bodies_satisfy_the_policy()
     # Not vacuous: many bodies got through both the schema and the policy, and many did not.

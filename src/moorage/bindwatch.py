@@ -3,9 +3,10 @@
 moorage re-checks binds before its own start and restart (binds.recheck), but the engine also starts
 containers on its own: a restart policy, or dockerd coming back. Each time, it resolves bind sources
 again, so a source swapped for a symlink since the create mounts the symlink's target. This watcher
-follows the engine's start events of containers that carry POLICY_LABEL, checks their binds at once
-as the policy checked them at create, and kills one whose bind no longer passes; then its restart policy
-is set to "no", so that neither the restart policy nor a dockerd restart brings it back. Each stop
+follows the engine's start events of containers that carry POLICY_LABEL as moorage's own (see
+moorage.ownership: a container made outside moorage from an image with that label is not followed), checks
+their binds at once as the policy checked them at create, and kills one whose bind no longer passes; then
+its restart policy is set to "no", so that neither the restart policy nor a dockerd restart brings it back. Each stop
 is logged, audited, counted (moorage_policy_stops_total) and kept in state_dir/policy-stops.json, which
 the container's detail shows as `policy_stop`.
 
@@ -32,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from .audit import AuditLog
 from .config import DockerSettings, LiveSettings
-from .enginespec import POLICY_LABEL
+from .ownership import POLICY_LABEL, is_moorages, policy_mark
 from .policy import bind_problem
 from .schemas.common import rfc3339
 from .schemas.containers import restart_policy
@@ -47,11 +48,14 @@ StopRecord = dict[str, str]
 
 class PolicyStops:
     """Why moorage killed a container, by container id, kept in a JSON file so that it outlives a restart
-    of the daemon: written whole to a temporary file and renamed over the old one, never half-written."""
+    of the daemon: written whole to a temporary file and renamed over the old one, never half-written.
+    Written in a thread (a write and an fsync must not hold up the event loop), one write at a time, each
+    of the whole record as it stands when the write begins: the last change is always the last written."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._stops: dict[str, StopRecord] = {}
+        self._writing = asyncio.Lock()
 
     def load(self) -> None:
         try:
@@ -67,27 +71,32 @@ class PolicyStops:
     def get(self, container_id: str) -> StopRecord | None:
         return self._stops.get(container_id)
 
-    def record(self, container_id: str, stop: StopRecord) -> None:
+    async def record(self, container_id: str, stop: StopRecord) -> None:
         self._stops[container_id] = stop
-        self._save()
+        await self._save()
 
-    def forget(self, container_id: str) -> None:
+    async def forget(self, container_id: str) -> None:
         if self._stops.pop(container_id, None) is not None:
-            self._save()
+            await self._save()
 
-    def keep_only(self, container_ids: set[str]) -> None:
+    async def keep_only(self, container_ids: set[str]) -> None:
         """Forget the containers removed while moorage was not following the engine."""
         if gone := self._stops.keys() - container_ids:
             for container_id in gone:
                 del self._stops[container_id]
-            self._save()
+            await self._save()
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
+        async with self._writing:
+            # The text is taken on the loop, where the record changes; a later change waits for its own write.
+            await asyncio.to_thread(self._write, json.dumps(self._stops))
+
+    def _write(self, text: str) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump(self._stops, out)
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         tmp.replace(self.path)
@@ -122,6 +131,7 @@ class BindWatch:
         self._audit = audit
         self._stops = stops
         self._registry = registry
+        self._mark = ""  # this daemon's (moorage.ownership), read when the watch starts following
         self._stopped = Counter(
             "moorage_policy_stops", "Containers killed because a bind no longer passed the policy", registry=registry
         )
@@ -139,11 +149,14 @@ class BindWatch:
 
     async def _follow(self) -> None:
         # Unpause too: a container paused before moorage saw it run is checked when it runs again.
+        self._mark = await asyncio.to_thread(policy_mark, self._live.current.server.state_dir)
+        # By the label's name: the engine ANDs label filters, and moorage's containers of before the mark carry
+        # another value (verify tells moorage's own apart).
         filters = {"type": ["container"], "event": ["start", "unpause", "destroy"], "label": [POLICY_LABEL]}
         async with self._engine.request("GET", "/events", {"filters": json.dumps(filters)}) as events:
             # Events first, then the list: a container started in between is checked at least once.
             listed = await self._docker.containers.list(all=True, filters=json.dumps({"label": [POLICY_LABEL]}))
-            self._stops.keep_only({c.id for c in listed})
+            await self._stops.keep_only({c.id for c in listed})
             for container in listed:
                 if container["State"] == "running":
                     await self.verify(container.id, None)
@@ -155,7 +168,7 @@ class BindWatch:
                 if event.get("Action") in ("start", "unpause"):
                     await self.verify(container_id, event.get("timeNano"))
                 else:
-                    self._stops.forget(container_id)
+                    await self._stops.forget(container_id)
 
     async def verify(self, container_id: str, started_ns: int | None) -> None:
         """Kill a running container of moorage's whose binds no longer pass; a clean start clears its record."""
@@ -168,11 +181,13 @@ class BindWatch:
             raise
         if not inspected["State"]["Running"] or inspected["State"]["Paused"]:
             return  # exited or paused already; its next start or unpause is checked then
+        if not await is_moorages(self._docker, inspected, self._mark):
+            return  # the label came from its image: made outside moorage, not moorage's to judge
         if problems := bind_problems(inspected, self._live):
             await self._stop(container_id, inspected, "; ".join(problems), started_ns)
         else:
             _LOGGER.debug("binds of container %s pass", container_id[:12])
-            self._stops.forget(container_id)
+            await self._stops.forget(container_id)
 
     async def _stop(self, container_id: str, inspected: Mapping[str, Any], reason: str, started_ns: int | None) -> None:
         name = inspected["Name"].lstrip("/")
@@ -210,7 +225,9 @@ class BindWatch:
             key=AUDIT_KEY, role=None, client=None, method="KILL", path=f"/containers/{container_id}",
             target=container_id, result=200, reason=reason,
         )  # fmt: skip
-        self._stops.record(container_id, {"at": rfc3339(datetime.now(UTC)), "reason": reason, "restart_policy": was})
+        await self._stops.record(
+            container_id, {"at": rfc3339(datetime.now(UTC)), "reason": reason, "restart_policy": was}
+        )
 
     async def close(self) -> None:
         self._registry.unregister(self._stopped)

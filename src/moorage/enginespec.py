@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from .models import BindVolume, CreateRequest, Device, Healthcheck, NamedVolume
+from .ownership import CREATE_LABEL, POLICY_LABEL
 from .policy import PolicySettings
 from .schemas.create import normalize_capability
 
@@ -25,8 +26,6 @@ HOST_CONFIG_KEYS = frozenset({
     "CapAdd", "Devices", "Sysctls", "Runtime", "SecurityOpt", "PidMode", "IpcMode", "UTSMode", "UsernsMode",
 })  # fmt: skip
 HEALTHCHECK_KEYS = frozenset({"Test", "Interval", "Timeout", "StartPeriod", "Retries"})
-# Set on every container moorage creates: its binds passed the policy, and must still at each start.
-POLICY_LABEL = "moorage.policy"
 # Set on every container: no setuid binary or file capability can raise its privileges.
 SECURITY_OPT = ("no-new-privileges:true",)
 
@@ -114,8 +113,9 @@ def _host_config(req: CreateRequest, policy: PolicySettings) -> dict[str, Any]:
     )
 
 
-def engine_create_body(req: CreateRequest, policy: PolicySettings) -> dict[str, Any]:
-    """The engine's create body for a request the policy has passed, with the policy's default limits."""
+def engine_create_body(req: CreateRequest, policy: PolicySettings, *, mark: str, create_id: str) -> dict[str, Any]:
+    """The engine's create body for a request the policy has passed, with the policy's default limits, labelled
+    as this daemon's (`mark`) and as this one create (`create_id`): see moorage.ownership."""
     return _keys(
         CONFIG_KEYS,
         Image=req.image,
@@ -125,7 +125,7 @@ def engine_create_body(req: CreateRequest, policy: PolicySettings) -> dict[str, 
         WorkingDir=req.working_dir,
         User=req.user,
         # Last, so that a client's label of that name cannot stand in for it.
-        Labels={**_strings(req.labels), POLICY_LABEL: "1"},
+        Labels={**_strings(req.labels), POLICY_LABEL: mark, CREATE_LABEL: create_id},
         Hostname=req.hostname,
         ExposedPorts={port: {} for port in req.ports},
         Healthcheck=_healthcheck(req.healthcheck),

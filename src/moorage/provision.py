@@ -5,23 +5,27 @@ A request that fails at any step leaves nothing behind, so that a retry with the
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import uuid
 
 import aiodocker
+from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 from aiodocker.networks import DockerNetwork
 from aiodocker.volumes import DockerVolume
 
-from .binds import BindLedger, nesting_violations, refusal
+from .binds import BindLedger, nesting_violations, refusal, to_the_end
 from .config import Settings
 from .enginespec import engine_create_body
 from .errors import BadGateway, Conflict, NotFound, from_docker_error
 from .models import CreateRequest, NamedVolume, PullPolicy
+from .ownership import policy_mark
 from .policy import PolicySettings, check, check_existing_volume, image_healthcheck_violations
 from .pulls import PullHub
 from .registries import Registry, credentials_for
 from .validation import FieldError
 
+_LOGGER = logging.getLogger(__name__)
 # Networks that are never the host's; "host" itself is refused by the policy before any lookup.
 _PLAIN_NETWORKS = {"bridge", "none", "default", "host"}
 # The engine's words for a host port that is taken (userland proxy, then its own port allocator).
@@ -32,8 +36,11 @@ async def create_container(
     docker: aiodocker.Docker, hub: PullHub, req: CreateRequest, settings: Settings, ledger: BindLedger
 ) -> str:
     """Create (and start, when asked) the container; its full id."""
-    violations = check(req, settings.policy)
-    violations += await named_volume_violations(docker, req) + await nesting_violations(docker, req)
+    # What the request itself asks is judged first; only a request that passes is looked up in the engine,
+    # so that a refused one costs no engine call and no walk of the engine's binds.
+    if violations := check(req, settings.policy):
+        raise refusal(violations)
+    violations = await named_volume_violations(docker, req) + await nesting_violations(docker, req)
     violations += await host_network_violations(docker, req, settings.policy)
     if violations:
         raise refusal(violations)
@@ -42,16 +49,29 @@ async def create_container(
         raise refusal(violations)
     # The nesting check again, with the create, under the ledger's lock: the one above names every
     # violation at once and spares a doomed request its pull, this one sees creates that ran meanwhile.
-    async with ledger.adding(docker, req):
-        container = await docker.containers.create(engine_create_body(req, settings.policy), name=req.name)
+    create_id = uuid.uuid4().hex
+    mark = policy_mark(settings.server.state_dir)
+    body = engine_create_body(req, settings.policy, mark=mark, create_id=create_id)
+    async with ledger.adding(docker, req, create_id, settings.docker.timeout):
+        container = await docker.containers.create(body, name=req.name)
     if req.start:
         try:
             await container.start()
-        except DockerError as err:
-            with contextlib.suppress(DockerError):
-                await container.delete(force=True, v=True)
-            raise start_failure(err) from err
+        except BaseException as err:
+            # Whatever ended the start (the engine's error, a timeout, a lost connection, a shutdown), the
+            # container is removed, to the end: a half-done rollback would leave it Created.
+            await to_the_end(_remove(container))
+            if isinstance(err, DockerError):
+                raise start_failure(err) from err
+            raise
     return container.id
+
+
+async def _remove(container: DockerContainer) -> None:
+    try:
+        await container.delete(force=True, v=True)
+    except Exception as err:  # the start's error is the answer; this one is only logged
+        _LOGGER.error("container %s was not removed after its start failed: %r", container.id[:12], err)
 
 
 async def named_volume_violations(docker: aiodocker.Docker, req: CreateRequest) -> list[FieldError]:

@@ -64,7 +64,7 @@ def action_handler(
         query = load_query(request, schema)
         container = docker(request).containers.container(load_path(request, ContainerRef)["container_id"])
         if name in STARTS:
-            await recheck(container, live(request).policy)
+            await recheck(container, live(request))
         await action(container, query, grace_timeout(request, query.get("timeout", 0)))
         inspected = await container.show()
         return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))

@@ -62,9 +62,18 @@ class DockerTime(fields.Field):
 
 
 class KeyedDict(fields.Dict):
-    """A Dict whose errors are keyed by the entry, `ports.80/tcp`, not marshmallow's `ports.80/tcp.value`."""
+    """A Dict whose errors are keyed by the entry, `ports.80/tcp`, not marshmallow's `ports.80/tcp.value`; with
+    `max_entries`, a longer one is refused before any entry is loaded."""
+
+    def __init__(self, *, max_entries: int | None = None, **kwargs: Any) -> None:
+        if max_entries is not None:  # published as the object's maxProperties
+            kwargs["metadata"] = {**kwargs.get("metadata", {}), "maxProperties": max_entries}
+        super().__init__(**kwargs)
+        self.max_entries = max_entries
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if self.max_entries is not None and isinstance(value, dict) and len(value) > self.max_entries:
+            raise ValidationError(f"at most {self.max_entries} entries")
         try:
             return super()._deserialize(value, attr, data, **kwargs)
         except ValidationError as err:

@@ -19,7 +19,7 @@ from .common import KeyedDict, RequestSchema
 from .containers import CONTAINER_NAME
 from .fields import (
     INT64_MAX,
-    STRINGS,
+    MAX_ARGS,
     Argv,
     Duration,
     JsonSchema,
@@ -29,6 +29,7 @@ from .fields import (
     absolute_path,
     anchored,
     matches,
+    strings,
     valid_text,
 )
 from .ports import Ports
@@ -44,6 +45,15 @@ _DEVICE = r"/[^:\x00]*(?::(?:/[^:\x00]*)?(?::[rwm]*)?)?"
 
 # The engine's own floor; less could also round to NanoCpus 0, which means unlimited.
 CPUS = validate.Range(0.01, INT64_MAX / 1e9)
+
+# How many items the list and map fields of one create take: far beyond any real container, and small enough
+# that the policy's and the nesting rule's work on a request stays small (moorage.binds).
+MAX_VOLUMES = 128
+MAX_MAP_ENTRIES = 1024  # environment, labels
+MAX_SYSCTLS = 64
+MAX_CAPABILITIES = 64  # Linux has about 41
+MAX_DEVICES = 64
+MAX_SECURITY_OPTS = 16
 
 _CAPABILITY = matches(r"[A-Za-z][A-Za-z0-9_]{0,63}", "not a capability name such as NET_ADMIN")
 
@@ -66,7 +76,13 @@ class HealthTest(fields.Field[tuple[str, ...]]):
         "anyOf": [
             {"type": "string"},
             {"type": "array", "prefixItems": [{"const": "NONE"}], "minItems": 1, "maxItems": 1},
-            {"type": "array", "prefixItems": [{"const": "CMD"}], "items": {"type": "string"}, "minItems": 2},
+            {
+                "type": "array",
+                "prefixItems": [{"const": "CMD"}],
+                "items": {"type": "string"},
+                "minItems": 2,
+                "maxItems": MAX_ARGS,
+            },
             {
                 "type": "array",
                 "prefixItems": [{"const": "CMD-SHELL"}, {"type": "string"}],
@@ -79,7 +95,7 @@ class HealthTest(fields.Field[tuple[str, ...]]):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
         if isinstance(value, str):
             value = ["CMD-SHELL", value]
-        test = tuple(STRINGS.deserialize(value))
+        test = strings(value, MAX_ARGS)
         kind, argc = (test[0], len(test)) if test else ("", 0)
         if not ((kind == "NONE" and argc == 1) or (kind == "CMD" and argc > 1) or (kind == "CMD-SHELL" and argc == 2)):
             raise ValidationError('a command string, or ["NONE"], ["CMD", arg, ...] or ["CMD-SHELL", command]')
@@ -115,8 +131,22 @@ def _mode(*values: str) -> matches:
     return matches("|".join(names.get(v, re.escape(v)) for v in values), "must be one of: " + ", ".join(values))
 
 
-def _text_map(key_rule: Callable[[str], Any]) -> KeyedDict:
-    return KeyedDict(keys=Text(validate=key_rule), values=Text())
+def _text_map(key_rule: Callable[[str], Any], max_entries: int = MAX_MAP_ENTRIES) -> KeyedDict:
+    return KeyedDict(keys=Text(validate=key_rule), values=Text(), max_entries=max_entries)
+
+
+class CappedList(fields.List):
+    """A List of at most `max_items`, counted before any item is loaded: 10,000 volumes are refused at once,
+    not after 10,000 nested loads. The Length validator publishes the cap as maxItems."""
+
+    def __init__(self, inner: fields.Field, max_items: int) -> None:
+        super().__init__(inner, validate=validate.Length(max=max_items))
+        self.max_items = max_items
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if isinstance(value, list) and len(value) > self.max_items:
+            raise ValidationError(f"at most {self.max_items} items")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class VolumeSchema(RequestSchema):
@@ -164,7 +194,7 @@ class ContainerCreateSchema(RequestSchema):
     image = Text(required=True, validate=reference)
     ports = Ports()
     environment = _text_map(matches(r"[^=]+", "a non-empty name without ="))
-    volumes = fields.List(fields.Nested(VolumeSchema))
+    volumes = CappedList(fields.Nested(VolumeSchema), MAX_VOLUMES)
     command = Argv()
     entrypoint = Argv()
     working_dir = Text(validate=absolute_path)
@@ -182,16 +212,16 @@ class ContainerCreateSchema(RequestSchema):
     start = StrictBool(load_default=False)
     pull = fields.Enum(PullPolicy, by_value=True, load_default=PullPolicy.MISSING)
     privileged = StrictBool(load_default=False)
-    cap_add = fields.List(Capability())
+    cap_add = CappedList(Capability(), MAX_CAPABILITIES)
     network_mode = Text(validate=_mode("NAME", "container:NAME"))
     pid_mode = Text(validate=_mode("host", "container:NAME"))
     ipc_mode = Text(validate=_mode("none", "private", "shareable", "host", "container:NAME"))
     uts_mode = Text(validate=_mode("host"))
     userns_mode = Text(validate=_mode("host"))
-    devices = fields.List(DeviceField())
-    sysctls = _text_map(matches(r"[a-zA-Z0-9_][a-zA-Z0-9_./-]*", "not a sysctl name"))
+    devices = CappedList(DeviceField(), MAX_DEVICES)
+    sysctls = _text_map(matches(r"[a-zA-Z0-9_][a-zA-Z0-9_./-]*", "not a sysctl name"), MAX_SYSCTLS)
     runtime = Text(validate=matches(_NAME, "not a runtime name"))
-    security_opt = fields.List(Text())
+    security_opt = CappedList(Text(), MAX_SECURITY_OPTS)
 
     @validates_schema
     def one_network(self, data: dict[str, Any], **_: Any) -> None:

@@ -90,20 +90,38 @@ class StrictBool(fields.Boolean):
 
 # A list of Text, for fields that take one after reshaping their input.
 STRINGS = fields.List(Text())
+# An argument vector (command, entrypoint, a healthcheck's test) has at most this many items, and its string
+# form at most this many characters before it is split: a body of 1 MiB must not make a long load.
+MAX_ARGS = 4096
+MAX_COMMAND_TEXT = 64 * 1024
+
+
+def strings(value: Any, max_items: int) -> tuple[str, ...]:
+    """A list of at most `max_items` valid strings, counted before any is loaded."""
+    if isinstance(value, list) and len(value) > max_items:
+        raise ValidationError(f"at most {max_items} items")
+    return tuple(STRINGS.deserialize(value))
 
 
 class Argv(fields.Field[tuple[str, ...]]):
     """A list of strings, or one string split as a shell would, like `docker run IMAGE cmd args`."""
 
-    json_schema: ClassVar[JsonSchema] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    json_schema: ClassVar[JsonSchema] = {
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_COMMAND_TEXT},
+            {"type": "array", "items": {"type": "string"}, "maxItems": MAX_ARGS},
+        ]
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
         if isinstance(value, str):
+            if len(value) > MAX_COMMAND_TEXT:
+                raise ValidationError(f"at most {MAX_COMMAND_TEXT} characters")
             try:
                 value = shlex.split(value)
             except ValueError as err:
                 raise ValidationError(f"cannot split as a shell would: {err}") from None
-        return tuple(STRINGS.deserialize(value))
+        return strings(value, MAX_ARGS)
 
 
 class MemorySize(fields.Field[int]):

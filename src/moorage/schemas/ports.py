@@ -12,6 +12,8 @@ from ..models import PortBinding
 from .common import KeyedDict
 from .fields import JsonSchema, Text, anchored, valid_text
 
+MAX_PORTS = 256  # published container ports in one create
+MAX_BINDINGS = 16  # host bindings of one port
 _PORT_KEY = re.compile(r"([0-9]{1,5})(?:/(tcp|udp|sctp))?", re.IGNORECASE)
 # What _host_binding takes as text, for the document: a port, or an address (IPv6 in brackets) and maybe a port.
 _BINDING_TEXT = r"[0-9]{1,5}|(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9a-fA-F:.]+\]):(?:[0-9]{1,5})?"
@@ -60,7 +62,9 @@ def _host_binding(value: Any) -> PortBinding:
 class HostBindings(fields.Field[tuple[PortBinding, ...]]):
     """A port's host side: one binding, a non-empty list of them, or null (a free port on every address)."""
 
-    json_schema: ClassVar[JsonSchema] = {"anyOf": [_BINDING, {"type": "array", "items": _BINDING, "minItems": 1}]}
+    json_schema: ClassVar[JsonSchema] = {
+        "anyOf": [_BINDING, {"type": "array", "items": _BINDING, "minItems": 1, "maxItems": MAX_BINDINGS}]
+    }
 
     def __init__(self) -> None:
         super().__init__(allow_none=True)
@@ -70,6 +74,8 @@ class HostBindings(fields.Field[tuple[PortBinding, ...]]):
             return (_host_binding(value),)
         if not value:
             raise ValidationError("an empty list publishes nothing: give null for a free host port")
+        if len(value) > MAX_BINDINGS:
+            raise ValidationError(f"at most {MAX_BINDINGS} host bindings")
         bindings: list[PortBinding] = []
         problems: list[str] = []
         for index, item in enumerate(value):
@@ -86,7 +92,7 @@ class Ports(KeyedDict):
     """`{"80/tcp": 8080}`, keyed "PORT/PROTO" once loaded, so that "80" and "80/tcp" are one port."""
 
     def __init__(self) -> None:
-        super().__init__(keys=PortKey(), values=HostBindings())
+        super().__init__(keys=PortKey(), values=HostBindings(), max_entries=MAX_PORTS)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
         ports = super()._deserialize(value, attr, data, **kwargs)
