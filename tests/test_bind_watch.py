@@ -223,7 +223,10 @@ def labelled_image(case_label: str) -> Iterator[str]:
     finally:
         docker_cli("rm", "-f", base)
     yield image
-    docker_cli("rmi", "-f", image)
+    # The containers made of it first: an image in use would be left behind, untagged, as a child of the test image.
+    if made := docker_cli("ps", "-aq", "--filter", f"ancestor={image}").split():
+        docker_cli("rm", "-f", *made)
+    docker_cli("rmi", image)
 
 
 @pytest.mark.usefixtures("sweep")
