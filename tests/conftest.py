@@ -108,6 +108,16 @@ async def docker() -> AsyncIterator[aiodocker.Docker]:
 
 
 @pytest.fixture
+def allowed_root(tmp_path: Path) -> Path:
+    """A directory to list in [policy] allowed_host_paths, holding empty directories to bind: `data`, and the
+    nested `a/b` and `x/sub`."""
+    root = tmp_path / "allowed"
+    for inside in ("data", "a/b", "x/sub"):
+        (root / inside).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
 def case_label() -> str:
     """A label value unique to this test, to list only its own containers."""
     return uuid.uuid4().hex[:12]

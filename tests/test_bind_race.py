@@ -25,13 +25,6 @@ TRIES = 8
 
 
 @pytest.fixture
-def allowed_root(tmp_path: Path) -> Path:
-    root = tmp_path / "allowed"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path, allowed_root: Path) -> TestClient:
     settings = make_settings(tmp_path, {"test-admin": "admin"}, policy={"allowed_host_paths": [str(allowed_root)]})
     app = create_app(settings)
@@ -91,7 +84,6 @@ async def test_only_creates_with_binds_wait_for_the_ledger(
 ) -> None:
     """While one create with binds is between its check and its create, a create without binds goes ahead
     and one with binds waits for it (and then sees it)."""
-    (allowed_root / "data").mkdir()
     held = ContainerCreateSchema().load(
         {"image": TEST_IMAGE, "volumes": [{"host_path": str(allowed_root / "data"), "container_path": "/d"}]}
     )
@@ -114,7 +106,6 @@ async def test_a_create_with_binds_carries_its_own_create_label(
 ) -> None:
     """The label by which a create that timed out is found: set by moorage, one per create, whatever the client
     sends under that name."""
-    (allowed_root / "data").mkdir()
     labels = {TEST_LABEL: case_label, CREATE_LABEL: "mine"}
     bind = {"host_path": str(allowed_root / "data"), "container_path": "/d"}
     ids = []

@@ -38,13 +38,6 @@ WAIT_FOR_GO = ["sh", "-c", "while [ ! -e /data/go ]; do sleep 0.1; done; rm -f /
 PATIENCE = 30.0  # seconds; what the engine and moorage do here takes well under one
 
 
-@pytest.fixture
-def allowed_root(tmp_path: Path) -> Path:
-    root = tmp_path / "allowed"
-    (root / "a" / "b").mkdir(parents=True)
-    return root
-
-
 async def app_client(aiohttp_client: Any, tmp_path: Path, allowed_root: Path) -> TestClient:
     """An admin client of a fresh app (state in tmp_path/state) that allows binds under `allowed_root`."""
     settings = make_settings(tmp_path, {"test-admin": "admin"}, policy={"allowed_host_paths": [str(allowed_root)]})

@@ -29,13 +29,6 @@ MAX_MEMORY = 256 * 1024 * 1024
 
 
 @pytest.fixture
-def allowed_root(tmp_path: Path) -> Path:
-    root = tmp_path / "allowed"
-    (root / "data").mkdir(parents=True)
-    return root
-
-
-@pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path, allowed_root: Path) -> TestClient:
     """An admin client of an app whose policy allows binds under `allowed_root` and caps memory."""
     settings = make_settings(

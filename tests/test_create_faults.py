@@ -26,13 +26,6 @@ IMAGE = "127.0.0.1:5000/fake/app"
 
 
 @pytest.fixture
-def allowed_root(tmp_path: Path) -> Path:
-    root = tmp_path / "allowed"
-    (root / "x" / "sub").mkdir(parents=True)
-    return root
-
-
-@pytest.fixture
 async def fake() -> AsyncIterator[FakeEngine]:
     async with serving(FakeEngine()) as engine:
         yield engine

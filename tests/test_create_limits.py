@@ -30,13 +30,6 @@ HEALTHZ_MAX = 1.0
 
 
 @pytest.fixture
-def allowed_root(tmp_path: Path) -> Path:
-    root = tmp_path / "allowed"
-    (root / "x" / "sub").mkdir(parents=True)
-    return root
-
-
-@pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path, allowed_root: Path) -> TestClient:
     settings = make_settings(tmp_path, {"test-admin": "admin"}, policy={"allowed_host_paths": [str(allowed_root)]})
     return await aiohttp_client(

@@ -20,13 +20,6 @@ Create = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
 
 
 @pytest.fixture
-def allowed_root(tmp_path: Path) -> Path:
-    root = tmp_path / "allowed"
-    (root / "data").mkdir(parents=True)
-    return root
-
-
-@pytest.fixture
 async def create(
     aiohttp_client: Any, tmp_path: Path, allowed_root: Path, docker: aiodocker.Docker, case_label: str
 ) -> AsyncIterator[Create]:
