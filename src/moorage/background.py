@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
+
+_LOGGER = logging.getLogger(__name__)
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
@@ -40,3 +43,24 @@ async def watching(watcher: Watcher, name: str) -> AsyncIterator[None]:
             yield
     finally:
         await watcher.close()
+
+
+async def again_and_again(
+    session: Callable[[], Awaitable[None]],
+    name: str,
+    expected: tuple[type[Exception], ...],
+    pause: float,
+    after: Callable[[], None] = lambda: None,
+) -> None:
+    """`session()` for as long as the task runs, begun again `pause` seconds after each end (`after` first): a
+    follower of the engine starts over whenever the engine comes back. An expected failure (the engine went away)
+    is a warning; any other is logged with its traceback, and does not stop the follower either."""
+    while True:
+        try:
+            await session()
+        except expected as err:
+            _LOGGER.warning("%s: engine unavailable (%s); retrying", name, err)
+        except Exception:
+            _LOGGER.exception("%s failed; retrying", name)
+        after()
+        await asyncio.sleep(pause)

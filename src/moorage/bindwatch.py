@@ -32,12 +32,13 @@ from aiodocker.exceptions import DockerError
 from prometheus_client import CollectorRegistry, Counter
 
 from .audit import AuditLog
+from .background import again_and_again
 from .config import DockerSettings, LiveSettings
 from .ownership import POLICY_LABEL, is_moorages, policy_mark
 from .policy import bind_problem
 from .schemas.common import rfc3339
 from .schemas.containers import restart_policy
-from .streams import EngineStreams
+from .streams import ENGINE_STREAM_ERRORS, EngineStreams
 
 _LOGGER = logging.getLogger(__name__)
 _RETRY = 1.0  # seconds between attempts to reach a missing engine
@@ -138,14 +139,7 @@ class BindWatch:
 
     async def run(self) -> None:
         """Follow the engine, starting over (events, then the running list) whenever it comes back."""
-        while True:
-            try:
-                await self._follow()
-            except (DockerError, OSError, ValueError) as err:
-                _LOGGER.warning("bind watch: engine unavailable (%s); retrying", err)
-            except Exception:
-                _LOGGER.exception("bind watch failed; retrying")
-            await asyncio.sleep(_RETRY)
+        await again_and_again(self._follow, "bind watch", ENGINE_STREAM_ERRORS, _RETRY)
 
     async def _follow(self) -> None:
         # Unpause too: a container paused before moorage saw it run is checked when it runs again.

@@ -19,9 +19,9 @@ from typing import Any
 
 from aiodocker.exceptions import DockerError
 
-from .background import cancel_and_wait
+from .background import again_and_again, cancel_and_wait
 from .config import DockerSettings
-from .streams import EngineStreams
+from .streams import ENGINE_STREAM_ERRORS, EngineStreams
 
 _LOGGER = logging.getLogger(__name__)
 Reading = dict[str, Any]
@@ -116,16 +116,11 @@ class ContainerStats:
 
     async def run(self) -> None:
         """Follow the engine for as long as the app runs, starting over whenever the engine comes back."""
-        while True:
-            try:
-                await self._follow()
-            except (DockerError, OSError, ValueError) as err:
-                _LOGGER.warning("container stats: engine unavailable (%s); retrying", err)
-            except Exception:
-                _LOGGER.exception("container stats failed; retrying")
-            self.connected = False
-            self._stop_all()
-            await asyncio.sleep(_RETRY)
+        await again_and_again(self._follow, "container stats", ENGINE_STREAM_ERRORS, _RETRY, self._lost)
+
+    def _lost(self) -> None:
+        self.connected = False
+        self._stop_all()
 
     async def _follow(self) -> None:
         params = {"filters": json.dumps({"type": ["container"], "event": list(_WATCHED_EVENTS)})}
