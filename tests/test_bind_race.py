@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
+from moorage.binds import _Bind, _Binds
 from moorage.keys import BIND_LEDGER
 from moorage.ownership import CREATE_LABEL
 from moorage.schemas.create import ContainerCreateSchema
@@ -115,3 +116,10 @@ async def test_a_create_with_binds_carries_its_own_create_label(
         ids.append((await resp.json())["data"]["id"])
     made = [(await docker.containers.container(i).show())["Config"]["Labels"][CREATE_LABEL] for i in ids]
     assert all(re.fullmatch("[0-9a-f]{32}", value) for value in made) and made[0] != made[1], made
+
+
+@pytest.mark.parametrize("source", ["//srv/x", "srv/x", "/"])
+def test_the_nesting_index_walks_up_any_form_of_path_to_its_end(source: str) -> None:
+    """The policy refuses such paths first; the index must still end its walk on them (it looped for ever)."""
+    index = _Binds([_Bind("/elsewhere", True, "container a")])
+    assert index.problem(_Bind(source, False, "this request")) is None

@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 _LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
@@ -64,3 +65,19 @@ async def again_and_again(
             _LOGGER.exception("%s failed; retrying", name)
         after()
         await asyncio.sleep(pause)
+
+
+async def to_the_end(step: Awaitable[_T]) -> _T:
+    """Await `step` to its end even if the caller is cancelled meanwhile (a shutdown), then pass the cancellation
+    on, also when the step failed: a rollback or a reconcile stopped half-way would leave what it was there to
+    remove."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})  # unlike awaiting the task, a cancelled wait leaves the task running
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError from (None if task.cancelled() else task.exception())
+    return task.result()

@@ -23,15 +23,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
+from .background import to_the_end
 from .config import Settings
 from .errors import DOCKER_UNREACHABLE, EngineUnavailable, Forbidden
 from .models import BindVolume, CreateRequest
@@ -40,9 +40,7 @@ from .policy import bind_problem
 from .validation import FieldError
 
 _LOGGER = logging.getLogger(__name__)
-_T = TypeVar("_T")
 _RECONCILE_PAUSE = 0.2  # seconds between two looks for a create that may still finish
-_RETRY_AFTER = {"Retry-After": "1"}
 
 
 @dataclass(frozen=True)
@@ -69,9 +67,9 @@ class _Binds:
 
     def problem(self, mine: _Bind) -> str | None:
         """Why `mine` may not be added beside these binds, or None."""
-        above = mine.source
-        while above != "/":
-            above = os.path.dirname(above)
+        above, parent = mine.source, os.path.dirname(mine.source)
+        while parent != above:  # up to the root, whatever the path's form ("//x" and "x" end too)
+            above, parent = parent, os.path.dirname(parent)
             if (owner := self._writable.get(above)) is not None:
                 return f"lies inside {above}, which {owner} can write: a directory on the way could be swapped"
         if mine.writable:
@@ -117,21 +115,6 @@ def refusal(violations: list[FieldError]) -> Forbidden:
     return Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)
 
 
-async def to_the_end(step: Awaitable[_T]) -> _T:
-    """Await `step` to its end even if the caller is cancelled meanwhile (a shutdown), then pass the
-    cancellation on: a rollback or a reconcile stopped half-way would leave what it was there to remove."""
-    task = asyncio.ensure_future(step)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return task.result()
-
-
 class BindLedger:
     """The one gate of the nesting rule: held on the app, one per daemon.
 
@@ -155,33 +138,41 @@ class BindLedger:
         nest with any container's, those of creates that finished while this one waited included. If the
         call ends without the engine's answer, the container it may yet make is removed before the lock goes."""
         if not _requested(req):
-            yield
+            async with self._removed_if_unanswered(docker, create_id, engine_timeout):
+                yield
             return
         try:
             async with asyncio.timeout(engine_timeout):
                 await self._lock.acquire()
         except TimeoutError:
-            raise EngineUnavailable(
-                "another create with binds holds the bind ledger: try again", headers=_RETRY_AFTER
-            ) from None
+            raise EngineUnavailable("another create with binds holds the bind ledger: try again") from None
         try:
             await self._settle(docker)
             if violations := await nesting_violations(docker, req):
                 raise refusal(violations)
-            try:
+            async with self._removed_if_unanswered(docker, create_id, engine_timeout):
                 yield
-            except DockerError as err:
-                if err.status != DOCKER_UNREACHABLE:
-                    raise  # the engine's own answer: it made nothing
-                await self._give_up_on(docker, create_id, engine_timeout)
-                raise
-            except GeneratorExit:
-                raise  # the context was closed, not the create ended
-            except BaseException:  # a timeout, a lost connection, a cancellation: the engine may yet make it
-                await self._give_up_on(docker, create_id, engine_timeout)
-                raise
         finally:
             self._lock.release()
+
+    @contextlib.asynccontextmanager
+    async def _removed_if_unanswered(
+        self, docker: aiodocker.Docker, create_id: str, grace: float
+    ) -> AsyncIterator[None]:
+        """Around the engine call: if it ends without the engine's answer (a timeout, a lost connection, a
+        cancellation), the engine may yet make the container: it is looked for and removed before this ends."""
+        try:
+            yield
+        except DockerError as err:
+            if err.status != DOCKER_UNREACHABLE:
+                raise  # the engine's own answer: it made nothing
+            await self._give_up_on(docker, create_id, grace)
+            raise
+        except GeneratorExit:
+            raise  # the context was closed, not the create ended
+        except BaseException:
+            await self._give_up_on(docker, create_id, grace)
+            raise
 
     async def _give_up_on(self, docker: aiodocker.Docker, create_id: str, grace: float) -> None:
         """A create that may still finish in the engine: look for it until it has had `grace` more, and remove it."""
@@ -205,15 +196,16 @@ class BindLedger:
                         try:
                             await container.delete(force=True, v=True)
                         except DockerError as err:
-                            if err.status != 404:  # 404: gone already
-                                raise
+                            # 404: gone already. Otherwise it stays, but the nesting check sees it as any other.
+                            if err.status != 404:
+                                _LOGGER.error("container %s cannot be removed: %s", container.id[:12], err.message)
                     if late and not found:
                         del self._unsettled[create_id]
-            except (DockerError, OSError, TimeoutError, aiohttp.ClientError) as err:
+            # RuntimeError: aiodocker's session is closed (moorage is stopping).
+            except (DockerError, OSError, TimeoutError, aiohttp.ClientError, RuntimeError) as err:
                 _LOGGER.warning("bind ledger: a create that timed out cannot be reconciled yet (%s)", err)
                 raise EngineUnavailable(
-                    "the engine cannot be asked whether a create that timed out made a container: try again",
-                    headers=_RETRY_AFTER,
+                    "the engine cannot be asked whether a create that timed out made a container: try again"
                 ) from err
             if self._unsettled:
                 await asyncio.sleep(_RECONCILE_PAUSE)

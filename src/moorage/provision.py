@@ -14,7 +14,8 @@ from aiodocker.exceptions import DockerError
 from aiodocker.networks import DockerNetwork
 from aiodocker.volumes import DockerVolume
 
-from .binds import BindLedger, nesting_violations, refusal, to_the_end
+from .background import to_the_end
+from .binds import BindLedger, nesting_violations, refusal
 from .config import Settings
 from .enginespec import engine_create_body
 from .errors import BadGateway, Conflict, NotFound, from_docker_error
