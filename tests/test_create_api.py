@@ -78,7 +78,7 @@ async def test_minimal_create_is_201_with_the_detail(create: Create, docker: aio
 
 
 async def test_every_field_reaches_the_engine(
-    create: Create, docker: aiodocker.Docker, allowed_root: Path, case_label: str, tmp_path: Path
+    create: Create, client: TestClient, docker: aiodocker.Docker, allowed_root: Path, case_label: str, tmp_path: Path
 ) -> None:
     """The labels are the request's and moorage's own: this daemon's mark and the create's id."""
     volume = f"moorage-test-{case_label}"
@@ -121,6 +121,10 @@ async def test_every_field_reaches_the_engine(
         labels = dict(config["Labels"])
         assert re.fullmatch("[0-9a-f]{32}", labels.pop("moorage.create")), config["Labels"]
         assert labels == {TEST_LABEL: case_label, "app": "web", "moorage.policy": policy_mark(tmp_path / "state")}
+        # The daemon's mark is not shown, in the detail or the list: whoever read it could put it in an image.
+        listed = await (await client.get("/api/v1/containers", params={"label": f"{TEST_LABEL}={case_label}"})).json()
+        assert [item["labels"] for item in listed["data"]["items"]] == [data["labels"]]
+        assert "moorage.policy" not in data["labels"] and data["labels"]["app"] == "web"
         assert host["PortBindings"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]
         assert host["PortBindings"]["53/udp"] == [{"HostIp": "", "HostPort": ""}]
         assert host["PortBindings"]["8125/tcp"] == [

@@ -11,6 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from ..ownership import POLICY_LABEL
 from .common import PageQuery, RequestSchema, docker_time
 from .fields import WHITESPACE, matches
 
@@ -106,8 +107,18 @@ def summary(c: Mapping[str, Any]) -> dict[str, Any]:
         "image_id": c["ImageID"],
         "created_at": docker_time(c["Created"]),
         "ports": ports_from_list(c["Ports"]),
-        "labels": c["Labels"] or {},
+        "labels": shown(c["Labels"]),
     }
+
+
+def shown(labels: Mapping[str, str] | None) -> Mapping[str, str]:
+    """A container's labels but this daemon's mark (ownership.py): a viewer who read it could build an image that
+    carries it, and containers made elsewhere from that image would pass for moorage's."""
+    if not labels:
+        return {}
+    if POLICY_LABEL not in labels:
+        return labels
+    return {key: value for key, value in labels.items() if key != POLICY_LABEL}
 
 
 def detail(c: Mapping[str, Any], policy_stop: Mapping[str, str] | None) -> dict[str, Any]:
@@ -123,7 +134,7 @@ def detail(c: Mapping[str, Any], policy_stop: Mapping[str, str] | None) -> dict[
         "image_id": c["Image"],
         "created_at": docker_time(c["Created"]),
         "ports": ports_from_inspect(c["NetworkSettings"].get("Ports")),
-        "labels": config.get("Labels") or {},
+        "labels": shown(config.get("Labels")),
         "command": config.get("Cmd"),
         "entrypoint": config.get("Entrypoint"),
         "environment": environment(config.get("Env")),
