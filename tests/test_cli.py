@@ -13,7 +13,7 @@ import aiohttp
 from moorage.auth import hash_key
 from moorage.config import settings_from_mapping
 
-from .conftest import Daemon, get_json
+from .conftest import Daemon, free_port, get_json
 
 
 def moorage(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -53,6 +53,17 @@ def test_serve_with_a_reserve_of_every_stream_exits_2_naming_the_reserve(tmp_pat
     config.write_text("[server]\nmax_streams = 8\nadmin_reserved_streams = 8\n")
     done = moorage("serve", "--config", str(config))
     assert done.returncode == 2 and "server.admin_reserved_streams" in done.stderr, done.stderr
+
+
+def test_serve_with_a_state_dir_whose_mark_is_not_one_exits_2_naming_it(tmp_path: Path) -> None:
+    """An empty mark would match any image's `moorage.policy=`: moorage does not start on one."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "policy-mark").write_text("")
+    config = tmp_path / "mark.toml"
+    config.write_text(f'[server]\nstate_dir = "{state}"\nport = {free_port()}\n')
+    done = moorage("serve", "--config", str(config))
+    assert done.returncode == 2 and f"{state}/policy-mark" in done.stderr, done.stderr
 
 
 def test_serve_finds_its_config_through_the_environment(tmp_path: Path) -> None:

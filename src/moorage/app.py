@@ -15,7 +15,7 @@ from .binds import BindLedger
 from .bindwatch import BindWatch, PolicyStops
 from .clientaddr import forwarded_client
 from .compression import compress_json
-from .config import LiveSettings, Settings
+from .config import ConfigError, LiveSettings, Settings
 from .engine import end_streams, engine_ctx
 from .keys import (
     AUDIT,
@@ -33,6 +33,7 @@ from .keys import (
 from .middlewares import audit_middleware, auth_middleware, error_middleware
 from .mutations import Mutations, run_to_end
 from .openapi import serve_document
+from .ownership import policy_mark
 from .prometheus import ContainerCollector, HostCollector, request_metrics
 from .ratelimit import FailedAuthLimiter
 from .requestid import answer_headers, request_context
@@ -66,6 +67,10 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUDIT] = AuditLog(settings.audit.path or state / "audit.log", settings.audit.fold_seconds)
     app[AUDIT].open()
     secret = load_or_make_secret(settings.auth.token_secret_file or state / "token-secret")
+    try:  # made, or found not to be one, at start rather than at the first create
+        policy_mark(state)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     app[TOKENS] = TokenIssuer(secret, state / "revoked-tokens.json")
     try:
         async with running(app[AUDIT].flushing(), "audit flush"):

@@ -10,9 +10,12 @@ taken as moorage's only if its image does not carry that label itself (an image 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,26 +30,32 @@ POLICY_LABEL = "moorage.policy"
 CREATE_LABEL = "moorage.create"
 MARK_FILE = "policy-mark"
 LEGACY_MARK = "1"  # what moorage set before it had a mark of its own
+_MARK = re.compile(r"[0-9a-f]{32}")
 
 
 @functools.cache
 def policy_mark(state_dir: Path) -> str:
-    """This daemon's mark, read from state_dir, or made there (0600) on the first call; once per daemon."""
+    """This daemon's mark, read from state_dir, or made there (0600) on the first call; once per daemon (the app
+    asks at start, so that a file that is not a mark stops start-up rather than a create).
+
+    Written whole to a file of its own and linked into place, so that no reader, not even another daemon on the
+    same state dir, ever reads a half-written mark: an empty one would match any image's `moorage.policy=`."""
     path = state_dir / MARK_FILE
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mark = secrets.token_hex(16)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it meanwhile: theirs holds
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as out:
-        out.write(mark + "\n")
-        out.flush()
-        os.fsync(out.fileno())
+    if not path.exists():
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, written = tempfile.mkstemp(dir=state_dir, prefix=f".{MARK_FILE}.")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(16) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # another daemon made it meanwhile: theirs holds
+                os.link(written, path)
+        finally:
+            os.unlink(written)
+    mark = path.read_text().strip()
+    if not _MARK.fullmatch(mark):
+        raise ValueError(f"{path} does not hold a mark of 32 hex digits: remove it to make a new one")
     return mark
 
 
