@@ -89,6 +89,8 @@ def _over(count: int, item: Any) -> list[Any]:
         ({"command": "x " * 40_000}, "command"),
         ({"entrypoint": _over(4097, "x")}, "entrypoint"),
         ({"healthcheck": {"test": ["CMD", *_over(4096, "x")]}}, "healthcheck.test"),
+        ({"healthcheck": {"test": "x" * 70_000}}, "healthcheck.test"),
+        ({"healthcheck": {"test": ["CMD-SHELL", "x" * 70_000]}}, "healthcheck.test"),
     ],
 )
 async def test_each_list_and_map_field_has_a_cap(client: TestClient, extra: dict[str, Any], field: str) -> None:

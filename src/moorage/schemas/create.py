@@ -20,6 +20,7 @@ from .containers import CONTAINER_NAME
 from .fields import (
     INT64_MAX,
     MAX_ARGS,
+    MAX_COMMAND_TEXT,
     Argv,
     Duration,
     JsonSchema,
@@ -74,7 +75,7 @@ class HealthTest(fields.Field[tuple[str, ...]]):
 
     json_schema: ClassVar[JsonSchema] = {
         "anyOf": [
-            {"type": "string"},
+            {"type": "string", "maxLength": MAX_COMMAND_TEXT},
             {"type": "array", "prefixItems": [{"const": "NONE"}], "minItems": 1, "maxItems": 1},
             {
                 "type": "array",
@@ -85,7 +86,7 @@ class HealthTest(fields.Field[tuple[str, ...]]):
             },
             {
                 "type": "array",
-                "prefixItems": [{"const": "CMD-SHELL"}, {"type": "string"}],
+                "prefixItems": [{"const": "CMD-SHELL"}, {"type": "string", "maxLength": MAX_COMMAND_TEXT}],
                 "minItems": 2,
                 "maxItems": 2,
             },
@@ -99,6 +100,8 @@ class HealthTest(fields.Field[tuple[str, ...]]):
         kind, argc = (test[0], len(test)) if test else ("", 0)
         if not ((kind == "NONE" and argc == 1) or (kind == "CMD" and argc > 1) or (kind == "CMD-SHELL" and argc == 2)):
             raise ValidationError('a command string, or ["NONE"], ["CMD", arg, ...] or ["CMD-SHELL", command]')
+        if kind == "CMD-SHELL" and len(test[1]) > MAX_COMMAND_TEXT:
+            raise ValidationError(f"a shell command of at most {MAX_COMMAND_TEXT} characters")
         return test
 
 
