@@ -58,12 +58,14 @@ async def again_and_again(
     is a warning; any other is logged with its traceback, and does not stop the follower either."""
     while True:
         try:
-            await session()
+            try:
+                await session()
+            finally:
+                after()
         except expected as err:
             _LOGGER.warning("%s: engine unavailable (%s); retrying", name, err)
         except Exception:
             _LOGGER.exception("%s failed; retrying", name)
-        after()
         await asyncio.sleep(pause)
 
 

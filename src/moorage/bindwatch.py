@@ -32,7 +32,7 @@ from aiodocker.exceptions import DockerError
 from prometheus_client import CollectorRegistry, Counter
 
 from .audit import AuditLog
-from .background import again_and_again
+from .background import again_and_again, to_the_end
 from .config import DockerSettings, LiveSettings
 from .ownership import POLICY_LABEL, is_moorages, policy_mark
 from .policy import bind_problem
@@ -90,7 +90,8 @@ class PolicyStops:
     async def _save(self) -> None:
         async with self._writing:
             # The text is taken on the loop, where the record changes; a later change waits for its own write.
-            await asyncio.to_thread(self._write, json.dumps(self._stops))
+            # To its end even if cancelled (shutdown): the next write must not begin while this one's file is open.
+            await to_the_end(asyncio.to_thread(self._write, json.dumps(self._stops)))
 
     def _write(self, text: str) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -139,7 +140,7 @@ class BindWatch:
 
     async def run(self) -> None:
         """Follow the engine, starting over (events, then the running list) whenever it comes back."""
-        await again_and_again(self._follow, "bind watch", ENGINE_STREAM_ERRORS, _RETRY)
+        await again_and_again(self._follow, "bind watch", (*ENGINE_STREAM_ERRORS, OSError), _RETRY)
 
     async def _follow(self) -> None:
         # Unpause too: a container paused before moorage saw it run is checked when it runs again.
