@@ -289,3 +289,21 @@ async def test_the_full_lines_of_refusals_are_counted_again_in_the_next_window(t
     lines = audit_lines(audit.path)
     assert [line.get("folded") for line in lines][-2:] == [1, None]  # the summary of the last window, a new line
     assert lines[-1]["client"] == "2001:db8:8::1"
+
+
+async def test_whoever_comes_after_the_full_lines_are_spent_is_still_named_in_the_summary(tmp_path: Path) -> None:
+    """Spending a window's full lines from cheap addresses does not hide the next caller: the summary of every
+    client names the busiest groups it counted."""
+    audit = AuditLog(tmp_path / "audit.log", fold_seconds=3600)
+    audit.open()
+    try:
+        for client in ipv6_clients(MAX_FULL_REFUSALS):
+            audit.write(key=None, client=client, method="GET", path="/", result=401)
+        for _ in range(50):
+            audit.write(key=None, client="203.0.113.9", method="POST", path="/api/v1/auth/tokens", result=401)
+        audit.write(key=None, client="198.51.100.1", method="GET", path="/", result=401)
+    finally:
+        audit.close()
+    [summary] = [line for line in audit_lines(audit.path) if "folded" in line]
+    assert summary["client"] == EVERY_CLIENT and summary["folded"] == 51
+    assert summary["clients"] == {"203.0.113.9": 50, "198.51.100.1": 1}

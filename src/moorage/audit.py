@@ -43,6 +43,10 @@ MAX_FULL_REFUSALS = 100
 EVERY_CLIENT = "*"  # the window of one key's refusals past MAX_FULL_REFUSALS, whatever their client
 # A summary counts the methods by name; anything else a client sent is "other", so that a summary stays small.
 _METHODS = frozenset(hdrs.METH_ALL)
+# The window of every client keeps counts of this many client groups at most (the rest are "other"), and its
+# summary names the busiest few: whoever floods it is still named.
+_CLIENTS_COUNTED = 1024
+_CLIENTS_NAMED = 10
 
 
 def cut(text: str, limit: int = MAX_FIELD) -> str:
@@ -70,12 +74,15 @@ class _Window:
     last: float | None = None
     results: Counter[int] = field(default_factory=Counter)
     methods: Counter[str] = field(default_factory=Counter)
+    clients: Counter[str] = field(default_factory=Counter)  # in the window of every client only
 
-    def count(self, result: int, method: str) -> None:
+    def count(self, result: int, method: str, client: str | None = None) -> None:
         self.last = time.time()
         self.first = self.first or self.last
         self.results[result] += 1
         self.methods[method if method in _METHODS else "other"] += 1
+        if client is not None:
+            self.clients[client if client in self.clients or len(self.clients) < _CLIENTS_COUNTED else "other"] += 1
 
 
 @dataclass
@@ -130,12 +137,14 @@ class AuditLog:
         key = entry.get("key")
         own: _Fold = (client_group(entry.get("client")), key)
         window = self._windows.get(own)
-        if window is None:
-            if self._spend(key, now):
-                self._open(own, now)
-                return False
-            window = self._windows.get((EVERY_CLIENT, key)) or self._open((EVERY_CLIENT, key), now)
-        window.count(entry.get("result", 0), str(entry.get("method")))
+        if window is not None:
+            window.count(entry.get("result", 0), str(entry.get("method")))
+            return True
+        if self._spend(key, now):
+            self._open(own, now)
+            return False
+        window = self._windows.get((EVERY_CLIENT, key)) or self._open((EVERY_CLIENT, key), now)
+        window.count(entry.get("result", 0), str(entry.get("method")), own[0])
         return True
 
     def _spend(self, key: str | None, now: float) -> bool:
@@ -187,6 +196,7 @@ class AuditLog:
                     "last": stamp(window.last),
                     "results": {str(status): n for status, n in sorted(window.results.items())},
                     "methods": dict(sorted(window.methods.items())),
+                    **({"clients": dict(window.clients.most_common(_CLIENTS_NAMED))} if window.clients else {}),
                 }
             )
 
