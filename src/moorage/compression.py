@@ -33,7 +33,8 @@ async def compress_json(request: web.Request, handler: Handler) -> web.StreamRes
     if not isinstance(body, bytes) or len(body) < _COMPRESS_FROM or response.content_type != envelope.JSON:
         return response
     response.headers.add(hdrs.VARY, hdrs.ACCEPT_ENCODING)
-    if hdrs.CONTENT_ENCODING in response.headers or not accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, "")):
+    accepted = request.headers.get(hdrs.ACCEPT_ENCODING)
+    if not accepted or hdrs.CONTENT_ENCODING in response.headers or not accepts_gzip(accepted):
         return response
     if len(body) > _COMPRESS_IN_THREAD:
         response.body = await asyncio.to_thread(zlib.compress, body, _GZIP_LEVEL, _GZIP_WBITS)

@@ -3,8 +3,8 @@ logged while it is handled), and whether a cache may keep the answer."""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -20,9 +20,10 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: the request's id (the client's own X-Request-Id if sane, else a new one), for its answer, its
-    audit line and every log line logged while it is handled (requestctx)."""
+    audit line and every log line logged while it is handled (requestctx). A new one is 128 random bits in hex, as
+    a uuid4's, without building a UUID (0.3 us, not 1.5)."""
     given = request.headers.get("X-Request-Id", "")
-    request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request_id = given if _SANE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
     request[REQUEST_ID] = request_id
     # Not reset: each request is handled in a task of its own, whose context ends with it (aiohttp #3406).
     HANDLING.set(Handling(request_id))
