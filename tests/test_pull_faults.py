@@ -87,7 +87,7 @@ async def test_the_last_client_to_leave_cancels_the_pull_and_leaves_no_task(
 
 
 async def test_a_caller_arriving_while_a_pull_is_cancelled_gets_a_pull_of_its_own(fake: FakeEngine) -> None:
-    engine = EngineStreams(DockerSettings(url=fake.url), limit=4)
+    engine = EngineStreams(DockerSettings(url=fake.url), cap=4)
     hub = PullHub(engine)
     leaving = hub.subscribe(BODY["name"], None)
     events = await leaving.__aenter__()

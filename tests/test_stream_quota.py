@@ -115,3 +115,23 @@ async def test_a_caller_without_a_key_is_held_to_the_reserve_and_the_quota_like_
             done.set()
             await asyncio.gather(*held)
             await gate.close()
+
+
+async def test_a_gate_without_a_cap_refuses_no_stream() -> None:
+    """moorage's own followers (a stats stream per running container) take a pool without a cap: none of its
+    streams is refused, however many (as a cap of 0 meant an unbounded pool, it used to refuse every one)."""
+    gate = EngineStreams(DockerSettings())
+    done = asyncio.Event()
+
+    async def stream() -> None:
+        with gate.slot("GET", None, NDJSON):
+            await done.wait()
+
+    held = [asyncio.create_task(stream()) for _ in range(300)]
+    try:
+        await asyncio.sleep(0)
+        assert gate.in_use == 300 and not any(task.done() for task in held)
+    finally:
+        done.set()
+        await asyncio.gather(*held)
+        await gate.close()

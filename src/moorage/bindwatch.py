@@ -127,7 +127,7 @@ class BindWatch:
         registry: CollectorRegistry,
     ) -> None:
         # A pool of its own: the event stream must never wait behind, or count against, callers' streams.
-        self._engine = EngineStreams(settings, limit=0)
+        self._engine = EngineStreams(settings)
         self._docker = docker
         self._live = live
         self._audit = audit

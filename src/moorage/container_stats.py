@@ -92,7 +92,7 @@ class ContainerStats:
     def __init__(self, docker: DockerSettings) -> None:
         # A pool of its own, without the cap of the request streams: a stream per running container
         # must neither count against callers' streams nor wait behind them.
-        self._engine = EngineStreams(docker, limit=0)
+        self._engine = EngineStreams(docker)
         self.connected = False
         self._latest: dict[str, Reading] = {}
         self._streams: dict[str, asyncio.Task[None]] = {}

@@ -48,7 +48,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         heartbeat=server.heartbeat_seconds,
     )
     # Pulls have a pool of their own: a full pool of log streams must not make a pull wait for ever.
-    app[PULLS] = PullHub(EngineStreams(settings, limit=0))
+    app[PULLS] = PullHub(EngineStreams(settings))
     app[CONTAINER_STATS] = ContainerStats(settings)
     try:
         async with watching(app[CONTAINER_STATS], "container stats"):

@@ -73,17 +73,20 @@ class EngineStreams:
     def __init__(
         self,
         docker: DockerSettings,
-        limit: int,
+        cap: int | None = None,
         *,
         per_key: int | None = None,
         admin_reserved: int = 0,
         heartbeat: float = 15.0,
     ) -> None:
+        # The pool holds as many connections as streams may be open; without a cap (moorage's own followers: a
+        # stats stream per running container) it is unbounded, aiohttp's 0.
+        pool = cap or 0
         if docker.url.startswith("unix://"):
-            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(docker.url.removeprefix("unix://"), limit=limit)
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(docker.url.removeprefix("unix://"), limit=pool)
             self._base = "http://docker"
         else:
-            connector = aiohttp.TCPConnector(limit=limit)
+            connector = aiohttp.TCPConnector(limit=pool)
             self._base = docker.url.replace("tcp://", "http://", 1).rstrip("/")
         # No total timeout: a followed log is open for hours. `request` bounds connecting and the answer's head.
         timeout = aiohttp.ClientTimeout(total=None)
@@ -95,7 +98,7 @@ class EngineStreams:
         )
         self._url = docker.url
         self._timeout = docker.timeout
-        self.limit = limit
+        self.cap = cap
         self.per_key = per_key
         self.admin_reserved = admin_reserved
         self.heartbeat = heartbeat
@@ -133,14 +136,17 @@ class EngineStreams:
     def _refuse_beyond_caps(self, key: ApiKey | None) -> None:
         """Every caller within max_streams; one that is not an admin key (a caller without a key is the most
         limited of all) also within its quota and short of the admins' reserve, so that a viewer's script can
-        neither starve other keys nor lock out the admin. Retry-After is the error envelope's."""
-        if len(self._open) >= self.limit:
-            raise TooManyRequests(f"{self.limit} streams are open already ([server] max_streams); try again later")
+        neither starve other keys nor lock out the admin. Without a cap, nothing is refused. Retry-After is the
+        error envelope's."""
+        if self.cap is None:
+            return
+        if len(self._open) >= self.cap:
+            raise TooManyRequests(f"{self.cap} streams are open already ([server] max_streams); try again later")
         if key is not None and key.role is Role.ADMIN:
             return
-        if len(self._open) >= self.limit - self.admin_reserved:
+        if len(self._open) >= self.cap - self.admin_reserved:
             raise TooManyRequests(
-                f"{len(self._open)} streams are open: the rest of [server] max_streams ({self.limit}) is kept for"
+                f"{len(self._open)} streams are open: the rest of [server] max_streams ({self.cap}) is kept for"
                 f" admin keys ([server] admin_reserved_streams = {self.admin_reserved}); try again later"
             )
         name = key.name if key else None
