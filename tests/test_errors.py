@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from aiohttp import web
 from moorage.app import create_app
 from moorage.auth import requires
 from moorage.config import Role, Settings
+from moorage.errors import Unauthorized
 
 from .test_auth import assert_error
 
@@ -60,3 +64,21 @@ async def test_success_is_the_envelope(client: Any) -> None:
 async def test_responses_do_not_name_server_versions(client: Any) -> None:
     resp = await client.get("/healthz")
     assert resp.headers["Server"] == "moorage"
+
+
+def test_an_unauthorized_keeps_the_headers_it_is_given_beside_its_challenge() -> None:
+    err = Unauthorized("slow down", headers={"Retry-After": "3"})
+    assert err.headers == {"WWW-Authenticate": 'Bearer realm="moorage"', "Retry-After": "3"}
+
+
+def test_an_audit_line_after_close_is_refused_under_python_o_too(tmp_path: Path) -> None:
+    """With assertions off (`python -O`), a write to a closed audit log still answers False, and raises nothing."""
+    script = (
+        "import sys; from pathlib import Path; from moorage.audit import AuditLog\n"
+        "audit = AuditLog(Path(sys.argv[1])); audit.open(); audit.close()\n"
+        "print(audit.write(key='k', client='127.0.0.1', method='POST', path='/', result=200))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-O", "-c", script, str(tmp_path / "audit.log")], capture_output=True, text=True, timeout=30
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr

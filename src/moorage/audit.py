@@ -203,10 +203,12 @@ class AuditLog:
     def _append(self, entry: dict[str, Any]) -> bool:
         line = json.dumps({"time": stamp(), **entry})
         _LOGGER.info(line)
+        if self._file is None:  # closed: the caller has acted or refused already, and is told
+            _LOGGER.error("audit line not written, the audit log is closed: %s", line)
+            return False
         try:
-            assert self._file is not None
             self._file.write(line + "\n")
-        except (OSError, AssertionError, ValueError):
+        except (OSError, ValueError):
             _LOGGER.exception("audit line not written: %s", line)
             return False
         return True

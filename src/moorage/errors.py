@@ -36,8 +36,16 @@ class Unauthorized(ApiError):
     status = 401
     default_message = "a valid API key is required"
 
-    def __init__(self, message: str | None = None, *, errors: Sequence[Mapping[str, str]] = ()) -> None:
-        super().__init__(message, errors=errors, headers={"WWW-Authenticate": 'Bearer realm="moorage"'})
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        errors: Sequence[Mapping[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            message, errors=errors, headers={"WWW-Authenticate": 'Bearer realm="moorage"', **(headers or {})}
+        )
 
 
 class Forbidden(ApiError):
@@ -81,6 +89,13 @@ class ClientGone(ApiError):
 class BadGateway(ApiError):
     status = 502
     default_message = "the Docker engine answered with an error"
+
+
+class ServiceUnavailable(ApiError):
+    """moorage itself cannot answer yet (the host sampler has no sample): not the engine's fault."""
+
+    status = 503
+    default_message = "not available yet"
 
 
 class EngineUnavailable(ApiError):

@@ -13,7 +13,7 @@ from ..config import Role
 from ..container_stats import idle
 from ..engine import docker
 from ..envelope import ok
-from ..errors import EngineUnavailable
+from ..errors import EngineUnavailable, ServiceUnavailable
 from ..keys import CONTAINER_STATS, REGISTRY, SAMPLER
 from ..openapi import ENGINE, documented, listing, page, shape
 from ..schemas.containers import ContainerRef
@@ -42,7 +42,7 @@ async def resources(request: web.Request) -> web.Response:
     sampler = request.config_dict[SAMPLER]
     sample = sampler.latest
     if sample is None:
-        raise EngineUnavailable("no host sample yet: the sampler has just started", headers={"Retry-After": "1"})
+        raise ServiceUnavailable("no host sample yet: the sampler has just started", headers={"Retry-After": "1"})
     # Dumped once a sample, not once a request: the dump was most of what an answer cost under load.
     return ok(with_age(sampler.latest_as(_RESOURCES.dump), sample["sampled_at"], sampler.interval))
 
