@@ -17,12 +17,13 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from .clientaddr import HEADERS, X_FORWARDED_FOR, IPNetwork
 from .policy import PolicySchema, PolicySettings
 from .registries import Registry, RegistrySchema
-from .schemas.fields import matches
+from .schemas.common import StrictSchema
+from .schemas.fields import ABSOLUTE_PATH, matches
 from .validation import flatten_errors
 
 EXIT_CONFIG = 2
@@ -187,9 +188,8 @@ def default_state_dir() -> str:
     return from_systemd or str(ServerSettings.state_dir)
 
 
-class _Section(Schema):
-    class Meta:
-        unknown = RAISE
+class _Section(StrictSchema):
+    """A section of the file: strict, as every key must be known."""
 
 
 class Network(fields.Field[IPNetwork]):
@@ -293,7 +293,7 @@ class ApiKeySchema(_Section):
 
 class AuthSchema(_Section):
     api_keys = fields.List(fields.Nested(ApiKeySchema), load_default=list)
-    token_secret_file = fields.String(validate=matches(r"/[^\x00]{0,4095}", "an absolute path"))
+    token_secret_file = fields.String(validate=ABSOLUTE_PATH)
     token_ttl = fields.Integer(strict=True, load_default=AuthSettings.token_ttl, validate=validate.Range(1, 10**7))
     token_max_ttl = fields.Integer(
         strict=True, load_default=AuthSettings.token_max_ttl, validate=validate.Range(1, 10**7)
@@ -320,7 +320,7 @@ class AuthSchema(_Section):
 
 
 class AuditSchema(_Section):
-    path = fields.String(validate=matches(r"/[^\x00]{0,4095}", "an absolute path"))
+    path = fields.String(validate=ABSOLUTE_PATH)
     fold_seconds = fields.Float(load_default=AuditSettings.fold_seconds, validate=validate.Range(0, 86400))
 
     @post_load
@@ -352,7 +352,7 @@ class MetricsSchema(_Section):
     interval = fields.Float(load_default=MetricsSettings.interval, validate=validate.Range(0.1, 60))
     history_seconds = fields.Float(load_default=MetricsSettings.history_seconds, validate=validate.Range(1, 86400))
     disk_paths = fields.List(
-        fields.String(validate=matches(r"/[^\x00]{0,4095}", "an absolute path")),
+        fields.String(validate=ABSOLUTE_PATH),
         load_default=lambda: list(MetricsSettings.disk_paths),
     )
     public_prometheus = fields.Boolean(load_default=False)

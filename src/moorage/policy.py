@@ -16,10 +16,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
+from marshmallow import ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Range
 
 from .models import BindVolume, CreateRequest, Healthcheck
+from .schemas.common import StrictSchema
 from .schemas.create import CPUS, VOLUME_NAME, Capability, normalize_capability
 from .schemas.fields import Duration, MemorySize, StrictBool
 from .validation import FieldError
@@ -103,10 +104,7 @@ def _no_all(names: list[str]) -> None:
         raise ValidationError("ALL is never allowed: list the capabilities one by one")
 
 
-class PolicySchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class PolicySchema(StrictSchema):
     allowed_host_paths = fields.List(fields.String(validate=_allowed_root), load_default=list)
     allow_privileged = StrictBool(load_default=False)
     # Loaded as the request's cap_add is, so that "cap_all" is caught as ALL.

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from aiodocker.utils import compose_auth_header
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
+from marshmallow import ValidationError, fields, post_load, validates_schema
 
+from .schemas.common import StrictSchema
 from .schemas.fields import matches
 from .schemas.references import DOMAIN, registry_host
 
@@ -29,10 +30,7 @@ class Registry:
         return compose_auth_header({"username": self.username, "password": self.password}, self.host)
 
 
-class RegistrySchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class RegistrySchema(StrictSchema):
     host = fields.String(
         required=True, validate=matches(DOMAIN, "a registry host[:port], e.g. registry.example.com:5000")
     )

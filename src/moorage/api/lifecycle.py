@@ -20,7 +20,7 @@ from ..engine import docker
 from ..envelope import ok
 from ..keys import POLICY_STOPS, SETTINGS, live
 from ..openapi import ENGINE, documented
-from ..schemas.common import RequestSchema
+from ..schemas.common import StrictSchema
 from ..schemas.containers import ContainerDetailSchema, ContainerRef, detail
 from ..schemas.lifecycle import KillQuery, NoQuery, StopQuery
 from ..validation import load_path, load_query
@@ -34,7 +34,7 @@ Action = Callable[[DockerContainer, dict[str, Any], aiohttp.ClientTimeout], Awai
 
 # The engine resolves bind sources again when it starts a container.
 STARTS = {"start", "restart"}
-ACTIONS: dict[str, tuple[type[RequestSchema], Action]] = {
+ACTIONS: dict[str, tuple[type[StrictSchema], Action]] = {
     "start": (NoQuery, lambda c, q, t: c.start()),
     "stop": (StopQuery, lambda c, q, t: c.stop(t=q["timeout"], timeout=t)),
     "restart": (StopQuery, lambda c, q, t: c.restart(t=q["timeout"], timeout=t)),
@@ -50,7 +50,7 @@ def grace_timeout(request: web.Request, seconds: int) -> aiohttp.ClientTimeout:
 
 
 def action_handler(
-    name: str, schema: type[RequestSchema], action: Action
+    name: str, schema: type[StrictSchema], action: Action
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     @requires(Role.OPERATOR)
     @documented(

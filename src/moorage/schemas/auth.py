@@ -5,14 +5,14 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from ..config import Role
-from .common import RequestSchema
+from .common import StrictSchema
 from .fields import matches
 
 
-class TokenRequest(RequestSchema):
+class TokenRequest(StrictSchema):
     role = fields.Enum(Role, by_value=True)
     ttl = fields.Integer(strict=True, validate=validate.Range(min=1))
 
 
-class TokenRef(RequestSchema):
+class TokenRef(StrictSchema):
     jti = fields.String(required=True, validate=matches(r"[0-9a-f]{32}", "not a token id"))

@@ -15,14 +15,15 @@ from .fields import JsonSchema
 _DOCKER_ZERO_TIME = "0001-01-01T"
 
 
-class RequestSchema(Schema):
-    """Requests are strict: a field we do not know is an error, not silently dropped."""
+class StrictSchema(Schema):
+    """What moorage reads from callers and from its config is strict: a field it does not know is an error, not
+    silently dropped (a typo must never widen a listing or leave a setting at its default)."""
 
     class Meta:
         unknown = RAISE
 
 
-class PageQuery(RequestSchema):
+class PageQuery(StrictSchema):
     """limit/offset paging, applied by moorage after the engine filtered (Docker's limit is not a page)."""
 
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))

@@ -12,7 +12,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from ..ownership import POLICY_LABEL
-from .common import PageQuery, RequestSchema, docker_time
+from .common import PageQuery, StrictSchema, docker_time
 from .fields import WHITESPACE, matches
 
 # The first character of a label filter: not "=" and not whitespace.
@@ -35,7 +35,7 @@ class ContainerListQuery(PageQuery):
     )
 
 
-class ContainerRef(RequestSchema):
+class ContainerRef(StrictSchema):
     """A container id, short id or name in the path; anything else never reaches the engine's URL."""
 
     container_id = fields.String(required=True, validate=matches(CONTAINER_NAME, "not a container id or name"))

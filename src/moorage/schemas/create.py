@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from ..models import BindVolume, CreateRequest, Device, Healthcheck, NamedVolume, PullPolicy, RestartPolicy
-from .common import KeyedDict, RequestSchema
+from .common import KeyedDict, StrictSchema
 from .containers import CONTAINER_NAME
 from .fields import (
     INT64_MAX,
@@ -152,7 +152,7 @@ class CappedList(fields.List):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class VolumeSchema(RequestSchema):
+class VolumeSchema(StrictSchema):
     host_path = Text(validate=absolute_path)
     volume = Text(validate=matches(VOLUME_NAME, "not a volume name: letters, digits, _ . - (two or more)"))
     container_path = Text(required=True, validate=_container_path)
@@ -168,7 +168,7 @@ class VolumeSchema(RequestSchema):
         return BindVolume(**data) if "host_path" in data else NamedVolume(**data)
 
 
-class HealthcheckSchema(RequestSchema):
+class HealthcheckSchema(StrictSchema):
     test = HealthTest()
     interval = Duration()
     timeout = Duration()
@@ -190,7 +190,7 @@ class RestartPolicyField(fields.Field[RestartPolicy]):
         return RestartPolicy(found[1] or "on-failure", int(found[2] or 0))
 
 
-class ContainerCreateSchema(RequestSchema):
+class ContainerCreateSchema(StrictSchema):
     """POST /containers. Modes are checked for form here; whether the host allows them is the policy's call."""
 
     name = Text(validate=matches(CONTAINER_NAME, "letters, digits, _ . - (starting with a letter or digit)"))

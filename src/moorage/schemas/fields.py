@@ -54,6 +54,10 @@ class matches(validate.Regexp):
         return value
 
 
+# A path in the config (the token secret, the audit log, the disks to sample): absolute, no NUL.
+ABSOLUTE_PATH = matches(r"/[^\x00]{0,4095}", "an absolute path")
+
+
 def absolute_path(value: str) -> None:
     if not value.startswith("/") or len(value) > _MAX_TEXT:
         raise ValidationError("must be an absolute path")

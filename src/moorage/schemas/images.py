@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, post_load
 
-from .common import DockerTime, PageQuery, RequestSchema
+from .common import DockerTime, PageQuery, StrictSchema
 from .fields import Text, matches
 from .references import TAG, image_ref, repository
 
@@ -24,11 +24,11 @@ class ImageListQuery(PageQuery):
     dangling = fields.Boolean()
 
 
-class PullQuery(RequestSchema):
+class PullQuery(StrictSchema):
     stream = fields.Boolean(load_default=False)
 
 
-class PullBody(RequestSchema):
+class PullBody(StrictSchema):
     name = Text(required=True, validate=repository)
     tag = Text(load_default="latest", validate=matches(TAG, "letters, digits, _ . - (at most 128)"))
 
@@ -37,13 +37,13 @@ class PullBody(RequestSchema):
         return {**data, "reference": f"{data['name']}:{data['tag']}"}
 
 
-class ImageRef(RequestSchema):
+class ImageRef(StrictSchema):
     """An image id, short id or reference in the path; anything else never reaches the engine's URL."""
 
     image_id = fields.String(required=True, validate=image_ref)
 
 
-class ImageDeleteQuery(RequestSchema):
+class ImageDeleteQuery(StrictSchema):
     force = fields.Boolean(load_default=False)
     noprune = fields.Boolean(load_default=False)
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, validate
 
-from .common import RequestSchema
+from .common import StrictSchema
 from .fields import WHITESPACE, JsonSchema
 
 _SIGNAL_NAMES = {sig.name for sig in signal.Signals}
@@ -45,18 +45,18 @@ class Signal(fields.Field):
         return name
 
 
-class StopQuery(RequestSchema):
+class StopQuery(StrictSchema):
     timeout = fields.Integer(load_default=10, validate=validate.Range(0, 3600))
 
 
-class KillQuery(RequestSchema):
+class KillQuery(StrictSchema):
     signal = Signal(load_default="SIGKILL")
 
 
-class DeleteQuery(RequestSchema):
+class DeleteQuery(StrictSchema):
     force = fields.Boolean(load_default=False)
     volumes = fields.Boolean(load_default=False)
 
 
-class NoQuery(RequestSchema):
+class NoQuery(StrictSchema):
     """Actions without parameters still refuse unknown ones, so a typo is not silently ignored."""

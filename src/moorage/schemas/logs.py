@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from marshmallow import Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from ..logs import CutLogLine
-from .common import RequestSchema
+from .common import StrictSchema
 from .fields import DURATION, JsonSchema, anchored, duration_ns, valid_text
 
 FORMATS = ("json", "text", "ndjson")
@@ -64,7 +64,7 @@ class Tail(fields.Field[str]):
         raise ValidationError('a number of lines (0 or more) or "all"')
 
 
-class _Window(RequestSchema):
+class _Window(StrictSchema):
     since = Moment()
     until = Moment()
 

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from ..timestamps import rfc3339
-from .common import RequestSchema
+from .common import StrictSchema
 
 
 def _first_disk_percent(sample: dict[str, Any]) -> float | None:
@@ -61,5 +61,5 @@ class ContainerMetricsSchema(Schema):
     age_seconds = fields.Float()
 
 
-class HistoryQuery(RequestSchema):
+class HistoryQuery(StrictSchema):
     seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=86400, min_inclusive=False))
