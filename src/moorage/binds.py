@@ -37,6 +37,7 @@ from .errors import DOCKER_UNREACHABLE, EngineUnavailable, Forbidden
 from .models import BindVolume, CreateRequest
 from .ownership import CREATE_LABEL, is_moorages, policy_mark
 from .policy import bind_problem
+from .schemas.containers import listed_name
 from .validation import FieldError
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ async def nesting_violations(docker: aiodocker.Docker, req: CreateRequest) -> li
     if not requested:
         return []
     existing = [
-        _Bind(mount["Source"], bool(mount.get("RW", True)), f"container {container['Names'][0].lstrip('/')}")
+        _Bind(mount["Source"], bool(mount.get("RW", True)), f"container {listed_name(container)}")
         for container in await docker.containers.list(all=True)
         for mount in container["Mounts"] or ()
         if mount.get("Type") == "bind"

@@ -21,6 +21,7 @@ from aiodocker.exceptions import DockerError
 
 from .background import again_and_again, cancel_and_wait
 from .config import DockerSettings
+from .schemas.containers import listed_name
 from .streams import ENGINE_STREAM_ERRORS, EngineStreams
 
 _LOGGER = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class ContainerStats:
         params = {"filters": json.dumps({"status": ["running"]})}
         async with self._engine.request("GET", "/containers/json", params) as response:
             listed = await response.json(content_type=None)
-        return {c["Id"]: (c.get("Names") or ["/"])[0].lstrip("/") for c in listed}
+        return {c["Id"]: listed_name(c) for c in listed}
 
     def _watch(self, container_id: str, name: str) -> None:
         if container_id not in self._streams:

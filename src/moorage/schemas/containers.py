@@ -100,7 +100,7 @@ def summary(c: Mapping[str, Any]) -> dict[str, Any]:
     """
     return {
         "id": c["Id"],
-        "name": (c["Names"] or [""])[0].lstrip("/"),
+        "name": listed_name(c),
         "status": c["State"],
         "status_text": c["Status"],
         "image": c["Image"],
@@ -109,6 +109,12 @@ def summary(c: Mapping[str, Any]) -> dict[str, Any]:
         "ports": ports_from_list(c["Ports"]),
         "labels": shown(c["Labels"]),
     }
+
+
+def listed_name(c: Any) -> str:
+    """A container's name from an item of the engine's list (a mapping, or aiodocker's container, which reads
+    as one by key only): `Names`, each with a leading slash."""
+    return str((c["Names"] or ["/"])[0]).lstrip("/")
 
 
 def shown(labels: Mapping[str, str] | None) -> Mapping[str, str]:
