@@ -20,7 +20,7 @@ from moorage.config import Role
 from moorage.keys import AUDIT
 
 from .conftest import SERVER_KWARGS, MakeContainer, make_settings, plain_key
-from .test_auth import PUBLIC_PATHS, concrete_routes
+from .helpers import PUBLIC_PATHS, concrete_routes
 
 ROLES = {"viewer-key": "viewer", "operator-key": "operator", "admin-key": "admin"}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,27 +17,7 @@ from moorage.auth import declared_role, is_public, requires
 from moorage.config import Role, Settings
 
 from .conftest import Daemon, get_json, make_settings, plain_key
-
-PUBLIC_PATHS = {"/healthz", "/readyz"}
-
-
-def concrete_routes(app: web.Application) -> list[tuple[str, str, Any]]:
-    """(method, a path that matches the route, handler) for every route, variables filled in."""
-    out = []
-    for route in app.router.routes():
-        if route.method == "HEAD":
-            continue
-        info = route.resource.get_info() if route.resource else {}
-        path = info.get("path") or re.sub(r"\{([^}:]+)(:[^}]*)?\}", "x1", info.get("formatter", ""))
-        out.append((route.method, path, route.handler))
-    return out
-
-
-def assert_error(body: dict[str, Any], code: int) -> None:
-    assert body["code"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["errors"], list)
-    assert "data" not in body
+from .helpers import PUBLIC_PATHS, assert_error, concrete_routes
 
 
 def test_every_route_declares_a_role_or_is_public(settings: Settings) -> None:

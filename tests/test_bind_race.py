@@ -20,7 +20,7 @@ from moorage.ownership import CREATE_LABEL
 from moorage.schemas.create import ContainerCreateSchema
 
 from .conftest import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, make_settings, plain_key
-from .test_auth import assert_error
+from .helpers import assert_error
 
 TRIES = 8
 

@@ -10,7 +10,7 @@ import pytest
 from moorage.schemas.containers import ContainerDetailSchema
 
 from .conftest import TEST_IMAGE, TEST_LABEL, MakeContainer
-from .test_auth import assert_error
+from .helpers import assert_error
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from moorage.schemas.containers import ContainerSummarySchema
 
 from .conftest import TEST_IMAGE, TEST_LABEL, MakeContainer
-from .test_auth import assert_error
+from .helpers import assert_error
 
 
 async def listed(client: Any, case_label: str, query: str = "") -> dict[str, Any]:

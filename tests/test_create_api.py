@@ -22,7 +22,7 @@ from moorage.app import create_app
 from moorage.ownership import policy_mark
 
 from .conftest import TEST_IMAGE, TEST_LABEL, free_port, make_settings, plain_key
-from .test_auth import assert_error
+from .helpers import assert_error
 
 Create = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
 MAX_MEMORY = 256 * 1024 * 1024

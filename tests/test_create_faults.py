@@ -17,8 +17,7 @@ from moorage.ownership import CREATE_LABEL
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
 from .fake_engine import FakeEngine, serving
-from .test_auth import assert_error
-from .test_engine_timeouts import until
+from .helpers import assert_error, until
 
 TIMEOUT = 1.0  # [docker] timeout, seconds
 LATE = 0.3  # how long after moorage gave up on it the fake engine makes the container

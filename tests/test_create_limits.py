@@ -22,7 +22,7 @@ from moorage.config import ApiKey, Role, key_toml
 
 from .conftest import SERVER_KWARGS, TEST_IMAGE, Daemon, make_settings, plain_key
 from .fake_engine import FakeEngine, serving
-from .test_auth import assert_error
+from .helpers import assert_error
 
 # Generous for a shared two-core machine: measured well under 0.1 s for the refused 10,000-volume create.
 FAST = 3.0

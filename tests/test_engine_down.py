@@ -15,7 +15,7 @@ import pytest
 from moorage.app import create_app
 
 from .conftest import TEST_IMAGE, Daemon, get_json, make_settings, plain_key
-from .test_auth import assert_error, concrete_routes
+from .helpers import assert_error, concrete_routes
 
 # Routes that never need the engine: the host's metrics, the tokens and the OpenAPI document.
 ENGINE_FREE = {

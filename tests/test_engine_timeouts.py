@@ -18,6 +18,7 @@ from moorage.app import create_app
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
 from .fake_engine import CONTAINER_ID, EVENT, FakeEngine, serving
+from .helpers import until
 
 TIMEOUT = 1.0  # [docker] timeout, seconds
 MARGIN = 4.0  # what a busy two-core machine may add to it
@@ -42,14 +43,6 @@ def connect(aiohttp_client: Any, tmp_path: Path, fake: FakeEngine) -> Connect:
         )
 
     return make
-
-
-async def until(check: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def timed_504(client: TestClient, method: str, path: str, sent: dict[str, str] | None = None) -> float:

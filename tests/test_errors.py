@@ -16,7 +16,7 @@ from moorage.auth import requires
 from moorage.config import Role, Settings
 from moorage.errors import Unauthorized
 
-from .test_auth import assert_error
+from .helpers import assert_error
 
 
 async def test_unknown_route_is_a_404_in_the_error_format(client: Any) -> None:

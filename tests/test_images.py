@@ -29,7 +29,7 @@ from .conftest import (
     make_settings,
     plain_key,
 )
-from .test_auth import assert_error
+from .helpers import assert_error
 
 
 async def list_images(client: TestClient, query: str = "") -> dict[str, Any]:

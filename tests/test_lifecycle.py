@@ -8,7 +8,7 @@ import aiodocker
 import pytest
 
 from .conftest import MakeContainer
-from .test_auth import assert_error
+from .helpers import assert_error
 
 ACTIONS = ("start", "stop", "restart", "pause", "unpause", "kill")
 

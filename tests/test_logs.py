@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from moorage.app import create_app
 
 from .conftest import SERVER_KWARGS, MakeContainer, make_settings, plain_key
-from .test_auth import assert_error
+from .helpers import assert_error
 
 MIXED = "echo out1; echo err1 >&2; sleep 0.1; echo out2; echo err2 >&2"
 

@@ -20,7 +20,7 @@ from moorage.keys import STREAMS
 from moorage.streams import EngineStreams
 
 from .conftest import make_settings, plain_key
-from .test_auth import assert_error
+from .helpers import assert_error
 
 KEYS = {"quota-viewer": "viewer", "quota-other": "viewer", "quota-third": "viewer", "quota-admin": "admin"}
 EVENTS = "/api/v1/events?type=container"  # an endless stream that needs no container
