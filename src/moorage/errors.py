@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import ClassVar
 
 from aiodocker.exceptions import DockerError
 
@@ -13,6 +15,8 @@ DOCKER_UNREACHABLE = 900
 class ApiError(Exception):
     status = 500
     default_message = "internal server error"
+    # Headers every error of the class carries (a 401's challenge); those given to one are added to them.
+    default_headers: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def __init__(
         self,
@@ -23,7 +27,7 @@ class ApiError(Exception):
     ) -> None:
         self.message = message or self.default_message
         self.errors = list(errors)
-        self.headers = dict(headers or {})
+        self.headers = {**self.default_headers, **(headers or {})}
         super().__init__(self.message)
 
 
@@ -35,17 +39,7 @@ class BadRequest(ApiError):
 class Unauthorized(ApiError):
     status = 401
     default_message = "a valid API key is required"
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        errors: Sequence[Mapping[str, str]] = (),
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            message, errors=errors, headers={"WWW-Authenticate": 'Bearer realm="moorage"', **(headers or {})}
-        )
+    default_headers = MappingProxyType({"WWW-Authenticate": 'Bearer realm="moorage"'})
 
 
 class Forbidden(ApiError):
