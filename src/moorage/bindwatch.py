@@ -23,7 +23,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,9 @@ from .background import again_and_again, to_the_end
 from .config import DockerSettings, LiveSettings
 from .ownership import POLICY_LABEL, is_moorages, policy_mark
 from .policy import bind_problem
-from .schemas.common import rfc3339
 from .schemas.containers import restart_policy
 from .streams import ENGINE_STREAM_ERRORS, EngineStreams
+from .timestamps import rfc3339
 
 _LOGGER = logging.getLogger(__name__)
 _RETRY = 1.0  # seconds between attempts to reach a missing engine
@@ -220,9 +219,7 @@ class BindWatch:
             key=AUDIT_KEY, role=None, client=None, method="KILL", path=f"/containers/{container_id}",
             target=container_id, result=200, reason=reason,
         )  # fmt: skip
-        await self._stops.record(
-            container_id, {"at": rfc3339(datetime.now(UTC)), "reason": reason, "restart_policy": was}
-        )
+        await self._stops.record(container_id, {"at": rfc3339(), "reason": reason, "restart_policy": was})
 
     async def close(self) -> None:
         self._registry.unregister(self._stopped)

@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 # Statuses that tell the client to come back: each says when (RFC 9110 10.2.3), this long unless the error knows.
-_RETRY_LATER = frozenset({429, 503})
+RETRY_LATER = frozenset({429, 503})
 RETRY_AFTER = "5"  # seconds
 
 
@@ -32,7 +32,7 @@ def error(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     headers = CIMultiDict(headers or {})
-    if status in _RETRY_LATER:
+    if status in RETRY_LATER:
         headers.setdefault("Retry-After", RETRY_AFTER)
     return json_response({"code": status, "message": message, "errors": list(errors)}, status, headers)
 

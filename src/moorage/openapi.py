@@ -25,6 +25,7 @@ from . import __version__
 from .auth import declared_role, requires
 from .config import Role
 from .envelope import NDJSON as NDJSON  # the routes declare their streams with it
+from .envelope import RETRY_LATER
 from .schemas.fields import matches
 
 _DOC_ATTR = "__moorage_openapi__"
@@ -138,7 +139,6 @@ _HEADERS = {
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}},
     "Location": {"description": "The path of what was created.", "schema": {"type": "string"}},
 }
-_RETRY_LATER = (429, 503)
 _SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "Bearer": {"type": "http", "scheme": "bearer", "description": "an API key, or a token from POST /auth/tokens"},
@@ -163,7 +163,7 @@ def _error_response(status: int) -> dict[str, Any]:
 def _headers(status: int, authenticated: bool) -> dict[str, Any]:
     names = ["X-Request-Id"]
     names += ["Cache-Control"] if authenticated else []
-    names += ["Retry-After"] if status in _RETRY_LATER else []
+    names += ["Retry-After"] if status in RETRY_LATER else []
     names += ["Location"] if status == 201 else []
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
