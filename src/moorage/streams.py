@@ -118,10 +118,10 @@ class EngineStreams:
         A key's tokens stream as the key (the principal is the key)."""
         if method == hdrs.METH_HEAD:
             raise HeadAnswered(content_type)
-        self._refuse_beyond_caps(key)
+        name = key.name if key else None
+        self._refuse_beyond_caps(key, name)
         task = asyncio.current_task()
         assert task is not None
-        name = key.name if key else None
         mark_stream()
         self._open[task] = name
         self._per_key[name] += 1
@@ -133,7 +133,7 @@ class EngineStreams:
             if not self._per_key[name]:
                 del self._per_key[name]
 
-    def _refuse_beyond_caps(self, key: ApiKey | None) -> None:
+    def _refuse_beyond_caps(self, key: ApiKey | None, name: str | None) -> None:
         """Every caller within max_streams; one that is not an admin key (a caller without a key is the most
         limited of all) also within its quota and short of the admins' reserve, so that a viewer's script can
         neither starve other keys nor lock out the admin. Without a cap, nothing is refused. Retry-After is the
@@ -149,7 +149,6 @@ class EngineStreams:
                 f"{len(self._open)} streams are open: the rest of [server] max_streams ({self.cap}) is kept for"
                 f" admin keys ([server] admin_reserved_streams = {self.admin_reserved}); try again later"
             )
-        name = key.name if key else None
         if self.per_key is not None and self._per_key[name] >= self.per_key:
             who = f"key {name!r} has" if name else "callers without a key have"
             raise TooManyRequests(
