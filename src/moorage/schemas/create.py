@@ -22,6 +22,7 @@ from .fields import (
     MAX_ARGS,
     MAX_COMMAND_TEXT,
     Argv,
+    CappedList,
     Duration,
     JsonSchema,
     MemorySize,
@@ -29,8 +30,8 @@ from .fields import (
     Text,
     absolute_path,
     anchored,
+    arguments,
     matches,
-    strings,
     valid_text,
 )
 from .ports import Ports
@@ -96,7 +97,7 @@ class HealthTest(fields.Field[tuple[str, ...]]):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
         if isinstance(value, str):
             value = ["CMD-SHELL", value]
-        test = strings(value, MAX_ARGS)
+        test = arguments(value)
         kind, argc = (test[0], len(test)) if test else ("", 0)
         if not ((kind == "NONE" and argc == 1) or (kind == "CMD" and argc > 1) or (kind == "CMD-SHELL" and argc == 2)):
             raise ValidationError('a command string, or ["NONE"], ["CMD", arg, ...] or ["CMD-SHELL", command]')
@@ -136,20 +137,6 @@ def _mode(*values: str) -> matches:
 
 def _text_map(key_rule: Callable[[str], Any], max_entries: int = MAX_MAP_ENTRIES) -> KeyedDict:
     return KeyedDict(keys=Text(validate=key_rule), values=Text(), max_entries=max_entries)
-
-
-class CappedList(fields.List):
-    """A List of at most `max_items`, counted before any item is loaded: 10,000 volumes are refused at once,
-    not after 10,000 nested loads. The Length validator publishes the cap as maxItems."""
-
-    def __init__(self, inner: fields.Field, max_items: int) -> None:
-        super().__init__(inner, validate=validate.Length(max=max_items))
-        self.max_items = max_items
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
-        if isinstance(value, list) and len(value) > self.max_items:
-            raise ValidationError(f"at most {self.max_items} items")
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class VolumeSchema(StrictSchema):

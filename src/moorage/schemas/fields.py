@@ -92,19 +92,31 @@ class StrictBool(fields.Boolean):
         return value
 
 
-# A list of Text, for fields that take one after reshaping their input.
-STRINGS = fields.List(Text())
+class CappedList(fields.List):
+    """A List of at most `max_items`, counted before any item is loaded: 10,000 volumes are refused at once,
+    not after 10,000 nested loads. The Length validator publishes the cap as maxItems."""
+
+    def __init__(self, inner: fields.Field, max_items: int) -> None:
+        super().__init__(inner, validate=validate.Length(max=max_items))
+        self.max_items = max_items
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if isinstance(value, list) and len(value) > self.max_items:
+            raise ValidationError(f"at most {self.max_items} items")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 # An argument vector (command, entrypoint, a healthcheck's test) has at most this many items, and its string
 # form at most this many characters before it is split: a body of 1 MiB must not make a long load.
 MAX_ARGS = 4096
 MAX_COMMAND_TEXT = 64 * 1024
+# The items of one, for fields that take one after reshaping their input.
+_ARGUMENTS = CappedList(Text(), MAX_ARGS)
 
 
-def strings(value: Any, max_items: int) -> tuple[str, ...]:
-    """A list of at most `max_items` valid strings, counted before any is loaded."""
-    if isinstance(value, list) and len(value) > max_items:
-        raise ValidationError(f"at most {max_items} items")
-    return tuple(STRINGS.deserialize(value))
+def arguments(value: Any) -> tuple[str, ...]:
+    """An argument vector: a list of at most MAX_ARGS valid strings, counted before any is loaded."""
+    return tuple(_ARGUMENTS.deserialize(value))
 
 
 class Argv(fields.Field[tuple[str, ...]]):
@@ -125,7 +137,7 @@ class Argv(fields.Field[tuple[str, ...]]):
                 value = shlex.split(value)
             except ValueError as err:
                 raise ValidationError(f"cannot split as a shell would: {err}") from None
-        return strings(value, MAX_ARGS)
+        return arguments(value)
 
 
 class MemorySize(fields.Field[int]):
