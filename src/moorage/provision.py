@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 import aiodocker
 from aiodocker.containers import DockerContainer
@@ -45,8 +46,8 @@ async def create_container(
     violations += await host_network_violations(docker, req, settings.policy)
     if violations:
         raise refusal(violations)
-    await ensure_image(docker, hub, req.image, req.pull, settings.registries)
-    if violations := image_healthcheck_violations(req, await docker.images.inspect(req.image), settings.policy):
+    image = await ensure_image(docker, hub, req.image, req.pull, settings.registries)
+    if violations := image_healthcheck_violations(req, image, settings.policy):
         raise refusal(violations)
     # The nesting check again, with the create, under the ledger's lock: the one above names every
     # violation at once and spares a doomed request its pull, this one sees creates that ran meanwhile.
@@ -113,12 +114,12 @@ async def host_network_violations(
 
 async def ensure_image(
     docker: aiodocker.Docker, hub: PullHub, image: str, pull: PullPolicy, registries: tuple[Registry, ...]
-) -> None:
-    """Pull as `docker run --pull` would, sharing the pull with other callers; a 404 names the image."""
+) -> dict[str, Any]:
+    """Pull as `docker run --pull` would, sharing the pull with other callers; a 404 names the image. The
+    image's inspect, for what the policy judges of the image itself (its healthcheck)."""
     if pull is not PullPolicy.ALWAYS:
         try:
-            await docker.images.inspect(image)
-            return
+            return dict(await docker.images.inspect(image))
         except DockerError as err:
             if err.status != 404:
                 raise
@@ -135,6 +136,7 @@ async def ensure_image(
             f"image {image} could not be pulled: {err.message}",
             errors=[{"field": "image", "message": "cannot be found or pulled"}],
         ) from err
+    return dict(await docker.images.inspect(image))
 
 
 def start_failure(err: DockerError) -> Exception:
