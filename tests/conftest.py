@@ -17,9 +17,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from moorage.access.keys import hash_key, new_key
 from moorage.app import create_app
-from moorage.auth import hash_key, new_key
-from moorage.config import Settings, settings_from_mapping
+from moorage.config.loader import settings_from_mapping
+from moorage.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_IMAGE = "127.0.0.1:5000/moorage-test/busybox:latest"

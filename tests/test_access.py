@@ -15,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.auth import declared_role
-from moorage.config import Role
-from moorage.keys import AUDIT
+from moorage.settings import Role
+from moorage.web.roles import declared_role
+from moorage.web.state import AUDIT
 
 from .conftest import SERVER_KWARGS, MakeContainer, make_settings, plain_key
 from .helpers import PUBLIC_PATHS, concrete_routes

@@ -17,10 +17,11 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from moorage.audit import EVERY_CLIENT, MAX_FOLDED_CLIENTS, MAX_FULL_REFUSALS, AuditLog
-from moorage.auth import hash_key
-from moorage.config import ApiKey, Role, key_toml
-from moorage.logfilters import BURST, RATE
+from moorage.access.audit import EVERY_CLIENT, MAX_FOLDED_CLIENTS, MAX_FULL_REFUSALS, AuditLog
+from moorage.access.keys import hash_key
+from moorage.config.loader import key_toml
+from moorage.daemon.logfilters import BURST, RATE
+from moorage.settings import ApiKey, Role
 
 from .conftest import Daemon, plain_key
 from .test_access import app_client, key_headers

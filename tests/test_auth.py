@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.auth import declared_role, is_public, requires
-from moorage.config import Role, Settings
+from moorage.settings import Role, Settings
+from moorage.web.roles import declared_role, is_public, requires
 
 from .conftest import Daemon, get_json, make_settings, plain_key
 from .helpers import PUBLIC_PATHS, assert_error, concrete_routes

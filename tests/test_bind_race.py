@@ -14,10 +14,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.binds import _Bind, _Binds
-from moorage.keys import BIND_LEDGER
-from moorage.ownership import CREATE_LABEL
+from moorage.containers.binds import _Bind, _Binds
+from moorage.containers.ownership import CREATE_LABEL
 from moorage.schemas.create import ContainerCreateSchema
+from moorage.web.state import BIND_LEDGER
 
 from .conftest import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, make_settings, plain_key
 from .helpers import assert_error

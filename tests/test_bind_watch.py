@@ -19,8 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.bindwatch import AUDIT_KEY, PolicyStops
-from moorage.ownership import POLICY_LABEL, policy_mark
+from moorage.containers.bindwatch import AUDIT_KEY, PolicyStops
+from moorage.containers.ownership import POLICY_LABEL, policy_mark
 
 from .conftest import (
     SCRATCH_REPO,
@@ -127,7 +127,7 @@ async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     source = allowed_root / "a" / "b"
-    caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
+    caplog.set_level(logging.DEBUG, logger="moorage.containers.bindwatch")
     container_id = await create_always(client, case_label, source)
     await checked(caplog, container_id, 1)  # its first start, before the swap (a check after it would stop this run)
     # Swap the bind source for a symlink out of the allowed root, then make the process exit: the flag goes
@@ -168,7 +168,7 @@ async def test_a_clean_restart_policy_restart_keeps_running(
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     source = allowed_root / "a" / "b"
-    caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
+    caplog.set_level(logging.DEBUG, logger="moorage.containers.bindwatch")
     container_id = await create_always(client, case_label, source)
     await checked(caplog, container_id, 1)
     (source / "go").touch()
@@ -229,7 +229,7 @@ async def test_a_container_made_outside_moorage_from_an_image_with_its_label_is_
 ) -> None:  # fmt: skip
     """Labels are inherited from the image, so the label alone does not make a container moorage's: one made with
     the docker CLI, with a bind the policy would refuse, is neither killed by the watch nor refused at start."""
-    caplog.set_level(logging.DEBUG, logger="moorage.bindwatch")
+    caplog.set_level(logging.DEBUG, logger="moorage.containers.bindwatch")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     foreign = docker_cli(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
-from moorage.auth import hash_key
-from moorage.config import settings_from_mapping
+from moorage.access.keys import hash_key
+from moorage.config.loader import settings_from_mapping
 
 from .conftest import Daemon, free_port, get_json
 

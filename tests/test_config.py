@@ -14,20 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from moorage.__main__ import JsonFormatter
-from moorage.auth import hash_key, match_key, new_key
-from moorage.config import (
-    ApiKey,
-    ConfigError,
-    Role,
-    ServerSettings,
-    fixed_at_start,
-    key_toml,
-    load_settings,
-    resolve_config_path,
-    settings_from_mapping,
-)
-from moorage.keystore import generated_admin_key
+from moorage.access.keys import hash_key, match_key, new_key
+from moorage.config.keystore import generated_admin_key
+from moorage.config.loader import key_toml, load_settings, resolve_config_path, settings_from_mapping
+from moorage.daemon.logsetup import JsonFormatter
+from moorage.errors import ConfigError
+from moorage.settings import ApiKey, Role, ServerSettings, fixed_at_start
 
 from .conftest import ROOT, Daemon
 

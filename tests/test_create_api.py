@@ -19,7 +19,7 @@ from aiodocker.volumes import DockerVolume
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.ownership import policy_mark
+from moorage.containers.ownership import policy_mark
 
 from .conftest import TEST_IMAGE, TEST_LABEL, free_port, make_settings, plain_key
 from .helpers import assert_error

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.ownership import CREATE_LABEL
+from moorage.containers.ownership import CREATE_LABEL
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
 from .fake_engine import FakeEngine, serving

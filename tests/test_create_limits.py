@@ -16,9 +16,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from moorage.access.keys import hash_key
 from moorage.app import create_app
-from moorage.auth import hash_key
-from moorage.config import ApiKey, Role, key_toml
+from moorage.config.loader import key_toml
+from moorage.settings import ApiKey, Role
 
 from .conftest import SERVER_KWARGS, TEST_IMAGE, Daemon, make_settings, plain_key
 from .fake_engine import FakeEngine, serving

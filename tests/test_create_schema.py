@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from moorage.models import (
+from moorage.containers.model import (
     BindVolume,
     CreateRequest,
     Device,
@@ -21,8 +21,8 @@ from moorage.models import (
     PullPolicy,
     RestartPolicy,
 )
+from moorage.errors import flatten_errors
 from moorage.schemas.create import ContainerCreateSchema
-from moorage.validation import flatten_errors
 
 DIGEST = "sha256:" + "a" * 64
 MIB = 1024 * 1024

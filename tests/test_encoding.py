@@ -50,7 +50,7 @@ async def test_unencodable_text_is_a_400_naming_the_field_counted_and_audited(
 
 
 def test_a_traceback_cannot_begin_a_line_of_its_own() -> None:
-    from moorage.__main__ import TextFormatter  # here: the daemon's module, imported by this test only
+    from moorage.daemon.logsetup import TextFormatter  # here: the daemon's module, imported by this test only
 
     formatter = TextFormatter("%(levelname)s %(name)s: %(message)s")
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from moorage.auth import hash_key
+from moorage.access.keys import hash_key
 
 from .conftest import TEST_IMAGE, TEST_LABEL, Daemon, get_json, plain_key
 

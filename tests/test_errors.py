@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 
 from moorage.app import create_app
-from moorage.auth import requires
-from moorage.config import Role, Settings
 from moorage.errors import Unauthorized
+from moorage.settings import Role, Settings
+from moorage.web.roles import requires
 
 from .helpers import assert_error
 
@@ -74,7 +74,7 @@ def test_an_unauthorized_keeps_the_headers_it_is_given_beside_its_challenge() ->
 def test_an_audit_line_after_close_is_refused_under_python_o_too(tmp_path: Path) -> None:
     """With assertions off (`python -O`), a write to a closed audit log still answers False, and raises nothing."""
     script = (
-        "import sys; from pathlib import Path; from moorage.audit import AuditLog\n"
+        "import sys; from pathlib import Path; from moorage.access.audit import AuditLog\n"
         "audit = AuditLog(Path(sys.argv[1])); audit.open(); audit.close()\n"
         "print(audit.write(key='k', client='127.0.0.1', method='POST', path='/', result=200))\n"
     )

@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from moorage.access.clientaddr import client_group
 from moorage.app import create_app
-from moorage.clientaddr import client_group
 
 from .conftest import SERVER_KWARGS, Daemon, make_settings, plain_key
 

@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from moorage.app import create_app
-from moorage.envelope import stream_response
-from moorage.keys import STREAMS
+from moorage.web.responses import stream_response
+from moorage.web.state import STREAMS
 
 from .conftest import MakeContainer, make_settings, plain_key
 

@@ -17,8 +17,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.keys import AUDIT
-from moorage.openapi import build_document
+from moorage.web.openapi import build_document
+from moorage.web.state import AUDIT
 
 from .conftest import TEST_IMAGE, TEST_LABEL, Daemon, MakeContainer, make_settings, plain_key
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.keys import PULLS
+from moorage.web.state import PULLS
 
 from .conftest import (
     AUTH_PASSWORD_FILE,

@@ -17,8 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.config import ConfigError, LogsSettings, load_settings
-from moorage.logs import CUT_MARK, STDOUT, CutLogLine, LineJoiner, split_lines
+from moorage.config.loader import load_settings
+from moorage.engine.frames import CUT_MARK, STDOUT, CutLogLine, LineJoiner, split_lines
+from moorage.errors import ConfigError
+from moorage.settings import LogsSettings
 
 from .conftest import (
     ROOT,

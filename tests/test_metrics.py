@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from moorage.app import create_app
-from moorage.config import MetricsSettings
-from moorage.sampler import HostSampler
+from moorage.metrics.host import HostSampler
+from moorage.settings import MetricsSettings
 
 from .conftest import SERVER_KWARGS, MakeContainer, make_settings, plain_key
 

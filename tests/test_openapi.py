@@ -16,13 +16,13 @@ from aiohttp.test_utils import TestClient
 from marshmallow import Schema, ValidationError
 
 from moorage.app import create_app
-from moorage.auth import declared_role, requires
-from moorage.config import Role
-from moorage.openapi import build_document, openapi_path
 from moorage.schemas.containers import ContainerListQuery
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.schemas.lifecycle import KillQuery
 from moorage.schemas.logs import LogQuery
+from moorage.settings import Role
+from moorage.web.openapi import build_document, openapi_path
+from moorage.web.roles import declared_role, requires
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
 

@@ -11,14 +11,16 @@ import pytest
 from marshmallow import Schema, ValidationError
 
 from moorage.__main__ import key_name
-from moorage.config import ApiKeySchema, ConfigError, DockerSchema, settings_from_mapping
-from moorage.registries import credentials_for
+from moorage.config.loader import ApiKeySchema, DockerSchema, settings_from_mapping
+from moorage.errors import ConfigError
+from moorage.images.references import registry_host, with_default_tag
+from moorage.images.registries import credentials_for
 from moorage.schemas.containers import ContainerListQuery, ContainerRef
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.schemas.fields import matches
 from moorage.schemas.lifecycle import KillQuery
 from moorage.schemas.logs import LogQuery
-from moorage.schemas.references import is_reference, registry_host, with_default_tag
+from moorage.schemas.references import is_reference
 
 SHA = "a" * 64
 

@@ -14,12 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from moorage.config import load_settings
-from moorage.enginespec import CONFIG_KEYS, HOST_CONFIG_KEYS, engine_create_body
-from moorage.models import BindVolume, CreateRequest, NamedVolume
-from moorage.policy import PolicySchema, PolicySettings, check, check_existing_volume, image_healthcheck_violations
+from moorage.config.loader import load_settings
+from moorage.config.policy import PolicySchema
+from moorage.containers.model import BindVolume, CreateRequest, NamedVolume
+from moorage.containers.policy import check, check_existing_volume, image_healthcheck_violations
+from moorage.containers.spec import CONFIG_KEYS, HOST_CONFIG_KEYS, engine_create_body
+from moorage.errors import flatten_errors
 from moorage.schemas.create import ContainerCreateSchema
-from moorage.validation import flatten_errors
+from moorage.settings import PolicySettings
 
 from .conftest import ROOT
 

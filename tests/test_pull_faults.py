@@ -11,10 +11,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from moorage.app import create_app
-from moorage.config import DockerSettings
-from moorage.keys import PULLS
-from moorage.pulls import PullHub
-from moorage.streams import EngineStreams
+from moorage.engine.streams import EngineStreams
+from moorage.images.pulls import PullHub
+from moorage.settings import DockerSettings
+from moorage.web.state import PULLS
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
 from .fake_engine import FakeEngine

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from moorage.auth import hash_key
+from moorage.access.keys import hash_key
 
 from .conftest import Daemon, MakeContainer, get_json, plain_key
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from moorage.auth import hash_key
-from moorage.config import ApiKey, Role, key_toml
+from moorage.access.keys import hash_key
+from moorage.config.loader import key_toml
+from moorage.settings import ApiKey, Role
 
 from .conftest import Daemon, plain_key
 

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from moorage.config import DockerSettings
-from moorage.envelope import NDJSON, ndjson_line
-from moorage.streams import SHUTDOWN, UNTOLD, EngineStreams, Ndjson
+from moorage.engine.streams import EngineStreams
+from moorage.settings import DockerSettings
+from moorage.web.responses import NDJSON, SHUTDOWN, UNTOLD, Ndjson, ndjson_line, serve_stream
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def gate() -> AsyncIterator[EngineStreams]:
 
 async def read_stream(aiohttp_client: Any, gate: EngineStreams) -> list[dict[str, Any]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await gate.serve(request, NDJSON, one_line(), Ndjson(unexplained))
+        return await serve_stream(request, gate, NDJSON, one_line(), Ndjson(unexplained))
 
     async def ping(request: web.Request) -> web.Response:
         return web.Response(text="pong")
@@ -60,9 +60,9 @@ async def read_stream(aiohttp_client: Any, gate: EngineStreams) -> list[dict[str
 async def test_an_end_line_that_cannot_be_made_is_logged_and_the_stream_still_ends_with_one(
     aiohttp_client: Any, gate: EngineStreams, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, "moorage.streams"):
+    with caplog.at_level(logging.ERROR, "moorage.web.responses"):
         assert await read_stream(aiohttp_client, gate) == [{"line": 1}, UNTOLD]
-    [record] = [r for r in caplog.records if r.name == "moorage.streams"]
+    [record] = [r for r in caplog.records if r.name == "moorage.web.responses"]
     assert "why it ended could not be told" in record.getMessage() and record.exc_info is not None
 
 

@@ -13,11 +13,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from moorage.app import create_app
-from moorage.config import DockerSettings
-from moorage.envelope import NDJSON
+from moorage.engine.streams import EngineStreams
 from moorage.errors import TooManyRequests
-from moorage.keys import STREAMS
-from moorage.streams import EngineStreams
+from moorage.settings import DockerSettings
+from moorage.web.state import STREAMS
 
 from .conftest import make_settings, plain_key
 from .helpers import assert_error
@@ -102,7 +101,7 @@ async def test_a_caller_without_a_key_is_held_to_the_reserve_and_the_quota_like_
         done = asyncio.Event()
 
         async def stream() -> None:
-            with gate.slot("GET", None, NDJSON):  # noqa: B023 (each round's gate and event, awaited in the round)
+            with gate.slot(None):  # noqa: B023 (each round's gate and event, awaited in the round)
                 await done.wait()  # noqa: B023
 
         held = [asyncio.create_task(stream()) for _ in range(open_)]
@@ -124,7 +123,7 @@ async def test_a_gate_without_a_cap_refuses_no_stream() -> None:
     done = asyncio.Event()
 
     async def stream() -> None:
-        with gate.slot("GET", None, NDJSON):
+        with gate.slot(None):
             await done.wait()
 
     held = [asyncio.create_task(stream()) for _ in range(300)]

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from moorage.__main__ import JsonFormatter
-from moorage.audit import stamp
+from moorage.access.audit import stamp
+from moorage.daemon.logsetup import JsonFormatter
 from moorage.schemas.common import docker_time, rfc3339
 from moorage.schemas.metrics import ContainerMetricsSchema
-from moorage.streams import heartbeat
+from moorage.web.responses import heartbeat
 
 WALL = 1764626400.1239  # 2025-12-01T22:00:00.1239 UTC
 MILLISECONDS = "2025-12-01T22:00:00.123Z"

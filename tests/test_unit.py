@@ -32,7 +32,7 @@ import aiohttp
 import psutil
 import pytest
 
-from moorage.auth import hash_key
+from moorage.access.keys import hash_key
 
 from .conftest import ROOT, TEST_IMAGE, TEST_LABEL, free_port, get_json, plain_key
 

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web, web_response
 from prometheus_client import CollectorRegistry
 
-from .api import setup_routes
-from .api.paths import API_PREFIX
-from .audit import AuditLog
-from .background import running, watching
-from .binds import BindLedger
-from .bindwatch import BindWatch, PolicyStops
-from .clientaddr import forwarded_client
-from .compression import compress_json
-from .config import ConfigError, LiveSettings, Settings
-from .engine import end_streams, engine_ctx
-from .keys import (
+from moorage.access.audit import AuditLog
+from moorage.access.ratelimit import FailedAuthLimiter
+from moorage.access.tokens import TokenIssuer, load_or_make_secret
+from moorage.api import setup_routes
+from moorage.api.paths import API_PREFIX
+from moorage.background import running, watching
+from moorage.containers.binds import BindLedger
+from moorage.containers.bindwatch import BindWatch, PolicyStops
+from moorage.containers.ownership import policy_mark
+from moorage.engine.client import BoundedDocker
+from moorage.engine.streams import EngineStreams
+from moorage.errors import ConfigError
+from moorage.images.pulls import PullHub
+from moorage.metrics.containers import ContainerStats
+from moorage.metrics.host import HostSampler, sampling
+from moorage.metrics.prometheus import ContainerCollector, HostCollector
+from moorage.settings import LiveSettings, Settings
+from moorage.web.compression import compress_json
+from moorage.web.middlewares import audit_middleware, auth_middleware, error_middleware
+from moorage.web.mutations import Mutations, run_to_end
+from moorage.web.openapi import serve_document
+from moorage.web.proxies import forwarded_client
+from moorage.web.requestid import answer_headers, request_context
+from moorage.web.requestmetrics import request_metrics
+from moorage.web.state import (
     AUDIT,
     BIND_LEDGER,
     CONTAINER_STATS,
@@ -25,24 +40,47 @@ from .keys import (
     LIMITER,
     LIVE,
     POLICY_STOPS,
+    PULLS,
     REGISTRY,
     SAMPLER,
     SETTINGS,
+    STREAMS,
     TOKENS,
 )
-from .middlewares import audit_middleware, auth_middleware, error_middleware
-from .mutations import Mutations, run_to_end
-from .openapi import serve_document
-from .ownership import policy_mark
-from .prometheus import ContainerCollector, HostCollector, request_metrics
-from .ratelimit import FailedAuthLimiter
-from .requestid import answer_headers, request_context
-from .sampler import HostSampler, sampling
-from .tokens import TokenIssuer, load_or_make_secret
 
 # Name no versions to unauthenticated callers: aiohttp's Server header lists Python's and its own, on every
 # answer, including its own 400s for requests it cannot parse, which no hook of the app sees.
 web_response.SERVER_SOFTWARE = "moorage"
+
+
+async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: aiodocker opens no connection here, so a stopped engine does not stop start-up."""
+    settings = app[SETTINGS].docker
+    docker = BoundedDocker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
+    app[DOCKER] = docker
+    server = app[SETTINGS].server
+    app[STREAMS] = EngineStreams(
+        settings,
+        server.max_streams,
+        per_key=server.max_streams_per_key,
+        admin_reserved=server.admin_reserved_streams,
+        heartbeat=server.heartbeat_seconds,
+    )
+    # Pulls have a pool of their own: a full pool of log streams must not make a pull wait for ever.
+    app[PULLS] = PullHub(EngineStreams(settings))
+    app[CONTAINER_STATS] = ContainerStats(settings)
+    try:
+        async with watching(app[CONTAINER_STATS], "container stats"):
+            yield
+    finally:
+        await app[PULLS].close()  # closes its pool too
+        await app[STREAMS].close()
+        await docker.close()
+
+
+async def end_streams(app: web.Application) -> None:
+    """on_shutdown: open log and event streams end now, not after aiohttp's shutdown_timeout."""
+    await app[STREAMS].end_all()
 
 
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:

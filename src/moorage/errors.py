@@ -1,15 +1,13 @@
-"""Errors that carry their HTTP status, and the one place where engine errors become API errors."""
+"""Errors that carry their HTTP status, the `{field, message}` a bad field is named by, and ConfigError.
+
+A leaf: the engine's errors become these in engine/errors.py, marshmallow's in web/requests.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import ClassVar
-
-from aiodocker.exceptions import DockerError
-
-# aiodocker reports "cannot connect to the engine" as this pseudo status.
-DOCKER_UNREACHABLE = 900
+from typing import Any, ClassVar
 
 
 class ApiError(Exception):
@@ -102,26 +100,25 @@ class EngineTimeout(ApiError):
     default_message = "the Docker engine did not answer in time"
 
 
-_BY_ENGINE_STATUS: dict[int, type[ApiError]] = {
-    400: BadRequest,
-    404: NotFound,
-    409: Conflict,
-    DOCKER_UNREACHABLE: EngineUnavailable,
-}
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
 
 
-# Engine 500s that are the request's fault, not the engine's (Docker 20.10), known by their text.
-_BY_ENGINE_MESSAGE: tuple[tuple[str, type[ApiError]], ...] = (
-    ("is not paused", Conflict),  # unpause of a container that is not paused
-    ("is marked for removal", Conflict),  # an action on a container being removed
-    ("Multiple IDs found with provided prefix", BadRequest),  # a short id that names several objects
-)
+FieldError = dict[str, str]
 
 
-def from_docker_error(err: DockerError) -> ApiError:
-    """Map an engine error to ours, keeping Docker's own text: it is what a Docker user knows."""
-    message = str(err.message).strip()
-    cls = _BY_ENGINE_STATUS.get(err.status)
-    if cls is None and err.status == 500:
-        cls = next((found for text, found in _BY_ENGINE_MESSAGE if text in message), None)
-    return (cls or BadGateway)(message or None)
+def flatten_errors(messages: Any, path: str = "") -> list[FieldError]:
+    """marshmallow's nested error dict as one `{field, message}` per bad field, `field` a dotted path."""
+    if isinstance(messages, Mapping):
+        out: list[FieldError] = []
+        for key, sub in messages.items():
+            sub_path = path if key == "_schema" else f"{path}.{key}" if path else str(key)
+            out.extend(flatten_errors(sub, sub_path or "_schema"))
+        return out
+    return [{"field": path or "_schema", "message": _join(messages)}]
+
+
+def _join(messages: Any) -> str:
+    if isinstance(messages, list):
+        return "; ".join(str(m) for m in messages)
+    return str(messages)

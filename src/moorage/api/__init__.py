@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import auth, containers, events, health, images, lifecycle, logs, metrics
+from moorage.api import auth, containers, events, health, images, lifecycle, logs, metrics
 
 
 def setup_routes(app: web.Application) -> None:

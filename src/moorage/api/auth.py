@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import requires
-from ..config import Role
-from ..envelope import ok
-from ..errors import BadRequest, Forbidden
-from ..keys import PRINCIPAL, TOKENS, VIA_TOKEN, live
-from ..openapi import documented, shape
-from ..schemas.auth import TokenRef, TokenRequest
-from ..timestamps import rfc3339
-from ..validation import load_json, load_path
-from .paths import API_PREFIX
+from moorage.api.paths import API_PREFIX
+from moorage.errors import BadRequest, Forbidden
+from moorage.schemas.auth import TokenRef, TokenRequest
+from moorage.settings import Role
+from moorage.timestamps import rfc3339
+from moorage.web.openapi import documented, shape
+from moorage.web.requests import load_json, load_path
+from moorage.web.responses import ok
+from moorage.web.roles import requires
+from moorage.web.state import PRINCIPAL, TOKENS, VIA_TOKEN, live
 
 routes = web.RouteTableDef()
 

@@ -6,14 +6,10 @@ import json
 
 from aiohttp import web
 
-from ..auth import requires
-from ..config import Role
-from ..engine import docker, engine_json, pulls
-from ..envelope import ok
-from ..keys import BIND_LEDGER, POLICY_STOPS, live
-from ..openapi import ENGINE, documented, page, shape
-from ..provision import create_container
-from ..schemas.containers import (
+from moorage.api.paths import API_PREFIX
+from moorage.containers.provision import create_container
+from moorage.engine.client import engine_json
+from moorage.schemas.containers import (
     ContainerDetailSchema,
     ContainerListQuery,
     ContainerRef,
@@ -21,10 +17,14 @@ from ..schemas.containers import (
     detail,
     summary,
 )
-from ..schemas.create import ContainerCreateSchema
-from ..schemas.lifecycle import DeleteQuery
-from ..validation import load_json, load_path, load_query
-from .paths import API_PREFIX
+from moorage.schemas.create import ContainerCreateSchema
+from moorage.schemas.lifecycle import DeleteQuery
+from moorage.settings import Role
+from moorage.web.openapi import ENGINE, documented, page, shape
+from moorage.web.requests import load_json, load_path, load_query
+from moorage.web.responses import ok
+from moorage.web.roles import requires
+from moorage.web.state import BIND_LEDGER, POLICY_STOPS, docker, live, pulls
 
 routes = web.RouteTableDef()
 

@@ -9,16 +9,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..auth import requires
-from ..config import Role
-from ..engine import stream_slot, streams
-from ..envelope import ndjson_line
-from ..openapi import NDJSON, STREAM, any_of, documented
-from ..schemas.events import EventSchema, HeartbeatSchema, StreamEndSchema
-from ..schemas.logs import EventQuery, engine_window
-from ..streams import Ndjson
-from ..validation import load_query
-from .paths import API_PREFIX
+from moorage.api.paths import API_PREFIX
+from moorage.schemas.events import EventSchema, HeartbeatSchema, StreamEndSchema
+from moorage.schemas.logs import EventQuery, engine_window
+from moorage.settings import Role
+from moorage.web.openapi import NDJSON, STREAM, any_of, documented
+from moorage.web.requests import load_query
+from moorage.web.responses import Ndjson, ndjson_line, serve_stream
+from moorage.web.roles import requires
+from moorage.web.state import stream_slot, streams
 
 routes = web.RouteTableDef()
 _EVENT = EventSchema()
@@ -48,7 +47,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                     return {"end": "done"}
                 return {"end": "engine_gone", "message": str(failure or "the engine ended the event stream")}
 
-            return await gate.serve(request, NDJSON, event_lines(engine), Ndjson(ending))
+            return await serve_stream(request, gate, NDJSON, event_lines(engine), Ndjson(ending))
 
 
 async def event_lines(engine: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

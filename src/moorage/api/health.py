@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import public
-from ..engine import docker
-from ..envelope import ok
-from ..openapi import ENGINE, documented, shape
+from moorage.web.openapi import ENGINE, documented, shape
+from moorage.web.responses import ok
+from moorage.web.roles import public
+from moorage.web.state import docker
 
 routes = web.RouteTableDef()
 

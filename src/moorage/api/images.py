@@ -10,16 +10,11 @@ from typing import Any
 import aiodocker
 from aiohttp import web
 
-from ..auth import requires
-from ..config import Role
-from ..engine import docker, pulls, stream_slot, streams
-from ..envelope import NDJSON, ndjson_line, ok
-from ..keys import live
-from ..middlewares import as_api_error
-from ..openapi import ENGINE, STREAM, any_of, documented, page, shape
-from ..registries import credentials_for
-from ..schemas.events import HeartbeatSchema
-from ..schemas.images import (
+from moorage.api.paths import API_PREFIX
+from moorage.engine.errors import as_api_error
+from moorage.images.registries import pull_auth
+from moorage.schemas.events import HeartbeatSchema
+from moorage.schemas.images import (
     ImageDeletedSchema,
     ImageDeleteQuery,
     ImageListQuery,
@@ -29,9 +24,12 @@ from ..schemas.images import (
     PullProgressSchema,
     PullQuery,
 )
-from ..streams import Ndjson
-from ..validation import load_json, load_path, load_query
-from .paths import API_PREFIX
+from moorage.settings import Role
+from moorage.web.openapi import ENGINE, STREAM, any_of, documented, page, shape
+from moorage.web.requests import load_json, load_path, load_query
+from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, serve_stream
+from moorage.web.roles import requires
+from moorage.web.state import docker, live, pulls, stream_slot, streams
 
 routes = web.RouteTableDef()
 
@@ -96,8 +94,7 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
     """Like `docker pull`: waits and answers the image, or streams NDJSON progress with ?stream=true."""
     stream = load_query(request, PullQuery)["stream"] or NDJSON in request.headers.get("Accept", "")
     body = await load_json(request, PullBody)
-    registry = credentials_for(body["name"], live(request).registries)
-    auth = registry.auth_header() if registry else None
+    auth = pull_auth(body["name"], live(request).registries)
     reference = body["reference"]
     if not stream:
         await pulls(request).pull(reference, auth)
@@ -129,7 +126,7 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
 
             # Leaving the subscription (the client left, or moorage stops) lets the pull go if it was the last.
             ending = Ndjson(outcome, shutdown=_SHUTDOWN, untold=_UNTOLD)
-            return await streams(request).serve(request, NDJSON, progress(), ending)
+            return await serve_stream(request, streams(request), NDJSON, progress(), ending)
 
 
 @routes.delete(f"{API_PREFIX}/images/{{image_id:.+}}")

@@ -13,18 +13,17 @@ import aiohttp
 from aiodocker.containers import DockerContainer
 from aiohttp import web
 
-from ..auth import requires
-from ..binds import recheck
-from ..config import Role
-from ..engine import docker
-from ..envelope import ok
-from ..keys import POLICY_STOPS, SETTINGS, live
-from ..openapi import ENGINE, documented
-from ..schemas.common import StrictSchema
-from ..schemas.containers import ContainerDetailSchema, ContainerRef, detail
-from ..schemas.lifecycle import KillQuery, NoQuery, StopQuery
-from ..validation import load_path, load_query
-from .paths import API_PREFIX
+from moorage.api.paths import API_PREFIX
+from moorage.containers.binds import recheck
+from moorage.schemas.common import StrictSchema
+from moorage.schemas.containers import ContainerDetailSchema, ContainerRef, detail
+from moorage.schemas.lifecycle import KillQuery, NoQuery, StopQuery
+from moorage.settings import Role
+from moorage.web.openapi import ENGINE, documented
+from moorage.web.requests import load_path, load_query
+from moorage.web.responses import ok
+from moorage.web.roles import requires
+from moorage.web.state import POLICY_STOPS, SETTINGS, docker, live
 
 routes = web.RouteTableDef()
 

@@ -8,19 +8,19 @@ from typing import Any
 from aiodocker.exceptions import DockerError
 from aiohttp import web
 
-from ..auth import requires
-from ..config import LogsSettings, Role
-from ..engine import docker, stream_slot, streams
-from ..envelope import JSON, ndjson_line, ok
-from ..keys import live
-from ..logs import LogLine, first_line, fitting, split_lines, whole_lines
-from ..openapi import NDJSON, STREAM, any_of, documented, listing, shape
-from ..schemas.containers import ContainerRef
-from ..schemas.events import HeartbeatSchema, StreamEndSchema
-from ..schemas.logs import LogLineSchema, LogQuery, engine_window
-from ..streams import ENGINE_STREAM_ERRORS, Ndjson, batched
-from ..validation import load_path, load_query
-from .paths import API_PREFIX
+from moorage.api.paths import API_PREFIX
+from moorage.engine.errors import ENGINE_STREAM_ERRORS
+from moorage.engine.frames import LogLine, first_line, fitting, split_lines, whole_lines
+from moorage.engine.streams import batched
+from moorage.schemas.containers import ContainerRef
+from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
+from moorage.schemas.logs import LogLineSchema, LogQuery, engine_window
+from moorage.settings import LogsSettings, Role
+from moorage.web.openapi import NDJSON, STREAM, any_of, documented, listing, shape
+from moorage.web.requests import load_path, load_query
+from moorage.web.responses import JSON, Ndjson, ndjson_line, ok, serve_stream
+from moorage.web.roles import requires
+from moorage.web.state import docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
 _LINE = LogLineSchema()
@@ -102,7 +102,7 @@ async def stream_lines(
             return await log_ended(request, container_id, query, failure)
 
         ndjson = Ndjson(ending)
-    return await streams(request).serve(request, MEDIA_TYPES[fmt], write_runs(runs, fmt), ndjson)
+    return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], write_runs(runs, fmt), ndjson)
 
 
 async def write_runs(runs: AsyncIterator[tuple[int, bytes]], fmt: str) -> AsyncIterator[bytes]:

@@ -8,18 +8,17 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..auth import requires
-from ..config import Role
-from ..container_stats import idle
-from ..engine import docker
-from ..envelope import ok
-from ..errors import EngineUnavailable, ServiceUnavailable
-from ..keys import CONTAINER_STATS, REGISTRY, SAMPLER
-from ..openapi import ENGINE, documented, listing, page, shape
-from ..schemas.containers import ContainerRef
-from ..schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
-from ..validation import load_path, load_query
-from .paths import API_PREFIX
+from moorage.api.paths import API_PREFIX
+from moorage.errors import EngineUnavailable, ServiceUnavailable
+from moorage.metrics.containers import idle
+from moorage.schemas.containers import ContainerRef
+from moorage.schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
+from moorage.settings import Role
+from moorage.web.openapi import ENGINE, documented, listing, page, shape
+from moorage.web.requests import load_path, load_query
+from moorage.web.responses import ok
+from moorage.web.roles import requires
+from moorage.web.state import CONTAINER_STATS, REGISTRY, SAMPLER, docker
 
 routes = web.RouteTableDef()
 _RESOURCES = HostResourcesSchema()

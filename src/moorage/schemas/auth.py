@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from ..config import Role
-from .common import StrictSchema
-from .fields import matches
+from moorage.schemas.common import StrictSchema
+from moorage.schemas.fields import matches
+from moorage.settings import Role
 
 
 class TokenRequest(StrictSchema):

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from ..timestamps import rfc3339
-from .fields import JsonSchema
+from moorage.schemas.fields import JsonSchema
+from moorage.timestamps import rfc3339
 
 # Docker writes this for "never" (a container that has not started or finished yet).
 _DOCKER_ZERO_TIME = "0001-01-01T"

@@ -11,9 +11,10 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from ..ownership import POLICY_LABEL
-from .common import PageQuery, StrictSchema, docker_time
-from .fields import WHITESPACE, matches
+from moorage.containers.ownership import POLICY_LABEL
+from moorage.engine.shapes import listed_name, restart_policy
+from moorage.schemas.common import PageQuery, StrictSchema, docker_time
+from moorage.schemas.fields import WHITESPACE, matches
 
 # The first character of a label filter: not "=" and not whitespace.
 _LABEL_START = f"[^={WHITESPACE}]"
@@ -68,13 +69,6 @@ def environment(env: Iterable[str] | None) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
-def restart_policy(policy: Mapping[str, Any] | None) -> str:
-    """As `docker run --restart` spells it: no, always, unless-stopped, on-failure[:N]."""
-    name = (policy or {}).get("Name") or "no"
-    retries = (policy or {}).get("MaximumRetryCount") or 0
-    return f"{name}:{retries}" if name == "on-failure" and retries else name
-
-
 def volumes(mounts: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """Mounts in the shape of the create request's `volumes`, with their type."""
     out = []
@@ -109,12 +103,6 @@ def summary(c: Mapping[str, Any]) -> dict[str, Any]:
         "ports": ports_from_list(c["Ports"]),
         "labels": shown(c["Labels"]),
     }
-
-
-def listed_name(c: Any) -> str:
-    """A container's name from an item of the engine's list (a mapping, or aiodocker's container, which reads
-    as one by key only): `Names`, each with a leading slash."""
-    return str((c["Names"] or ["/"])[0]).lstrip("/")
 
 
 def shown(labels: Mapping[str, str] | None) -> Mapping[str, str]:

@@ -14,10 +14,20 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from ..models import BindVolume, CreateRequest, Device, Healthcheck, NamedVolume, PullPolicy, RestartPolicy
-from .common import KeyedDict, StrictSchema
-from .containers import CONTAINER_NAME
-from .fields import (
+from moorage.containers.model import (
+    VOLUME_NAME,
+    BindVolume,
+    CreateRequest,
+    Device,
+    Healthcheck,
+    NamedVolume,
+    PullPolicy,
+    RestartPolicy,
+    normalize_capability,
+)
+from moorage.schemas.common import KeyedDict, StrictSchema
+from moorage.schemas.containers import CONTAINER_NAME
+from moorage.schemas.fields import (
     INT64_MAX,
     MAX_ARGS,
     MAX_COMMAND_TEXT,
@@ -34,10 +44,8 @@ from .fields import (
     matches,
     valid_text,
 )
-from .ports import Ports
-from .references import reference
-
-VOLUME_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"
+from moorage.schemas.ports import Ports
+from moorage.schemas.references import reference
 
 _NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 _HOSTNAME_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
@@ -58,11 +66,6 @@ MAX_DEVICES = 64
 MAX_SECURITY_OPTS = 16
 
 _CAPABILITY = matches(r"[A-Za-z][A-Za-z0-9_]{0,63}", "not a capability name such as NET_ADMIN")
-
-
-def normalize_capability(name: str) -> str:
-    """ "cap_net_admin" and "NET_ADMIN" are one capability to the engine: compare and send one form."""
-    return name.upper().removeprefix("CAP_")
 
 
 def _container_path(value: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from .common import DockerTime
+from moorage.schemas.common import DockerTime
 
 _TEXT = {"type": ["string", "null"]}
 

@@ -6,9 +6,10 @@ from typing import Any
 
 from marshmallow import Schema, fields, post_load
 
-from .common import DockerTime, PageQuery, StrictSchema
-from .fields import Text, matches
-from .references import TAG, image_ref, repository
+from moorage.images.references import TAG
+from moorage.schemas.common import DockerTime, PageQuery, StrictSchema
+from moorage.schemas.fields import Text, matches
+from moorage.schemas.references import image_ref, repository
 
 # The types of computed fields, for the document: apispec cannot see what a function returns.
 _STRINGS = {"type": "array", "items": {"type": "string"}}

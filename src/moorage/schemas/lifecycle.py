@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, validate
 
-from .common import StrictSchema
-from .fields import WHITESPACE, JsonSchema
+from moorage.schemas.common import StrictSchema
+from moorage.schemas.fields import WHITESPACE, JsonSchema
 
 _SIGNAL_NAMES = {sig.name for sig in signal.Signals}
 MAX_SIGNAL = 64  # Linux's SIGRTMAX

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
-from ..logs import CutLogLine
-from .common import StrictSchema
-from .fields import DURATION, JsonSchema, anchored, duration_ns, valid_text
+from moorage.engine.frames import CutLogLine
+from moorage.schemas.common import StrictSchema
+from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, valid_text
 
 FORMATS = ("json", "text", "ndjson")
 _UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")

@@ -6,8 +6,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from ..timestamps import rfc3339
-from .common import StrictSchema
+from moorage.schemas.common import StrictSchema
+from moorage.timestamps import rfc3339
 
 
 def _first_disk_percent(sample: dict[str, Any]) -> float | None:

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields
 
-from ..models import PortBinding
-from .common import KeyedDict
-from .fields import JsonSchema, Text, anchored, valid_text
+from moorage.containers.model import PortBinding
+from moorage.schemas.common import KeyedDict
+from moorage.schemas.fields import JsonSchema, Text, anchored, valid_text
 
 MAX_PORTS = 256  # published container ports in one create
 MAX_BINDINGS = 16  # host bindings of one port

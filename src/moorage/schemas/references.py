@@ -1,4 +1,4 @@
-"""Docker image references (distribution/reference), checked before any reaches the engine or its URL."""
+"""Validators of image references, checked before any reaches the engine or its URL."""
 
 from __future__ import annotations
 
@@ -6,28 +6,7 @@ import re
 
 from marshmallow import ValidationError
 
-# `-+` for the grammar's `-*` separator: equivalent, but it cannot backtrack exponentially in Python's
-# engine. [0-9], not \d: \d is Unicode.
-_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_PORT = r"(?::[0-9]{1,5})"
-# A first component is a registry only as Docker decides (splitDockerDomain): with a dot, a port, or
-# `localhost`; otherwise it is part of a Docker Hub path, and must be lowercase like one.
-_HOSTNAMES = (rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})+{_PORT}?", rf"{_DOMAIN_PART}{_PORT}", rf"localhost{_PORT}?")
-DOMAIN = "(?:" + "|".join((*_HOSTNAMES, rf"\[[0-9a-fA-F:]+\]{_PORT}?")) + ")"
-NAME = rf"(?:{DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*"
-TAG = r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}"
-DIGEST = r"sha256:[0-9a-f]{64}"
-_REFERENCE = re.compile(rf"(?P<name>{NAME})(?::{TAG})?(?:@{DIGEST})?")
-# An image id as `docker rmi` takes it: full, with its algorithm, or a unique prefix.
-_IMAGE_ID = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}")
-_MAX_NAME = 255
-REFERENCE_RULE = "not an image reference: [registry/]repo[:tag] or [registry/]repo@sha256:<hex>"
-
-
-def is_reference(value: str) -> bool:
-    found = _REFERENCE.fullmatch(value) if len(value) <= 2 * _MAX_NAME else None
-    return bool(found) and len(found["name"]) <= _MAX_NAME
+from moorage.images.references import IMAGE_ID, MAX_NAME, NAME, REFERENCE_RULE, is_reference
 
 
 def reference(value: str) -> None:
@@ -38,26 +17,11 @@ def reference(value: str) -> None:
 
 def repository(value: str) -> None:
     """Validator: a repository name alone ([registry/]repo), as the pull body's `name` carries it."""
-    if len(value) > _MAX_NAME or not re.fullmatch(NAME, value):
+    if len(value) > MAX_NAME or not re.fullmatch(NAME, value):
         raise ValidationError("not a repository name: [registry[:port]/]path, lowercase")
 
 
 def image_ref(value: str) -> None:
     """Validator: an image id, short id or reference, as `docker rmi` takes them."""
-    if not (_IMAGE_ID.fullmatch(value) or is_reference(value)):
+    if not (IMAGE_ID.fullmatch(value) or is_reference(value)):
         raise ValidationError("not an image id or reference")
-
-
-def registry_host(name: str) -> str | None:
-    """The registry a repository name points at, as Docker decides it: a first part with a dot, a port or
-    `localhost`; None for Docker Hub."""
-    first, slash, _ = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return None
-
-
-def with_default_tag(ref: str) -> str:
-    """`repo` as Docker reads it, `repo:latest`; a reference with a tag or digest is left as it is."""
-    last = ref.rsplit("/", 1)[-1]
-    return ref if "@" in ref or ":" in last else f"{ref}:latest"

@@ -1,0 +1,274 @@
+"""Settings: config.toml read with tomllib, validated by marshmallow, frozen into dataclasses.
+
+A bad file must stop start-up with a message naming the key and the file, so every section
+raises on unknown keys and the CLI turns `ConfigError` into exit status `EXIT_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Any
+
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from moorage.config.policy import PolicySchema
+from moorage.config.registries import RegistrySchema
+from moorage.errors import ConfigError, flatten_errors
+from moorage.schemas.common import StrictSchema
+from moorage.schemas.fields import ABSOLUTE_PATH, matches
+from moorage.settings import (
+    HEADERS,
+    ApiKey,
+    AuditSettings,
+    AuthSettings,
+    DockerSettings,
+    IPNetwork,
+    LogsSettings,
+    MetricsSettings,
+    Role,
+    ServerSettings,
+    Settings,
+)
+
+EXIT_CONFIG = 2
+# The most of max_streams that the default [server] admin_reserved_streams keeps for admins.
+RESERVE_SHARE = 0.5
+DEFAULT_PATHS = (Path("/etc/moorage/config.toml"), Path("config.toml"))
+
+
+def default_state_dir() -> str:
+    # systemd's StateDirectory= sets this; it may hold several colon-separated paths.
+    from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return from_systemd or str(ServerSettings.state_dir)
+
+
+class _Section(StrictSchema):
+    """A section of the file: strict, as every key must be known."""
+
+
+class Network(fields.Field[IPNetwork]):
+    """A network in CIDR notation ("10.0.0.0/8", "::1/128"), or one address."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> IPNetwork:
+        if not isinstance(value, str):
+            raise ValidationError('a network as a string, such as "10.0.0.0/8"')
+        try:
+            return ip_network(value)
+        except ValueError as err:
+            raise ValidationError(f"not a network in CIDR notation: {err}") from None
+
+
+class ServerSchema(_Section):
+    host = fields.String(load_default=ServerSettings.host, validate=validate.Length(min=1))
+    port = fields.Integer(strict=True, load_default=ServerSettings.port, validate=validate.Range(1, 65535))
+    state_dir = fields.String(load_default=default_state_dir, validate=validate.Length(min=1))
+    max_body_size = fields.Integer(
+        strict=True, load_default=ServerSettings.max_body_size, validate=validate.Range(1024, 64 * 1024 * 1024)
+    )
+    max_streams = fields.Integer(
+        strict=True, load_default=ServerSettings.max_streams, validate=validate.Range(1, 10000)
+    )
+    max_streams_per_key = fields.Integer(
+        strict=True, load_default=ServerSettings.max_streams_per_key, validate=validate.Range(1, 10000)
+    )
+    admin_reserved_streams = fields.Integer(strict=True, load_default=None, validate=validate.Range(0, 10000))
+    heartbeat_seconds = fields.Float(load_default=ServerSettings.heartbeat_seconds, validate=validate.Range(0.1, 3600))
+    shutdown_timeout = fields.Float(load_default=ServerSettings.shutdown_timeout, validate=validate.Range(0, 600))
+    keepalive_timeout = fields.Float(load_default=ServerSettings.keepalive_timeout, validate=validate.Range(0.1, 3600))
+    body_timeout = fields.Float(load_default=ServerSettings.body_timeout, validate=validate.Range(0.1, 3600))
+    max_line_size = fields.Integer(
+        strict=True, load_default=ServerSettings.max_line_size, validate=validate.Range(1024, 1024 * 1024)
+    )
+    max_field_size = fields.Integer(
+        strict=True, load_default=ServerSettings.max_field_size, validate=validate.Range(1024, 1024 * 1024)
+    )
+    max_headers = fields.Integer(strict=True, load_default=ServerSettings.max_headers, validate=validate.Range(8, 1024))
+    log_format = fields.String(load_default=ServerSettings.log_format, validate=validate.OneOf(("text", "json")))
+    access_log = fields.Boolean(load_default=ServerSettings.access_log)
+    trusted_proxies = fields.List(Network(), load_default=list)
+    forwarded_header = fields.String(load_default=ServerSettings.forwarded_header, validate=validate.OneOf(HEADERS))
+
+    @validates_schema
+    def reserve_within_streams(self, data: dict[str, Any], **_: Any) -> None:
+        """A reserve of every stream would refuse each key that is not admin with nothing open: one given is
+        refused rather than cut down, so that the file says what a small max_streams leaves the other keys."""
+        reserved = data.get("admin_reserved_streams")
+        if reserved is not None and reserved >= data["max_streams"]:
+            raise ValidationError(
+                f"must be less than max_streams ({data['max_streams']}): the rest is what keys that are not admin"
+                " may stream",
+                "admin_reserved_streams",
+            )
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> ServerSettings:
+        reserved = data["admin_reserved_streams"]
+        if reserved is None:  # the default, but never more than a share of a small max_streams
+            reserved = min(ServerSettings.admin_reserved_streams, int(data["max_streams"] * RESERVE_SHARE))
+        return ServerSettings(
+            **{
+                **data,
+                "state_dir": Path(data["state_dir"]),
+                "trusted_proxies": tuple(data["trusted_proxies"]),
+                "admin_reserved_streams": reserved,
+            }
+        )
+
+
+class DockerSchema(_Section):
+    url = fields.String(
+        load_default=DockerSettings.url,
+        validate=matches(r"(unix|tcp|http|https)://.+", "must be a unix://, tcp:// or http(s):// URL"),
+    )
+    timeout = fields.Float(load_default=DockerSettings.timeout, validate=validate.Range(min=0, min_inclusive=False))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> DockerSettings:
+        return DockerSettings(**data)
+
+
+# Match with `fullmatch` (or `matches`): `re.match` and a `$` would take a trailing newline.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+KEY_NAME_RULE = "letters, digits, _ . @ - (at most 64, starting with a letter or digit)"
+
+
+class ApiKeySchema(_Section):
+    name = fields.String(required=True, validate=matches(KEY_NAME, KEY_NAME_RULE))
+    role = fields.Enum(Role, by_value=True, required=True)
+    sha256 = fields.String(
+        required=True, validate=matches(r"[0-9a-fA-F]{64}", "must be the 64 hex digits of a SHA-256")
+    )
+    disabled = fields.Boolean(load_default=False)
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> ApiKey:
+        return ApiKey(name=data["name"], role=data["role"], sha256=data["sha256"].lower(), disabled=data["disabled"])
+
+
+class AuthSchema(_Section):
+    api_keys = fields.List(fields.Nested(ApiKeySchema), load_default=list)
+    token_secret_file = fields.String(validate=ABSOLUTE_PATH)
+    token_ttl = fields.Integer(strict=True, load_default=AuthSettings.token_ttl, validate=validate.Range(1, 10**7))
+    token_max_ttl = fields.Integer(
+        strict=True, load_default=AuthSettings.token_max_ttl, validate=validate.Range(1, 10**7)
+    )
+    failed_limit = fields.Integer(
+        strict=True, load_default=AuthSettings.failed_limit, validate=validate.Range(1, 10**6)
+    )
+    failed_window = fields.Float(load_default=AuthSettings.failed_window, validate=validate.Range(1, 86400))
+
+    @validates_schema
+    def distinct(self, data: dict[str, Any], **_: Any) -> None:
+        keys: list[ApiKey] = data.get("api_keys", [])
+        for attr in ("name", "sha256"):
+            values = [getattr(key, attr) for key in keys]
+            if len(values) != len(set(values)):
+                raise ValidationError(f"two keys have the same {attr}", "api_keys")
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> AuthSettings:
+        secret = data.get("token_secret_file")
+        return AuthSettings(
+            **{**data, "api_keys": tuple(data["api_keys"]), "token_secret_file": Path(secret) if secret else None}
+        )
+
+
+class AuditSchema(_Section):
+    path = fields.String(validate=ABSOLUTE_PATH)
+    fold_seconds = fields.Float(load_default=AuditSettings.fold_seconds, validate=validate.Range(0, 86400))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> AuditSettings:
+        return AuditSettings(**{**data, "path": Path(data["path"]) if "path" in data else None})
+
+
+class LogsSchema(_Section):
+    max_lines = fields.Integer(strict=True, load_default=LogsSettings.max_lines, validate=validate.Range(1, 1_000_000))
+    max_page_bytes = fields.Integer(
+        strict=True, load_default=LogsSettings.max_page_bytes, validate=validate.Range(1024, 256 * 1024 * 1024)
+    )
+    max_line_bytes = fields.Integer(
+        strict=True, load_default=LogsSettings.max_line_bytes, validate=validate.Range(1024, 64 * 1024 * 1024)
+    )
+
+    @validates_schema
+    def line_fits_page(self, data: dict[str, Any], **_: Any) -> None:
+        """So that a page of one line, the least a page holds, is within max_page_bytes too."""
+        if data["max_line_bytes"] > data["max_page_bytes"]:
+            raise ValidationError("must not be more than max_page_bytes", "max_line_bytes")
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> LogsSettings:
+        return LogsSettings(**data)
+
+
+class MetricsSchema(_Section):
+    interval = fields.Float(load_default=MetricsSettings.interval, validate=validate.Range(0.1, 60))
+    history_seconds = fields.Float(load_default=MetricsSettings.history_seconds, validate=validate.Range(1, 86400))
+    disk_paths = fields.List(
+        fields.String(validate=ABSOLUTE_PATH),
+        load_default=lambda: list(MetricsSettings.disk_paths),
+    )
+    public_prometheus = fields.Boolean(load_default=False)
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> MetricsSettings:
+        return MetricsSettings(**{**data, "disk_paths": tuple(data["disk_paths"])})
+
+
+class SettingsSchema(_Section):
+    # A missing section is loaded from {} so that its defaults are computed like a present one's.
+    server = fields.Nested(ServerSchema, load_default=lambda: ServerSchema().load({}))
+    docker = fields.Nested(DockerSchema, load_default=lambda: DockerSchema().load({}))
+    auth = fields.Nested(AuthSchema, load_default=lambda: AuthSchema().load({}))
+    logs = fields.Nested(LogsSchema, load_default=lambda: LogsSchema().load({}))
+    metrics = fields.Nested(MetricsSchema, load_default=lambda: MetricsSchema().load({}))
+    audit = fields.Nested(AuditSchema, load_default=lambda: AuditSchema().load({}))
+    policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
+    registries = fields.List(fields.Nested(RegistrySchema), load_default=list)
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> Settings:
+        return Settings(**{**data, "registries": tuple(data["registries"])})
+
+
+def settings_from_mapping(data: Mapping[str, Any], source: str = "<settings>") -> Settings:
+    try:
+        settings: Settings = SettingsSchema().load(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in flatten_errors(err.messages))
+        raise ConfigError(f"{source}: {problems}") from None
+    return settings
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def load_settings(path: Path) -> Settings:
+    return settings_from_mapping(read_toml(path), str(path))
+
+
+def resolve_config_path(cli_path: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """--config, else $MOORAGE_CONFIG, else /etc/moorage/config.toml, else ./config.toml."""
+    if cli_path:
+        return Path(cli_path)
+    if env.get("MOORAGE_CONFIG"):
+        return Path(env["MOORAGE_CONFIG"])
+    return next((path for path in DEFAULT_PATHS if path.exists()), DEFAULT_PATHS[-1])
+
+
+def key_toml(key: ApiKey) -> str:
+    """The `[[auth.api_keys]]` block for a key: what keygen prints and the generated-key file holds."""
+    return f'[[auth.api_keys]]\nname = "{key.name}"\nrole = "{key.role.value}"\nsha256 = "{key.sha256}"\n'

@@ -1,0 +1,74 @@
+"""`[policy]` of config.toml: what an operator may allow, checked as the file is read."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any
+
+from marshmallow import ValidationError, fields, post_load, validates_schema
+from marshmallow.validate import Range
+
+from moorage.containers.policy import forbidden_path
+from moorage.schemas.common import StrictSchema
+from moorage.schemas.create import CPUS, Capability
+from moorage.schemas.fields import Duration, MemorySize, StrictBool
+from moorage.settings import PolicySettings
+
+
+def _allowed_root(value: str) -> None:
+    if not os.path.isabs(value) or os.path.normpath(value) != value:
+        raise ValidationError("must be an absolute path without . or .. or a trailing /")
+    if found := forbidden_path(value):
+        raise ValidationError(f"can never be allowed: it is or contains {found}")
+
+
+def _ip_address(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValidationError("must be an IPv4 or IPv6 address") from None
+    if "%" in value:  # a zone: the create schema refuses one in host_ip, so it could never match
+        raise ValidationError("must be an address without a zone")
+
+
+def _no_all(names: list[str]) -> None:
+    if "ALL" in names:
+        raise ValidationError("ALL is never allowed: list the capabilities one by one")
+
+
+class PolicySchema(StrictSchema):
+    allowed_host_paths = fields.List(fields.String(validate=_allowed_root), load_default=list)
+    allow_privileged = StrictBool(load_default=False)
+    # Loaded as the request's cap_add is, so that "cap_all" is caught as ALL.
+    allowed_capabilities = fields.List(Capability(), load_default=list, validate=_no_all)
+    allow_host_network = StrictBool(load_default=False)
+    allow_host_pid = StrictBool(load_default=False)
+    allow_host_ipc = StrictBool(load_default=False)
+    allow_host_uts = StrictBool(load_default=False)
+    allow_host_userns = StrictBool(load_default=False)
+    allow_devices = StrictBool(load_default=False)
+    allowed_sysctls = fields.List(fields.String(), load_default=list)
+    allowed_runtimes = fields.List(fields.String(), load_default=lambda: ["runc"])
+    default_memory = MemorySize(allow_none=True, load_default=None)
+    max_memory = MemorySize(allow_none=True, load_default=None)
+    default_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
+    max_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
+    default_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
+    max_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
+    min_healthcheck_interval = Duration(load_default=PolicySettings.min_healthcheck_interval)
+    allowed_host_ips = fields.List(fields.String(validate=_ip_address), load_default=list)
+    allow_privileged_ports = StrictBool(load_default=False)
+
+    @validates_schema
+    def defaults_within_maxima(self, data: dict[str, Any], **_: Any) -> None:
+        for kind in ("memory", "pids_limit", "cpus"):
+            default, maximum = data[f"default_{kind}"], data[f"max_{kind}"]
+            if default is not None and maximum is not None and default > maximum:
+                raise ValidationError(f"must not exceed max_{kind}", f"default_{kind}")
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> PolicySettings:
+        sets = {name: frozenset(data[name]) for name in ("allowed_capabilities", "allowed_sysctls", "allowed_runtimes")}
+        sets["allowed_host_ips"] = frozenset(str(ipaddress.ip_address(ip)) for ip in data["allowed_host_ips"])
+        return PolicySettings(**{**data, **sets, "allowed_host_paths": tuple(data["allowed_host_paths"])})

@@ -1,0 +1,193 @@
+"""Container metrics kept current in the background, so that a request costs no engine stats call.
+
+The engine's stats call waits for a second reading (about a second per container). Instead, each
+running container has an open stats stream (one reading a second, each with the one before, so CPU is
+computed as `docker stats` does), and the engine's start/die events open and close those streams: a
+new container has readings within a second or two, and no list is polled. When the engine goes away,
+the watcher retries until it is back and starts over from the list of running containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiodocker.exceptions import DockerError
+
+from moorage.background import again_and_again, cancel_and_wait
+from moorage.engine.errors import ENGINE_STREAM_ERRORS
+from moorage.engine.shapes import listed_name
+from moorage.engine.streams import EngineStreams
+from moorage.settings import DockerSettings
+
+_LOGGER = logging.getLogger(__name__)
+Reading = dict[str, Any]
+_RETRY = 1.0  # seconds between attempts to reach a missing engine
+_WATCHED_EVENTS = ("start", "unpause", "die", "destroy")
+
+
+def reading(stats: Mapping[str, Any], name: str) -> Reading:
+    """One stats record of the engine in moorage's shape, computed as the Docker CLI computes `docker stats`."""
+    cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (precpu.get("cpu_usage") or {}).get(
+        "total_usage", 0
+    )
+    system_delta = cpu.get("system_cpu_usage", 0) - precpu.get("system_cpu_usage", 0)
+    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or ()) or 1
+    cpu_percent = cpu_delta / system_delta * online * 100 if cpu_delta > 0 and system_delta > 0 else 0.0
+    memory = stats.get("memory_stats") or {}
+    usage, limit = memory.get("usage", 0), memory.get("limit", 0)
+    detail = memory.get("stats") or {}
+    # Page cache is not the container's own use: cgroup v1 reports it as total_inactive_file, v2 as inactive_file.
+    inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+    used = usage - inactive if inactive < usage else usage
+    networks = {
+        interface: {"rx_bytes": n.get("rx_bytes", 0), "tx_bytes": n.get("tx_bytes", 0)}
+        for interface, n in (stats.get("networks") or {}).items()
+    }
+    io = (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or ()
+    return {
+        "id": stats.get("id"),
+        "name": name,
+        "status": "running",
+        "cpu_percent": round(cpu_percent, 2),
+        "online_cpus": online,
+        "memory": {"usage": used, "limit": limit, "percent": round(used / limit * 100, 2) if limit else 0.0},
+        "network": {
+            "rx_bytes": sum(n["rx_bytes"] for n in networks.values()),
+            "tx_bytes": sum(n["tx_bytes"] for n in networks.values()),
+            "interfaces": networks,
+        },
+        "block_io": {
+            "read_bytes": sum(e.get("value", 0) for e in io if str(e.get("op", "")).lower() == "read"),
+            "write_bytes": sum(e.get("value", 0) for e in io if str(e.get("op", "")).lower() == "write"),
+        },
+        "pids": (stats.get("pids_stats") or {}).get("current", 0),
+        "sampled_at": time.time(),
+    }
+
+
+def idle(container_id: str, name: str, status: str) -> Reading:
+    """What a container that is not running uses: nothing."""
+    return {
+        "id": container_id,
+        "name": name,
+        "status": status,
+        "cpu_percent": 0.0,
+        "online_cpus": 0,
+        "memory": {"usage": 0, "limit": 0, "percent": 0.0},
+        "network": {"rx_bytes": 0, "tx_bytes": 0, "interfaces": {}},
+        "block_io": {"read_bytes": 0, "write_bytes": 0},
+        "pids": 0,
+        "sampled_at": time.time(),
+    }
+
+
+class ContainerStats:
+    """The latest reading of each running container. `connected` says whether the engine is followed now."""
+
+    def __init__(self, docker: DockerSettings) -> None:
+        # A pool of its own, without the cap of the request streams: a stream per running container
+        # must neither count against callers' streams nor wait behind them.
+        self._engine = EngineStreams(docker)
+        self.connected = False
+        self._latest: dict[str, Reading] = {}
+        self._streams: dict[str, asyncio.Task[None]] = {}
+        self._arrived = asyncio.Event()  # set (and cleared) at each reading, for first_reading's waiters
+
+    def find(self, ref: str) -> Reading | None:
+        """The reading of a running container by full id or exact name; anything else (a short id, which a
+        stopped container's name could shadow) is for the engine to resolve."""
+        return self._latest.get(ref) or next((r for r in self._latest.values() if r["name"] == ref), None)
+
+    async def first_reading(self, container_id: str, seconds: float) -> Reading | None:
+        """A container that has just started has its first reading within about a second: wait for it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while container_id not in self._latest:
+                    await self._arrived.wait()
+        return self._latest.get(container_id)
+
+    def running(self) -> list[Reading]:
+        return list(self._latest.values())
+
+    async def run(self) -> None:
+        """Follow the engine for as long as the app runs, starting over whenever the engine comes back."""
+        await again_and_again(self._follow, "container stats", ENGINE_STREAM_ERRORS, _RETRY, self._lost)
+
+    def _lost(self) -> None:
+        self.connected = False
+        self._stop_all()
+
+    async def _follow(self) -> None:
+        params = {"filters": json.dumps({"type": ["container"], "event": list(_WATCHED_EVENTS)})}
+        async with self._engine.request("GET", "/events", params) as events:
+            # Events first, then the list: a container started in between is seen at least once.
+            listed = await self._list_running()
+            for container_id, name in listed.items():
+                self._watch(container_id, name)
+            self.connected = True
+            async for line in events.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                container_id = (event.get("Actor") or {}).get("ID") or event.get("id")
+                name = ((event.get("Actor") or {}).get("Attributes") or {}).get("name", "")
+                if event.get("Action") in ("start", "unpause"):
+                    self._watch(container_id, name)
+                else:
+                    self._forget(container_id)
+
+    async def _list_running(self) -> dict[str, str]:
+        params = {"filters": json.dumps({"status": ["running"]})}
+        async with self._engine.request("GET", "/containers/json", params) as response:
+            listed = await response.json(content_type=None)
+        return {c["Id"]: listed_name(c) for c in listed}
+
+    def _watch(self, container_id: str, name: str) -> None:
+        if container_id not in self._streams:
+            self._streams[container_id] = asyncio.create_task(self._stream(container_id, name), name=f"stats {name}")
+
+    def _forget(self, container_id: str) -> None:
+        task = self._streams.pop(container_id, None)
+        if task:
+            task.cancel()
+        self._latest.pop(container_id, None)
+
+    def _stop_all(self) -> None:
+        for container_id in list(self._streams):
+            self._forget(container_id)
+
+    async def _stream(self, container_id: str, name: str) -> None:
+        """Read the container's stats until its die event cancels this; a stream that breaks is reopened."""
+        try:
+            while True:
+                try:
+                    params = {"stream": "true"}
+                    async with self._engine.request("GET", f"/containers/{container_id}/stats", params) as resp:
+                        async for line in resp.content:
+                            if line.strip():
+                                self._latest[container_id] = reading(json.loads(line), name)
+                                self._arrived.set()
+                                self._arrived.clear()
+                except (DockerError, OSError, ValueError) as err:
+                    _LOGGER.info("stats of %s broke: %s", name, err)
+                # No reading rather than an old one, until the stream is back (or the die event comes).
+                self._latest.pop(container_id, None)
+                await asyncio.sleep(_RETRY)
+        finally:
+            if self._streams.get(container_id) is asyncio.current_task():
+                self._streams.pop(container_id, None)
+                self._latest.pop(container_id, None)
+
+    async def close(self) -> None:
+        tasks = list(self._streams.values())
+        self._stop_all()
+        for task in tasks:
+            await cancel_and_wait(task)
+        await self._engine.close()

@@ -1,0 +1,289 @@
+"""The OpenAPI 3.1 document, built from the schemas that validate requests and shape responses.
+
+Each handler declares its operation beside it with `@documented(...)`, as it declares its role with
+`@requires`; the document is built once by walking the router, so a route that declares nothing stops
+the app from being built rather than going undocumented.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+from aiohttp import web
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+
+from moorage import __version__
+from moorage.schemas.fields import matches
+from moorage.settings import Role
+from moorage.web.responses import NDJSON as NDJSON  # the routes declare their streams with it
+from moorage.web.responses import RETRY_LATER
+from moorage.web.roles import declared_role, requires
+
+_DOC_ATTR = "__moorage_openapi__"
+
+# What a schema slot takes: a marshmallow schema class, or a JSON Schema dict whose values may be such classes.
+SchemaLike = type[Schema] | Mapping[str, Any]
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+# Statuses any authenticated call can get: a bad parameter or a credential in the URL, no or a wrong key,
+# too low a role, too many failed authentications from the address.
+_AUTHENTICATED = (400, 401, 403, 429)
+# A call that changes something is refused when its audit line cannot be written.
+_AUDITED = (503,)
+# A JSON body can be too slow to arrive, too large or not JSON.
+_WITH_BODY = (408, 413, 415)
+# What a call that reaches the engine can get besides its own errors: the engine's error, down, or too slow.
+ENGINE = (502, 503, 504)
+# Streams are capped at [server] max_streams, per key and with room kept for admins.
+STREAM = (*ENGINE, 429)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """How one handler appears in the document."""
+
+    summary: str
+    path: type[Schema] | None = None
+    query: type[Schema] | None = None
+    body: type[Schema] | None = None
+    data: SchemaLike | None = None
+    status: int = 200
+    raw: Mapping[str, SchemaLike] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+
+
+def documented(
+    summary: str,
+    *,
+    path: type[Schema] | None = None,
+    query: type[Schema] | None = None,
+    body: type[Schema] | None = None,
+    data: SchemaLike | None = None,
+    status: int = 200,
+    raw: Mapping[str, SchemaLike] | None = None,
+    errors: Iterable[int] = (),
+) -> Callable[[Handler], Handler]:
+    """Declare, beside the handler, its parameters and body, its success (`data`: what the envelope's `data`
+    holds; `raw`: media types answered as they are, streams among them) and the errors it can answer beyond
+    those every authenticated, audited or body-taking call can."""
+    operation = Operation(summary, path, query, body, data, status, dict(raw or {}), tuple(errors))
+
+    def mark(handler: Handler) -> Handler:
+        setattr(handler, _DOC_ATTR, operation)
+        return handler
+
+    return mark
+
+
+def shape(**properties: SchemaLike | str) -> dict[str, Any]:
+    """An object whose properties are all present; a string stands for `{"type": ...}`."""
+    return {
+        "type": "object",
+        "required": list(properties),
+        "properties": {k: {"type": v} if isinstance(v, str) else v for k, v in properties.items()},
+    }
+
+
+def listing(item: SchemaLike) -> dict[str, Any]:
+    return {"type": "array", "items": item}
+
+
+def page(item: SchemaLike) -> dict[str, Any]:
+    """A `{total, items}` page of items."""
+    return shape(total="integer", items=listing(item))
+
+
+def any_of(*options: SchemaLike) -> dict[str, Any]:
+    return {"anyOf": list(options)}
+
+
+_ENVELOPE = {
+    "type": "object",
+    "required": ["code", "message", "data"],
+    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+}
+_ERROR = {
+    "type": "object",
+    "description": "Every failure: `code` is the HTTP status; `errors` names each bad field.",
+    "required": ["code", "message", "errors"],
+    "properties": {
+        "code": {"type": "integer"},
+        "message": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+# The headers answers carry (middlewares.answer_headers, envelope.error, the 201s), as components.
+_HEADERS = {
+    "X-Request-Id": {
+        "description": "The request's id: the client's own X-Request-Id if it is 1-128 of [A-Za-z0-9._:-], else a "
+        "new one; its audit line and log lines name it too.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    },
+    "Cache-Control": {"description": "Answers to authenticated calls are not stored.", "schema": {"const": "no-store"}},
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}},
+    "Location": {"description": "The path of what was created.", "schema": {"type": "string"}},
+}
+_SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "an API key, or a token from POST /auth/tokens"},
+}
+
+
+def openapi_path(resource: web.AbstractResource) -> str:
+    """The route's path as OpenAPI writes it: `{image_id:.+}` is `{image_id}`."""
+    info = resource.get_info()
+    return info.get("path") or re.sub(r"\{([^}:]+)(:[^}]*)?\}", r"{\1}", info["formatter"])
+
+
+def declared_operation(handler: Callable[..., Any]) -> Operation | None:
+    return getattr(handler, _DOC_ATTR, None)
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Error"}
+    return {"description": HTTPStatus(status).phrase, "content": {"application/json": {"schema": schema}}}
+
+
+def _headers(status: int, authenticated: bool) -> dict[str, Any]:
+    names = ["X-Request-Id"]
+    names += ["Cache-Control"] if authenticated else []
+    names += ["Retry-After"] if status in RETRY_LATER else []
+    names += ["Location"] if status == 201 else []
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict[str, Any]:
+    role = declared_role(handler)
+    content: dict[str, Any] = {media_type: {"schema": schema} for media_type, schema in doc.raw.items()}
+    if doc.data is not None:
+        data = {"type": "object", "properties": {"data": doc.data}}
+        enveloped = {"allOf": [{"$ref": "#/components/schemas/Envelope"}, data]}
+        content = {"application/json": {"schema": enveloped}, **content}
+    errors = set(doc.errors)
+    if isinstance(role, Role):
+        errors.update(_AUTHENTICATED)
+        if method != "GET":
+            errors.update(_AUDITED)
+    if doc.body is not None:
+        errors.update(_WITH_BODY)
+    responses = {str(doc.status): {"description": HTTPStatus(doc.status).phrase, "content": content}}
+    responses.update({str(status): _error_response(status) for status in sorted(errors)})
+    for status, response in responses.items():
+        response["headers"] = _headers(int(status), isinstance(role, Role))
+    parameters = [{"in": where, "schema": schema} for where, schema in (("path", doc.path), ("query", doc.query))]
+    operation: dict[str, Any] = {
+        "operationId": handler.__name__,
+        "summary": doc.summary,
+        "parameters": [p for p in parameters if p["schema"] is not None],
+        "responses": responses,
+    }
+    if handler.__doc__:
+        operation["description"] = inspect.cleandoc(handler.__doc__)
+    if isinstance(role, Role):
+        operation["x-moorage-role"] = role.value
+    else:
+        operation["security"] = []
+    if doc.body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": doc.body}}}
+    return operation
+
+
+# In this order: a bool is an int, a StrEnum member a str.
+_JSON_TYPES = ((bool, "boolean"), (str, "string"), (int, "integer"), (float, "number"), (type(None), "null"))
+
+
+def _json_type(value: Any) -> str:
+    return next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
+
+
+def _declared_schema(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """What a field class of ours declares it takes (`json_schema`): apispec knows the types of marshmallow's
+    fields only. A field that also takes null says so with the declared forms."""
+    declared = getattr(field, "json_schema", None)
+    if declared is None:
+        return {}
+    schema = copy.deepcopy(declared)
+    if not field.allow_none:
+        return schema
+    return {"anyOf": [*(schema["anyOf"] if set(schema) == {"anyOf"} else [schema]), {"type": "null"}]}
+
+
+def _text_cap(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """A whole-string pattern also caps the length (`matches`): apispec publishes only validate.Length's."""
+    caps = [v.max_length for v in field.validators if isinstance(v, matches)]
+    if "maxLength" in ret:
+        caps.append(ret["maxLength"])
+    return {"maxLength": min(caps)} if caps else {}
+
+
+def _enum_type(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """apispec gives an Enum field its values but no type: the type is theirs."""
+    if "enum" not in ret or "type" in ret:
+        return {}
+    types = sorted({_json_type(value) for value in ret["enum"]})
+    return {"type": types[0] if len(types) == 1 else types}
+
+
+def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
+    """The document of every route on the router; a route without `@documented` is an error here."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="moorage",
+        version=__version__,
+        openapi_version="3.1.0",
+        plugins=[plugin],
+        info={"description": "The Docker containers and images of one host."},
+        security=[{"ApiKey": []}, {"Bearer": []}],
+    )
+    assert plugin.converter is not None  # set by APISpec
+    plugin.converter.add_attribute_function(_declared_schema)
+    plugin.converter.add_attribute_function(_enum_type)
+    plugin.converter.add_attribute_function(_text_cap)
+    spec.components.schema("Envelope", _ENVELOPE)
+    spec.components.schema("Error", _ERROR)
+    for name, scheme in _SECURITY_SCHEMES.items():
+        spec.components.security_scheme(name, scheme)
+    for name, header in _HEADERS.items():
+        spec.components.header(name, header)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue
+        doc = declared_operation(route.handler)
+        path = openapi_path(route.resource)
+        if doc is None:
+            raise RuntimeError(f"{route.method} {path} is not @documented")
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, route.handler, doc)
+    for path, operations in paths.items():
+        # apispec puts references in place of the schema classes it finds: give it a copy, not the declarations.
+        spec.path(path=path, operations=copy.deepcopy(operations))
+    return spec.to_dict()
+
+
+def serve_document(app: web.Application, path: str) -> None:
+    """Add the document's route at `path` and build the document, itself included, once all routes are in."""
+    body = b""
+
+    @requires(Role.VIEWER)
+    @documented("This document", raw={"application/json": {"type": "object"}})
+    async def openapi_document(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app.router.add_get(path, openapi_document)
+    body = json.dumps(build_document(app.router), separators=(",", ":")).encode()
