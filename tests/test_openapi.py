@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError
 from moorage.app import create_app
 from moorage.auth import declared_role, requires
 from moorage.config import Role
-from moorage.openapi import build_document, openapi_path
+from moorage.openapi import build_document, documented, openapi_path
 from moorage.schemas.containers import ContainerListQuery
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.schemas.lifecycle import KillQuery
@@ -152,6 +152,77 @@ def test_success_is_wrapped_in_the_envelope_and_streams_are_described(document: 
     assert set(pull) == {"application/json", "application/x-ndjson"}
     assert set(ops["GET", "/metrics"]["responses"]["200"]["content"]) == {"text/plain"}
     assert ops["POST", "/api/v1/containers"]["responses"].keys() >= {"201", "403", "404", "409"}
+
+
+# The operationIds are what generated clients call their functions: verbs on the resource, unique.
+OPERATION_IDS = {
+    ("GET", "/healthz"): "get_liveness",
+    ("GET", "/readyz"): "get_readiness",
+    ("POST", "/api/v1/auth/tokens"): "issue_token",
+    ("DELETE", "/api/v1/auth/tokens/{jti}"): "revoke_token",
+    ("GET", "/api/v1/containers"): "list_containers",
+    ("POST", "/api/v1/containers"): "create_container",
+    ("GET", "/api/v1/containers/{container_id}"): "get_container",
+    ("DELETE", "/api/v1/containers/{container_id}"): "delete_container",
+    **{
+        ("POST", f"/api/v1/containers/{{container_id}}/{action}"): f"{action}_container"
+        for action in ("start", "stop", "restart", "pause", "unpause", "kill")
+    },
+    ("GET", "/api/v1/containers/{container_id}/logs"): "get_container_logs",
+    ("GET", "/api/v1/events"): "stream_events",
+    ("GET", "/api/v1/images"): "list_images",
+    ("POST", "/api/v1/images/pull"): "pull_image",
+    ("DELETE", "/api/v1/images/{image_id}"): "delete_image",
+    ("GET", "/api/v1/metrics/resources"): "get_host_resources",
+    ("GET", "/api/v1/metrics/resources/history"): "get_host_resources_history",
+    ("GET", "/api/v1/metrics/containers"): "list_container_metrics",
+    ("GET", "/api/v1/metrics/containers/{container_id}"): "get_container_metrics",
+    ("GET", "/metrics"): "get_prometheus_metrics",
+    ("GET", DOCUMENT): "get_openapi_document",
+}
+
+
+def test_operation_ids_are_verbs_on_resources(document: dict[str, Any]) -> None:
+    ids = {key: op["operationId"] for key, op in operations(document).items()}
+    assert ids == OPERATION_IDS
+    assert len(set(ids.values())) == len(ids)
+
+
+def test_a_handler_name_that_is_no_verb_or_is_taken_stops_the_build() -> None:
+    for names in (["containers"], ["list_things", "list_things"]):
+        app = web.Application()
+        for index, name in enumerate(names):
+
+            @requires(Role.VIEWER)
+            @documented("A thing", tag="meta")
+            async def handler(request: web.Request) -> web.Response:
+                return web.Response()
+
+            handler.__name__ = name
+            app.router.add_get(f"/api/v1/things/{index}", handler)
+        with pytest.raises(RuntimeError, match=f"its handler's name '{names[-1]}' is not a new snake_case verb"):
+            build_document(app.router)
+
+
+def test_operations_are_tagged_by_resource(document: dict[str, Any]) -> None:
+    tags = [tag["name"] for tag in document["tags"]]
+    assert tags == ["containers", "logs", "events", "images", "metrics", "auth", "health", "meta"]
+    assert all(tag["description"] for tag in document["tags"])
+    ops = operations(document)
+    assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in ops.values())
+    assert {key for key, op in ops.items() if op["tags"] == ["containers"]} == {
+        key for key in ops if key[1].startswith("/api/v1/containers") and not key[1].endswith("/logs")
+    }
+    assert ops["GET", "/metrics"]["tags"] == ["metrics"] and ops["GET", DOCUMENT]["tags"] == ["meta"]
+    with pytest.raises(ValueError, match="tag 'things' is not one of"):
+        documented("A thing", tag="things")
+
+
+def test_servers_and_license(document: dict[str, Any]) -> None:
+    """The paths start at the daemon's root (/api/v1/..., /healthz): the server is that root, relative to
+    wherever the document was fetched from."""
+    assert [server["url"] for server in document["servers"]] == ["/"]
+    assert document["info"]["license"] == {"name": "MIT", "identifier": "MIT"}
 
 
 def test_security_schemes_and_roles(viewer: TestClient, document: dict[str, Any]) -> None:

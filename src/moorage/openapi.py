@@ -47,11 +47,32 @@ ENGINE = (502, 503, 504)
 STREAM = (*ENGINE, 429)
 
 
+# The resources the operations are grouped by (each handler names its own), in the document's order.
+TAGS = {
+    "containers": "Containers: list, inspect, create, remove, and their lifecycle (start, stop, restart, pause, "
+    "unpause, kill).",
+    "logs": "A container's logs: a JSON page, or a stream of text or NDJSON.",
+    "events": "The engine's container and image events, as an NDJSON stream.",
+    "images": "Images: list, pull (waited for, or its progress streamed as NDJSON), remove.",
+    "metrics": "The host's resources and the containers' metrics, from moorage's samplers; Prometheus.",
+    "auth": "Bearer tokens, issued to API keys.",
+    "health": "Liveness and readiness probes: public.",
+    "meta": "This document.",
+}
+# Every operation is a call of the daemon that served the document: its paths start at the daemon's root
+# (`/api/v1/...`, `/healthz`, `/metrics`), so the server is the root of wherever the document came from.
+_SERVERS = [{"url": "/", "description": "The daemon that serves this document (http://127.0.0.1:8000 by default)."}]
+_LICENSE = {"name": "MIT", "identifier": "MIT"}
+# What a handler is called, which is its operationId: a verb and what it acts on, in snake_case.
+_OPERATION_ID = re.compile(r"[a-z]+(?:_[a-z]+)+")
+
+
 @dataclass(frozen=True)
 class Operation:
     """How one handler appears in the document."""
 
     summary: str
+    tag: str
     path: type[Schema] | None = None
     query: type[Schema] | None = None
     body: type[Schema] | None = None
@@ -64,6 +85,7 @@ class Operation:
 def documented(
     summary: str,
     *,
+    tag: str,
     path: type[Schema] | None = None,
     query: type[Schema] | None = None,
     body: type[Schema] | None = None,
@@ -74,8 +96,10 @@ def documented(
 ) -> Callable[[Handler], Handler]:
     """Declare, beside the handler, its parameters and body, its success (`data`: what the envelope's `data`
     holds; `raw`: media types answered as they are, streams among them) and the errors it can answer beyond
-    those every authenticated, audited or body-taking call can."""
-    operation = Operation(summary, path, query, body, data, status, dict(raw or {}), tuple(errors))
+    those every authenticated, audited or body-taking call can. `tag` is one of TAGS: the resource it acts on."""
+    if tag not in TAGS:
+        raise ValueError(f"{summary!r}: tag {tag!r} is not one of {sorted(TAGS)}")
+    operation = Operation(summary, tag, path, query, body, data, status, dict(raw or {}), tuple(errors))
 
     def mark(handler: Handler) -> Handler:
         setattr(handler, _DOC_ATTR, operation)
@@ -189,6 +213,7 @@ def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict
     parameters = [{"in": where, "schema": schema} for where, schema in (("path", doc.path), ("query", doc.query))]
     operation: dict[str, Any] = {
         "operationId": handler.__name__,
+        "tags": [doc.tag],
         "summary": doc.summary,
         "parameters": [p for p in parameters if p["schema"] is not None],
         "responses": responses,
@@ -248,7 +273,9 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
         version=__version__,
         openapi_version="3.1.0",
         plugins=[plugin],
-        info={"description": "The Docker containers and images of one host."},
+        info={"description": "The Docker containers and images of one host.", "license": _LICENSE},
+        servers=_SERVERS,
+        tags=[{"name": name, "description": description} for name, description in TAGS.items()],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )
     assert plugin.converter is not None  # set by APISpec
@@ -262,6 +289,7 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
     for name, header in _HEADERS.items():
         spec.components.header(name, header)
     paths: dict[str, dict[str, Any]] = {}
+    named: set[str] = set()
     for route in router.routes():
         if route.method == "HEAD" or route.resource is None:
             continue
@@ -269,6 +297,10 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
         path = openapi_path(route.resource)
         if doc is None:
             raise RuntimeError(f"{route.method} {path} is not @documented")
+        name = route.handler.__name__  # what a generated client calls the operation's function
+        if not _OPERATION_ID.fullmatch(name) or name in named:
+            raise RuntimeError(f"{route.method} {path}: its handler's name {name!r} is not a new snake_case verb")
+        named.add(name)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, route.handler, doc)
     for path, operations in paths.items():
         # apispec puts references in place of the schema classes it finds: give it a copy, not the declarations.
@@ -281,9 +313,9 @@ def serve_document(app: web.Application, path: str) -> None:
     body = b""
 
     @requires(Role.VIEWER)
-    @documented("This document", raw={"application/json": {"type": "object"}})
-    async def openapi_document(request: web.Request) -> web.Response:
+    @documented("This document", tag="meta", raw={"application/json": {"type": "object"}})
+    async def get_openapi_document(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
 
-    app.router.add_get(path, openapi_document)
+    app.router.add_get(path, get_openapi_document)
     body = json.dumps(build_document(app.router), separators=(",", ":")).encode()
