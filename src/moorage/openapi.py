@@ -65,6 +65,11 @@ _SERVERS = [{"url": "/", "description": "The daemon that serves this document (h
 _LICENSE = {"name": "MIT", "identifier": "MIT"}
 # What a handler is called, which is its operationId: a verb and what it acts on, in snake_case.
 _OPERATION_ID = re.compile(r"[a-z]+(?:_[a-z]+)+")
+# A stream is text to a generator: it reads no NDJSON, and would otherwise try to read the whole stream as one
+# JSON value. The schema of one line is in `x-itemSchema`, what OpenAPI 3.2 calls a media type's `itemSchema`.
+_STREAMED = {
+    NDJSON: {"type": "string", "description": "One JSON value a line, each as `x-itemSchema` says."},
+}
 
 
 @dataclass(frozen=True)
@@ -192,11 +197,18 @@ def _headers(status: int, authenticated: bool) -> dict[str, Any]:
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
+def _media(media_type: str, schema: SchemaLike) -> dict[str, Any]:
+    """A media type answered as it is; a stream is text, its line's schema beside it (_STREAMED)."""
+    if media_type in _STREAMED:
+        return {"schema": _STREAMED[media_type], "x-itemSchema": schema}
+    return {"schema": schema}
+
+
 def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict[str, Any]:
     role = declared_role(handler)
-    content: dict[str, Any] = {media_type: {"schema": schema} for media_type, schema in doc.raw.items()}
+    content: dict[str, Any] = {media_type: _media(media_type, schema) for media_type, schema in doc.raw.items()}
     if doc.data is not None:
-        data = {"type": "object", "properties": {"data": doc.data}}
+        data = {"type": "object", "required": ["data"], "properties": {"data": doc.data}}
         enveloped = {"allOf": [{"$ref": "#/components/schemas/Envelope"}, data]}
         content = {"application/json": {"schema": enveloped}, **content}
     errors = set(doc.errors)
@@ -243,10 +255,28 @@ def _declared_schema(converter: Any, field: fields.Field, ret: dict[str, Any], *
     declared = getattr(field, "json_schema", None)
     if declared is None:
         return {}
-    schema = copy.deepcopy(declared)
+    schema = _typed_options(copy.deepcopy(declared))
     if not field.allow_none:
         return schema
     return {"anyOf": [*(schema["anyOf"] if set(schema) == {"anyOf"} else [schema]), {"type": "null"}]}
+
+
+def _typed_options(schema: dict[str, Any]) -> dict[str, Any]:
+    """Each option of an `anyOf` says its type (a field may state the type once, over its options): a
+    generator types a value by its options, and to it an untyped one is `Any`."""
+    options = schema.get("anyOf")
+    if options is None:
+        return schema
+    kind = schema.pop("type", None)
+    flat: list[dict[str, Any]] = []
+    for option in options:
+        if kind is not None and not {"type", "$ref"} & set(option):
+            option["type"] = kind
+        _typed_options(option)
+        # An option that is only options of its own (a type stated once over them) is those options.
+        flat.extend(option["anyOf"] if set(option) == {"anyOf"} else [option])
+    schema["anyOf"] = flat
+    return schema
 
 
 def _text_cap(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -304,8 +334,20 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
         paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, route.handler, doc)
     for path, operations in paths.items():
         # apispec puts references in place of the schema classes it finds: give it a copy, not the declarations.
-        spec.path(path=path, operations=copy.deepcopy(operations))
+        copied = copy.deepcopy(operations)
+        for operation in copied.values():
+            _resolve_line_schemas(plugin, operation)
+        spec.path(path=path, operations=copied)
     return spec.to_dict()
+
+
+def _resolve_line_schemas(plugin: MarshmallowPlugin, operation: dict[str, Any]) -> None:
+    """The schema classes in a stream's `x-itemSchema`, as references: apispec resolves only `schema`."""
+    assert plugin.resolver is not None  # set by APISpec
+    for response in operation["responses"].values():
+        for media in response.get("content", {}).values():
+            if "x-itemSchema" in media:
+                media["x-itemSchema"] = plugin.resolver.resolve_schema_dict(media["x-itemSchema"])
 
 
 def serve_document(app: web.Application, path: str) -> None:
