@@ -3,7 +3,8 @@
 # Debian's Docker engine and registry, a running dockerd, a local registry on 127.0.0.1:5000
 # holding the test image (busybox-static, `docker import`ed: nothing is pulled from the internet),
 # a second registry with basic auth on 127.0.0.1:5001 holding it too (user moorage-test, password
-# in $WORK/auth-registry/password), and the project's virtualenv in .venv.
+# in $WORK/auth-registry/password), the project's virtualenv in .venv, and the tools the tests run besides
+# Python (redocly's OpenAPI linter, in .venv/node).
 #
 #   scripts/setup.sh            everything
 #   scripts/setup.sh engine     only packages, engine, registry and image (what the tests call)
@@ -20,6 +21,8 @@ TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
 # systemd: systemd-analyze, to check the unit; python3-seccomp: its sandbox, rebuilt where systemd is not PID 1;
 # nginx: the proxy that tests/test_proxy_streams.py runs in front of moorage (started by the test, not as a service).
 APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk nginx)
+# The OpenAPI linter that tests/test_openapi_contract.py runs (redocly's recommended rules), from npm.
+REDOCLY_VERSION=2.77.0
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -142,8 +145,21 @@ venv() {
     "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
 }
 
+tools() {
+    local prefix=$ROOT/.venv/node
+    [ "$("$prefix/node_modules/.bin/redocly" --version 2>/dev/null)" = "$REDOCLY_VERSION" ] && return
+    if ! command -v npm >/dev/null; then
+        log "installing nodejs and npm"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    log "installing @redocly/cli $REDOCLY_VERSION into $prefix"
+    npm install --prefix "$prefix" --no-audit --no-fund --silent "@redocly/cli@$REDOCLY_VERSION" >/dev/null
+}
+
 case "${1:-all}" in
-    all) packages; engine; registries; image; venv ;;
+    all) packages; engine; registries; image; venv; tools ;;
     engine) packages; engine; registries; image ;;
     *) echo "usage: $0 [all|engine]" >&2; exit 64 ;;
 esac

@@ -21,7 +21,7 @@ from moorage.schemas.create import ContainerCreateSchema
 from moorage.schemas.lifecycle import KillQuery
 from moorage.schemas.logs import LogQuery
 from moorage.settings import Role
-from moorage.web.openapi import build_document, openapi_path
+from moorage.web.openapi import build_document, documented, openapi_path
 from moorage.web.roles import declared_role, requires
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key
@@ -146,12 +146,131 @@ def test_success_is_wrapped_in_the_envelope_and_streams_are_described(document: 
     logs = ops["GET", "/api/v1/containers/{container_id}/logs"]["responses"]["200"]["content"]
     assert set(logs) == {"application/json", "text/plain", "application/x-ndjson"}
     events = ops["GET", "/api/v1/events"]["responses"]["200"]["content"]
+    assert set(events) == {"application/x-ndjson"}
     lines = [{"$ref": f"#/components/schemas/{name}"} for name in ("Event", "Heartbeat", "StreamEnd")]
-    assert events == {"application/x-ndjson": {"schema": {"anyOf": lines}}}
+    assert events["application/x-ndjson"]["x-itemSchema"] == {"anyOf": lines}
     pull = ops["POST", "/api/v1/images/pull"]["responses"]["200"]["content"]
     assert set(pull) == {"application/json", "application/x-ndjson"}
     assert set(ops["GET", "/metrics"]["responses"]["200"]["content"]) == {"text/plain"}
     assert ops["POST", "/api/v1/containers"]["responses"].keys() >= {"201", "403", "404", "409"}
+
+
+def test_success_envelopes_require_their_data(document: dict[str, Any]) -> None:
+    """A generator reads `required` per part of an allOf: the envelope's data is required where it is typed."""
+    enveloped = 0
+    for (method, path), op in operations(document).items():
+        for status, response in op["responses"].items():
+            schema = response["content"].get("application/json", {}).get("schema", {})
+            if "allOf" in schema:
+                envelope, data = schema["allOf"]
+                assert envelope == {"$ref": "#/components/schemas/Envelope"}, (method, path, status)
+                assert data["required"] == ["data"] and "data" in data["properties"], (method, path, status)
+                enveloped += 1
+    assert enveloped > 20
+
+
+def test_streams_are_text_to_a_generator_with_each_line_described(document: dict[str, Any]) -> None:
+    """A generator that reads NDJSON as JSON would wait for the end of an endless stream and fail on its second
+    line: a stream is a string, the schema of its lines is beside it."""
+    streams = 0
+    for (method, path), op in operations(document).items():
+        for media_type, media in op["responses"].get("200", {}).get("content", {}).items():
+            if media_type == "application/x-ndjson":
+                assert media["schema"]["type"] == "string", (method, path)
+                assert media["x-itemSchema"]["anyOf"], (method, path)
+                streams += 1
+            elif media_type.startswith("text/"):
+                assert media["schema"] == {"type": "string"}, (method, path)
+    assert streams == 3
+
+
+# The operationIds are what generated clients call their functions: verbs on the resource, unique.
+OPERATION_IDS = {
+    ("GET", "/healthz"): "get_liveness",
+    ("GET", "/readyz"): "get_readiness",
+    ("POST", "/api/v1/auth/tokens"): "issue_token",
+    ("DELETE", "/api/v1/auth/tokens/{jti}"): "revoke_token",
+    ("GET", "/api/v1/containers"): "list_containers",
+    ("POST", "/api/v1/containers"): "create_container",
+    ("GET", "/api/v1/containers/{container_id}"): "get_container",
+    ("DELETE", "/api/v1/containers/{container_id}"): "delete_container",
+    **{
+        ("POST", f"/api/v1/containers/{{container_id}}/{action}"): f"{action}_container"
+        for action in ("start", "stop", "restart", "pause", "unpause", "kill")
+    },
+    ("GET", "/api/v1/containers/{container_id}/logs"): "get_container_logs",
+    ("GET", "/api/v1/events"): "stream_events",
+    ("GET", "/api/v1/images"): "list_images",
+    ("POST", "/api/v1/images/pull"): "pull_image",
+    ("DELETE", "/api/v1/images/{image_id}"): "delete_image",
+    ("GET", "/api/v1/metrics/resources"): "get_host_resources",
+    ("GET", "/api/v1/metrics/resources/history"): "get_host_resources_history",
+    ("GET", "/api/v1/metrics/containers"): "list_container_metrics",
+    ("GET", "/api/v1/metrics/containers/{container_id}"): "get_container_metrics",
+    ("GET", "/metrics"): "get_prometheus_metrics",
+    ("GET", DOCUMENT): "get_openapi_document",
+}
+
+
+def test_operation_ids_are_verbs_on_resources(document: dict[str, Any]) -> None:
+    ids = {key: op["operationId"] for key, op in operations(document).items()}
+    assert ids == OPERATION_IDS
+    assert len(set(ids.values())) == len(ids)
+
+
+def test_a_handler_name_that_is_no_verb_or_is_taken_stops_the_build() -> None:
+    for names in (["containers"], ["list_things", "list_things"]):
+        app = web.Application()
+        for index, name in enumerate(names):
+
+            @requires(Role.VIEWER)
+            @documented("A thing", tag="meta")
+            async def handler(request: web.Request) -> web.Response:
+                return web.Response()
+
+            handler.__name__ = name
+            app.router.add_get(f"/api/v1/things/{index}", handler)
+        with pytest.raises(RuntimeError, match=f"its handler's name '{names[-1]}' is not a new snake_case verb"):
+            build_document(app.router)
+
+
+def test_operations_are_tagged_by_resource(document: dict[str, Any]) -> None:
+    tags = [tag["name"] for tag in document["tags"]]
+    assert tags == ["containers", "logs", "events", "images", "metrics", "auth", "health", "meta"]
+    assert all(tag["description"] for tag in document["tags"])
+    ops = operations(document)
+    assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in ops.values())
+    assert {key for key, op in ops.items() if op["tags"] == ["containers"]} == {
+        key for key in ops if key[1].startswith("/api/v1/containers") and not key[1].endswith("/logs")
+    }
+    assert ops["GET", "/metrics"]["tags"] == ["metrics"] and ops["GET", DOCUMENT]["tags"] == ["meta"]
+    with pytest.raises(ValueError, match="tag 'things' is not one of"):
+        documented("A thing", tag="things")
+
+
+def test_servers_and_license(document: dict[str, Any]) -> None:
+    """The paths start at the daemon's root (/api/v1/..., /healthz): the server is that root, relative to
+    wherever the document was fetched from."""
+    assert [server["url"] for server in document["servers"]] == ["/"]
+    assert document["info"]["license"] == {"name": "MIT", "identifier": "MIT"}
+
+
+def any_of_options(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from any_of_options(item, f"{where}[{index}]")
+    elif isinstance(node, dict):
+        for index, option in enumerate(node.get("anyOf", [])):
+            yield f"{where}.anyOf[{index}]", option
+        for key, value in node.items():
+            yield from any_of_options(value, f"{where}.{key}")
+
+
+def test_every_any_of_option_is_typed(document: dict[str, Any]) -> None:
+    """A generator types a value by its options: one without a type is `Any` to it."""
+    options = list(any_of_options(document, "#"))
+    assert len(options) > 40
+    assert [where for where, option in options if not {"type", "$ref"} & set(option)] == []
 
 
 def test_security_schemes_and_roles(viewer: TestClient, document: dict[str, Any]) -> None:

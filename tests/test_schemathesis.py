@@ -195,11 +195,12 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 def ndjson_lines_conform(document: dict[str, Any], case: schemathesis.Case, response: Any) -> None:
-    """Each line of an NDJSON stream is the documented item: schemathesis has no reader for NDJSON."""
+    """Each line of an NDJSON stream is the documented line (the media type's `x-itemSchema`): schemathesis has
+    no reader for NDJSON."""
     if not response.headers.get("Content-Type", "").startswith(NDJSON):
         return
     op = document["paths"][case.operation.path][case.operation.method.lower()]
-    item = op["responses"][str(response.status_code)]["content"][NDJSON]["schema"]
+    item = op["responses"][str(response.status_code)]["content"][NDJSON]["x-itemSchema"]
     validator = jsonschema_rs.validator_for({**item, "components": document["components"]})
     for line in response.text.splitlines():
         validator.validate(json.loads(line))

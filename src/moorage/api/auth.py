@@ -22,6 +22,7 @@ routes = web.RouteTableDef()
 @requires(Role.VIEWER)
 @documented(
     "Issue a token",
+    tag="auth",
     body=TokenRequest,
     status=201,
     data=shape(token="string", jti="string", role="string", expires_at="string"),
@@ -49,7 +50,7 @@ async def issue_token(request: web.Request) -> web.Response:
 
 @routes.delete(f"{API_PREFIX}/auth/tokens/{{jti}}")
 @requires(Role.ADMIN)
-@documented("Revoke a token", path=TokenRef, data=shape(jti="string", revoked="boolean"))
+@documented("Revoke a token", tag="auth", path=TokenRef, data=shape(jti="string", revoked="boolean"))
 async def revoke_token(request: web.Request) -> web.Response:
     jti = load_path(request, TokenRef)["jti"]
     request.config_dict[TOKENS].revoke(jti)

@@ -7,7 +7,7 @@ import json
 from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
-from moorage.containers.provision import create_container
+from moorage.containers.provision import provision_container
 from moorage.engine.client import engine_json
 from moorage.schemas.containers import (
     ContainerDetailSchema,
@@ -45,7 +45,9 @@ def engine_filters(query: dict) -> str:
 
 @routes.get(f"{API_PREFIX}/containers")
 @requires(Role.VIEWER)
-@documented("List containers", query=ContainerListQuery, data=page(ContainerSummarySchema), errors=ENGINE)
+@documented(
+    "List containers", tag="containers", query=ContainerListQuery, data=page(ContainerSummarySchema), errors=ENGINE
+)
 async def list_containers(request: web.Request) -> web.Response:
     query = load_query(request, ContainerListQuery)
     found = await engine_json(docker(request), "containers/json", {"all": "1", "filters": engine_filters(query)})
@@ -57,20 +59,27 @@ async def list_containers(request: web.Request) -> web.Response:
 @routes.post(f"{API_PREFIX}/containers")
 @requires(Role.ADMIN)
 @documented(
-    "Create a container", body=ContainerCreateSchema, status=201, data=ContainerDetailSchema, errors=(404, 409, *ENGINE)
+    "Create a container",
+    tag="containers",
+    body=ContainerCreateSchema,
+    status=201,
+    data=ContainerDetailSchema,
+    errors=(404, 409, *ENGINE),
 )
-async def create(request: web.Request) -> web.Response:
+async def create_container(request: web.Request) -> web.Response:
     """Like `docker create` (or `docker run -d` with start), within the host-safety policy: 201 with the detail."""
     req = await load_json(request, ContainerCreateSchema)
     ledger = request.config_dict[BIND_LEDGER]
-    container_id = await create_container(docker(request), pulls(request), req, live(request), ledger)
+    container_id = await provision_container(docker(request), pulls(request), req, live(request), ledger)
     created = detail(await docker(request).containers.container(container_id).show(), None)
     return ok(created, status=201, headers={"Location": f"{API_PREFIX}/containers/{container_id}"})
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}")
 @requires(Role.VIEWER)
-@documented("Inspect a container", path=ContainerRef, data=ContainerDetailSchema, errors=(404, *ENGINE))
+@documented(
+    "Inspect a container", tag="containers", path=ContainerRef, data=ContainerDetailSchema, errors=(404, *ENGINE)
+)
 async def get_container(request: web.Request) -> web.Response:
     ref = load_path(request, ContainerRef)["container_id"]
     inspected = await engine_json(docker(request), f"containers/{ref}/json")
@@ -80,7 +89,12 @@ async def get_container(request: web.Request) -> web.Response:
 @routes.delete(f"{API_PREFIX}/containers/{{container_id}}")
 @requires(Role.ADMIN)
 @documented(
-    "Remove a container", path=ContainerRef, query=DeleteQuery, data=shape(id="string"), errors=(404, 409, *ENGINE)
+    "Remove a container",
+    tag="containers",
+    path=ContainerRef,
+    query=DeleteQuery,
+    data=shape(id="string"),
+    errors=(404, 409, *ENGINE),
 )
 async def delete_container(request: web.Request) -> web.Response:
     """Like `docker rm [-f] [-v]`; a running container without force is the engine's 409."""

@@ -27,11 +27,12 @@ _EVENT = EventSchema()
 @requires(Role.VIEWER)
 @documented(
     "Engine events",
+    tag="events",
     query=EventQuery,
     raw={NDJSON: any_of(EventSchema, HeartbeatSchema, StreamEndSchema)},
     errors=STREAM,
 )
-async def events(request: web.Request) -> web.StreamResponse:
+async def stream_events(request: web.Request) -> web.StreamResponse:
     """NDJSON, endless unless `until` is given: `{"heartbeat": time}` when quiet for [server] heartbeat_seconds,
     and a last `{"end": reason}` line (done, shutdown, engine_gone)."""
     query = load_query(request, EventQuery)

@@ -14,16 +14,16 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 @public
-@documented("Liveness", data=shape(status="string"))
-async def healthz(request: web.Request) -> web.Response:
+@documented("Liveness", tag="health", data=shape(status="string"))
+async def get_liveness(request: web.Request) -> web.Response:
     """The process is up and serving; says nothing about the engine, so a down engine never restarts us."""
     return ok({"status": "up"})
 
 
 @routes.get("/readyz")
 @public
-@documented("Readiness: the engine answers", data=shape(status="string"), errors=ENGINE)
-async def readyz(request: web.Request) -> web.Response:
+@documented("Readiness: the engine answers", tag="health", data=shape(status="string"), errors=ENGINE)
+async def get_readiness(request: web.Request) -> web.Response:
     """Ready when the Docker engine answers; 503 in the error format when it does not.
 
     Public, so it names no versions: those are for authenticated callers.

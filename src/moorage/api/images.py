@@ -57,7 +57,7 @@ async def pulled_item(client: aiodocker.Docker, reference: str) -> dict[str, Any
 
 @routes.get(f"{API_PREFIX}/images")
 @requires(Role.VIEWER)
-@documented("List images", query=ImageListQuery, data=page(ImageSummarySchema), errors=ENGINE)
+@documented("List images", tag="images", query=ImageListQuery, data=page(ImageSummarySchema), errors=ENGINE)
 async def list_images(request: web.Request) -> web.Response:
     query = load_query(request, ImageListQuery)
     filters: dict[str, list[str]] = {}
@@ -77,6 +77,7 @@ async def list_images(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 @documented(
     "Pull an image",
+    tag="images",
     query=PullQuery,
     body=PullBody,
     data=ImageSummarySchema,
@@ -132,7 +133,12 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
 @routes.delete(f"{API_PREFIX}/images/{{image_id:.+}}")
 @requires(Role.ADMIN)
 @documented(
-    "Remove an image", path=ImageRef, query=ImageDeleteQuery, data=ImageDeletedSchema, errors=(404, 409, *ENGINE)
+    "Remove an image",
+    tag="images",
+    path=ImageRef,
+    query=ImageDeleteQuery,
+    data=ImageDeletedSchema,
+    errors=(404, 409, *ENGINE),
 )
 async def delete_image(request: web.Request) -> web.Response:
     """Like `docker rmi`; an image a container uses is the engine's 409, which names the container."""

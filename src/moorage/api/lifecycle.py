@@ -54,6 +54,7 @@ def action_handler(
     @requires(Role.OPERATOR)
     @documented(
         f"{name.capitalize()} a container",
+        tag="containers",
         path=ContainerRef,
         query=schema,
         data=ContainerDetailSchema,
@@ -68,7 +69,8 @@ def action_handler(
         inspected = await container.show()
         return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
 
-    handle.__name__ = handle.__qualname__ = name
+    # The operationId: a verb on its resource.
+    handle.__name__ = handle.__qualname__ = f"{name}_container"
     return handle
 
 

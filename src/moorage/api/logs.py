@@ -48,13 +48,14 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
 @requires(Role.VIEWER)
 @documented(
     "A container's logs",
+    tag="logs",
     path=ContainerRef,
     query=LogQuery,
     data=shape(items=listing(LogLineSchema), truncated="boolean"),
     raw={"text/plain": {"type": "string"}, NDJSON: any_of(LogLineSchema, HeartbeatSchema, StreamEndSchema)},
     errors=(404, *STREAM),
 )
-async def container_logs(request: web.Request) -> web.StreamResponse:
+async def get_container_logs(request: web.Request) -> web.StreamResponse:
     """A JSON page, or a stream as text or NDJSON. An NDJSON stream sends `{"heartbeat": time}` when it was
     quiet for [server] heartbeat_seconds and ends with `{"end": reason}`; text has neither, so behind a proxy
     with a read timeout follow in NDJSON. HEAD answers the headers only and opens no stream."""

@@ -36,8 +36,8 @@ def with_age(sample: dict[str, Any], sampled_at: float, interval: float) -> dict
 
 @routes.get(f"{API_PREFIX}/metrics/resources")
 @requires(Role.VIEWER)
-@documented("The host's resources", data=HostResourcesSchema, errors=(503,))
-async def resources(request: web.Request) -> web.Response:
+@documented("The host's resources", tag="metrics", data=HostResourcesSchema, errors=(503,))
+async def get_host_resources(request: web.Request) -> web.Response:
     sampler = request.config_dict[SAMPLER]
     sample = sampler.latest
     if sample is None:
@@ -50,10 +50,11 @@ async def resources(request: web.Request) -> web.Response:
 @requires(Role.VIEWER)
 @documented(
     "The host's recent samples",
+    tag="metrics",
     query=HistoryQuery,
     data=shape(seconds="number", items=listing(HostResourcesSchema)),
 )
-async def resources_history(request: web.Request) -> web.Response:
+async def get_host_resources_history(request: web.Request) -> web.Response:
     seconds = load_query(request, HistoryQuery)["seconds"]
     sampler = request.config_dict[SAMPLER]
     items = [with_age(_RESOURCES.dump(s), s["sampled_at"], sampler.interval) for s in sampler.history(seconds)]
@@ -62,8 +63,8 @@ async def resources_history(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 @requires(Role.VIEWER, public_when=lambda settings: settings.metrics.public_prometheus)
-@documented("Prometheus metrics", raw={"text/plain": {"type": "string"}})
-async def prometheus(request: web.Request) -> web.Response:
+@documented("Prometheus metrics", tag="metrics", raw={"text/plain": {"type": "string"}})
+async def get_prometheus_metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.config_dict[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -79,8 +80,8 @@ def aged(reading: dict[str, Any]) -> dict[str, Any]:
 
 @routes.get(f"{API_PREFIX}/metrics/containers")
 @requires(Role.VIEWER)
-@documented("Every running container's metrics", data=page(ContainerMetricsSchema), errors=(503,))
-async def all_container_metrics(request: web.Request) -> web.Response:
+@documented("Every running container's metrics", tag="metrics", data=page(ContainerMetricsSchema), errors=(503,))
+async def list_container_metrics(request: web.Request) -> web.Response:
     """Every running container's latest reading; no engine call."""
     stats = request.config_dict[CONTAINER_STATS]
     if not stats.connected:
@@ -91,8 +92,10 @@ async def all_container_metrics(request: web.Request) -> web.Response:
 
 @routes.get(f"{API_PREFIX}/metrics/containers/{{container_id}}")
 @requires(Role.VIEWER)
-@documented("A container's metrics", path=ContainerRef, data=ContainerMetricsSchema, errors=(404, *ENGINE))
-async def container_metrics(request: web.Request) -> web.Response:
+@documented(
+    "A container's metrics", tag="metrics", path=ContainerRef, data=ContainerMetricsSchema, errors=(404, *ENGINE)
+)
+async def get_container_metrics(request: web.Request) -> web.Response:
     """A running container's latest reading (no engine call when the watcher knows it); zeros when stopped."""
     ref = load_path(request, ContainerRef)["container_id"]
     stats = request.config_dict[CONTAINER_STATS]

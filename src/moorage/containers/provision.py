@@ -33,7 +33,7 @@ _PLAIN_NETWORKS = {"bridge", "none", "default", "host"}
 # The engine's words for a host port that is taken (userland proxy, then its own port allocator).
 
 
-async def create_container(
+async def provision_container(
     docker: aiodocker.Docker, hub: PullHub, req: CreateRequest, settings: Settings, ledger: BindLedger
 ) -> str:
     """Create (and start, when asked) the container; its full id."""

@@ -47,11 +47,37 @@ ENGINE = (502, 503, 504)
 STREAM = (*ENGINE, 429)
 
 
+# The resources the operations are grouped by (each handler names its own), in the document's order.
+TAGS = {
+    "containers": "Containers: list, inspect, create, remove, and their lifecycle (start, stop, restart, pause, "
+    "unpause, kill).",
+    "logs": "A container's logs: a JSON page, or a stream of text or NDJSON.",
+    "events": "The engine's container and image events, as an NDJSON stream.",
+    "images": "Images: list, pull (waited for, or its progress streamed as NDJSON), remove.",
+    "metrics": "The host's resources and the containers' metrics, from moorage's samplers; Prometheus.",
+    "auth": "Bearer tokens, issued to API keys.",
+    "health": "Liveness and readiness probes: public.",
+    "meta": "This document.",
+}
+# Every operation is a call of the daemon that served the document: its paths start at the daemon's root
+# (`/api/v1/...`, `/healthz`, `/metrics`), so the server is the root of wherever the document came from.
+_SERVERS = [{"url": "/", "description": "The daemon that serves this document (http://127.0.0.1:8000 by default)."}]
+_LICENSE = {"name": "MIT", "identifier": "MIT"}
+# What a handler is called, which is its operationId: a verb and what it acts on, in snake_case.
+_OPERATION_ID = re.compile(r"[a-z]+(?:_[a-z]+)+")
+# A stream is text to a generator: it reads no NDJSON, and would otherwise try to read the whole stream as one
+# JSON value. The schema of one line is in `x-itemSchema`, what OpenAPI 3.2 calls a media type's `itemSchema`.
+_STREAMED = {
+    NDJSON: {"type": "string", "description": "One JSON value a line, each as `x-itemSchema` says."},
+}
+
+
 @dataclass(frozen=True)
 class Operation:
     """How one handler appears in the document."""
 
     summary: str
+    tag: str
     path: type[Schema] | None = None
     query: type[Schema] | None = None
     body: type[Schema] | None = None
@@ -64,6 +90,7 @@ class Operation:
 def documented(
     summary: str,
     *,
+    tag: str,
     path: type[Schema] | None = None,
     query: type[Schema] | None = None,
     body: type[Schema] | None = None,
@@ -74,8 +101,10 @@ def documented(
 ) -> Callable[[Handler], Handler]:
     """Declare, beside the handler, its parameters and body, its success (`data`: what the envelope's `data`
     holds; `raw`: media types answered as they are, streams among them) and the errors it can answer beyond
-    those every authenticated, audited or body-taking call can."""
-    operation = Operation(summary, path, query, body, data, status, dict(raw or {}), tuple(errors))
+    those every authenticated, audited or body-taking call can. `tag` is one of TAGS: the resource it acts on."""
+    if tag not in TAGS:
+        raise ValueError(f"{summary!r}: tag {tag!r} is not one of {sorted(TAGS)}")
+    operation = Operation(summary, tag, path, query, body, data, status, dict(raw or {}), tuple(errors))
 
     def mark(handler: Handler) -> Handler:
         setattr(handler, _DOC_ATTR, operation)
@@ -168,11 +197,18 @@ def _headers(status: int, authenticated: bool) -> dict[str, Any]:
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
+def _media(media_type: str, schema: SchemaLike) -> dict[str, Any]:
+    """A media type answered as it is; a stream is text, its line's schema beside it (_STREAMED)."""
+    if media_type in _STREAMED:
+        return {"schema": _STREAMED[media_type], "x-itemSchema": schema}
+    return {"schema": schema}
+
+
 def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict[str, Any]:
     role = declared_role(handler)
-    content: dict[str, Any] = {media_type: {"schema": schema} for media_type, schema in doc.raw.items()}
+    content: dict[str, Any] = {media_type: _media(media_type, schema) for media_type, schema in doc.raw.items()}
     if doc.data is not None:
-        data = {"type": "object", "properties": {"data": doc.data}}
+        data = {"type": "object", "required": ["data"], "properties": {"data": doc.data}}
         enveloped = {"allOf": [{"$ref": "#/components/schemas/Envelope"}, data]}
         content = {"application/json": {"schema": enveloped}, **content}
     errors = set(doc.errors)
@@ -189,6 +225,7 @@ def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict
     parameters = [{"in": where, "schema": schema} for where, schema in (("path", doc.path), ("query", doc.query))]
     operation: dict[str, Any] = {
         "operationId": handler.__name__,
+        "tags": [doc.tag],
         "summary": doc.summary,
         "parameters": [p for p in parameters if p["schema"] is not None],
         "responses": responses,
@@ -218,10 +255,28 @@ def _declared_schema(converter: Any, field: fields.Field, ret: dict[str, Any], *
     declared = getattr(field, "json_schema", None)
     if declared is None:
         return {}
-    schema = copy.deepcopy(declared)
+    schema = _typed_options(copy.deepcopy(declared))
     if not field.allow_none:
         return schema
     return {"anyOf": [*(schema["anyOf"] if set(schema) == {"anyOf"} else [schema]), {"type": "null"}]}
+
+
+def _typed_options(schema: dict[str, Any]) -> dict[str, Any]:
+    """Each option of an `anyOf` says its type (a field may state the type once, over its options): a
+    generator types a value by its options, and to it an untyped one is `Any`."""
+    options = schema.get("anyOf")
+    if options is None:
+        return schema
+    kind = schema.pop("type", None)
+    flat: list[dict[str, Any]] = []
+    for option in options:
+        if kind is not None and not {"type", "$ref"} & set(option):
+            option["type"] = kind
+        _typed_options(option)
+        # An option that is only options of its own (a type stated once over them) is those options.
+        flat.extend(option["anyOf"] if set(option) == {"anyOf"} else [option])
+    schema["anyOf"] = flat
+    return schema
 
 
 def _text_cap(converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -248,7 +303,9 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
         version=__version__,
         openapi_version="3.1.0",
         plugins=[plugin],
-        info={"description": "The Docker containers and images of one host."},
+        info={"description": "The Docker containers and images of one host.", "license": _LICENSE},
+        servers=_SERVERS,
+        tags=[{"name": name, "description": description} for name, description in TAGS.items()],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )
     assert plugin.converter is not None  # set by APISpec
@@ -262,6 +319,7 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
     for name, header in _HEADERS.items():
         spec.components.header(name, header)
     paths: dict[str, dict[str, Any]] = {}
+    named: set[str] = set()
     for route in router.routes():
         if route.method == "HEAD" or route.resource is None:
             continue
@@ -269,11 +327,27 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
         path = openapi_path(route.resource)
         if doc is None:
             raise RuntimeError(f"{route.method} {path} is not @documented")
+        name = route.handler.__name__  # what a generated client calls the operation's function
+        if not _OPERATION_ID.fullmatch(name) or name in named:
+            raise RuntimeError(f"{route.method} {path}: its handler's name {name!r} is not a new snake_case verb")
+        named.add(name)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, route.handler, doc)
     for path, operations in paths.items():
         # apispec puts references in place of the schema classes it finds: give it a copy, not the declarations.
-        spec.path(path=path, operations=copy.deepcopy(operations))
+        copied = copy.deepcopy(operations)
+        for operation in copied.values():
+            _resolve_line_schemas(plugin, operation)
+        spec.path(path=path, operations=copied)
     return spec.to_dict()
+
+
+def _resolve_line_schemas(plugin: MarshmallowPlugin, operation: dict[str, Any]) -> None:
+    """The schema classes in a stream's `x-itemSchema`, as references: apispec resolves only `schema`."""
+    assert plugin.resolver is not None  # set by APISpec
+    for response in operation["responses"].values():
+        for media in response.get("content", {}).values():
+            if "x-itemSchema" in media:
+                media["x-itemSchema"] = plugin.resolver.resolve_schema_dict(media["x-itemSchema"])
 
 
 def serve_document(app: web.Application, path: str) -> None:
@@ -281,9 +355,9 @@ def serve_document(app: web.Application, path: str) -> None:
     body = b""
 
     @requires(Role.VIEWER)
-    @documented("This document", raw={"application/json": {"type": "object"}})
-    async def openapi_document(request: web.Request) -> web.Response:
+    @documented("This document", tag="meta", raw={"application/json": {"type": "object"}})
+    async def get_openapi_document(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
 
-    app.router.add_get(path, openapi_document)
+    app.router.add_get(path, get_openapi_document)
     body = json.dumps(build_document(app.router), separators=(",", ":")).encode()
