@@ -21,7 +21,8 @@ from moorage.schemas.create import ContainerCreateSchema
 from moorage.schemas.lifecycle import KillQuery
 from moorage.schemas.logs import LogQuery
 from moorage.settings import Role
-from moorage.web.openapi import build_document, documented, openapi_path
+from moorage.web.openapi import build_document, openapi_path
+from moorage.web.operations import documented
 from moorage.web.roles import declared_role, requires
 
 from .conftest import SERVER_KWARGS, make_settings, plain_key

@@ -9,7 +9,7 @@ from moorage.errors import BadRequest, Forbidden
 from moorage.schemas.auth import TokenRef, TokenRequest
 from moorage.settings import Role
 from moorage.timestamps import rfc3339
-from moorage.web.openapi import documented, shape
+from moorage.web.operations import documented, shape
 from moorage.web.requests import load_json, load_path
 from moorage.web.responses import ok
 from moorage.web.roles import requires

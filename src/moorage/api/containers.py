@@ -20,7 +20,7 @@ from moorage.schemas.containers import (
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.schemas.lifecycle import DeleteQuery
 from moorage.settings import Role
-from moorage.web.openapi import ENGINE, documented, page, shape
+from moorage.web.operations import ENGINE, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires

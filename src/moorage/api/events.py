@@ -13,9 +13,9 @@ from moorage.api.paths import API_PREFIX
 from moorage.schemas.events import EventSchema, HeartbeatSchema, StreamEndSchema
 from moorage.schemas.logs import EventQuery, engine_window
 from moorage.settings import Role
-from moorage.web.openapi import NDJSON, STREAM, any_of, documented
+from moorage.web.operations import STREAM, any_of, documented
 from moorage.web.requests import load_query
-from moorage.web.responses import Ndjson, ndjson_line, serve_stream
+from moorage.web.responses import NDJSON, Ndjson, ndjson_line, serve_stream
 from moorage.web.roles import requires
 from moorage.web.state import stream_slot, streams
 

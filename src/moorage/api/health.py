@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from moorage.web.openapi import ENGINE, documented, shape
+from moorage.web.operations import ENGINE, documented, shape
 from moorage.web.responses import ok
 from moorage.web.roles import public
 from moorage.web.state import docker

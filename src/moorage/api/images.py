@@ -25,7 +25,7 @@ from moorage.schemas.images import (
     PullQuery,
 )
 from moorage.settings import Role
-from moorage.web.openapi import ENGINE, STREAM, any_of, documented, page, shape
+from moorage.web.operations import ENGINE, STREAM, any_of, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
 from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires

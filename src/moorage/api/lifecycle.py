@@ -19,7 +19,7 @@ from moorage.schemas.common import StrictSchema
 from moorage.schemas.containers import ContainerDetailSchema, ContainerRef, detail
 from moorage.schemas.lifecycle import KillQuery, NoQuery, StopQuery
 from moorage.settings import Role
-from moorage.web.openapi import ENGINE, documented
+from moorage.web.operations import ENGINE, documented
 from moorage.web.requests import load_path, load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires

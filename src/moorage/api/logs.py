@@ -16,9 +16,9 @@ from moorage.schemas.containers import ContainerRef
 from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
 from moorage.schemas.logs import LogLineSchema, LogQuery, engine_window
 from moorage.settings import LogsSettings, Role
-from moorage.web.openapi import NDJSON, STREAM, any_of, documented, listing, shape
+from moorage.web.operations import STREAM, any_of, documented, listing, shape
 from moorage.web.requests import load_path, load_query
-from moorage.web.responses import JSON, Ndjson, ndjson_line, ok, serve_stream
+from moorage.web.responses import JSON, NDJSON, Ndjson, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
 from moorage.web.state import docker, live, stream_slot, streams
 

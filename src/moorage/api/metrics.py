@@ -14,7 +14,7 @@ from moorage.metrics.containers import idle
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
 from moorage.settings import Role
-from moorage.web.openapi import ENGINE, documented, listing, page, shape
+from moorage.web.operations import ENGINE, documented, listing, page, shape
 from moorage.web.requests import load_path, load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires

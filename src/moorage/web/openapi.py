@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document, built from the schemas that validate requests and shape responses.
 
-Each handler declares its operation beside it with `@documented(...)`, as it declares its role with
-`@requires`; the document is built once by walking the router, so a route that declares nothing stops
-the app from being built rather than going undocumented.
+Each handler declares its operation beside it (operations.py), as it declares its role with `@requires`; the
+document is built once by walking the router, so a route that declares nothing stops the app from being built
+rather than going undocumented.
 """
 
 from __future__ import annotations
@@ -11,28 +11,21 @@ import copy
 import inspect
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from moorage import __version__
 from moorage.schemas.fields import matches
 from moorage.settings import Role
-from moorage.web.responses import NDJSON as NDJSON  # the routes declare their streams with it
-from moorage.web.responses import RETRY_LATER
+from moorage.web.operations import TAGS, Operation, SchemaLike, declared_operation, documented
+from moorage.web.responses import NDJSON, RETRY_LATER
 from moorage.web.roles import declared_role, requires
-
-_DOC_ATTR = "__moorage_openapi__"
-
-# What a schema slot takes: a marshmallow schema class, or a JSON Schema dict whose values may be such classes.
-SchemaLike = type[Schema] | Mapping[str, Any]
-Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 # Statuses any authenticated call can get: a bad parameter or a credential in the URL, no or a wrong key,
 # too low a role, too many failed authentications from the address.
@@ -41,24 +34,6 @@ _AUTHENTICATED = (400, 401, 403, 429)
 _AUDITED = (503,)
 # A JSON body can be too slow to arrive, too large or not JSON.
 _WITH_BODY = (408, 413, 415)
-# What a call that reaches the engine can get besides its own errors: the engine's error, down, or too slow.
-ENGINE = (502, 503, 504)
-# Streams are capped at [server] max_streams, per key and with room kept for admins.
-STREAM = (*ENGINE, 429)
-
-
-# The resources the operations are grouped by (each handler names its own), in the document's order.
-TAGS = {
-    "containers": "Containers: list, inspect, create, remove, and their lifecycle (start, stop, restart, pause, "
-    "unpause, kill).",
-    "logs": "A container's logs: a JSON page, or a stream of text or NDJSON.",
-    "events": "The engine's container and image events, as an NDJSON stream.",
-    "images": "Images: list, pull (waited for, or its progress streamed as NDJSON), remove.",
-    "metrics": "The host's resources and the containers' metrics, from moorage's samplers; Prometheus.",
-    "auth": "Bearer tokens, issued to API keys.",
-    "health": "Liveness and readiness probes: public.",
-    "meta": "This document.",
-}
 # Every operation is a call of the daemon that served the document: its paths start at the daemon's root
 # (`/api/v1/...`, `/healthz`, `/metrics`), so the server is the root of wherever the document came from.
 _SERVERS = [{"url": "/", "description": "The daemon that serves this document (http://127.0.0.1:8000 by default)."}]
@@ -70,69 +45,6 @@ _OPERATION_ID = re.compile(r"[a-z]+(?:_[a-z]+)+")
 _STREAMED = {
     NDJSON: {"type": "string", "description": "One JSON value a line, each as `x-itemSchema` says."},
 }
-
-
-@dataclass(frozen=True)
-class Operation:
-    """How one handler appears in the document."""
-
-    summary: str
-    tag: str
-    path: type[Schema] | None = None
-    query: type[Schema] | None = None
-    body: type[Schema] | None = None
-    data: SchemaLike | None = None
-    status: int = 200
-    raw: Mapping[str, SchemaLike] = field(default_factory=dict)
-    errors: tuple[int, ...] = ()
-
-
-def documented(
-    summary: str,
-    *,
-    tag: str,
-    path: type[Schema] | None = None,
-    query: type[Schema] | None = None,
-    body: type[Schema] | None = None,
-    data: SchemaLike | None = None,
-    status: int = 200,
-    raw: Mapping[str, SchemaLike] | None = None,
-    errors: Iterable[int] = (),
-) -> Callable[[Handler], Handler]:
-    """Declare, beside the handler, its parameters and body, its success (`data`: what the envelope's `data`
-    holds; `raw`: media types answered as they are, streams among them) and the errors it can answer beyond
-    those every authenticated, audited or body-taking call can. `tag` is one of TAGS: the resource it acts on."""
-    if tag not in TAGS:
-        raise ValueError(f"{summary!r}: tag {tag!r} is not one of {sorted(TAGS)}")
-    operation = Operation(summary, tag, path, query, body, data, status, dict(raw or {}), tuple(errors))
-
-    def mark(handler: Handler) -> Handler:
-        setattr(handler, _DOC_ATTR, operation)
-        return handler
-
-    return mark
-
-
-def shape(**properties: SchemaLike | str) -> dict[str, Any]:
-    """An object whose properties are all present; a string stands for `{"type": ...}`."""
-    return {
-        "type": "object",
-        "required": list(properties),
-        "properties": {k: {"type": v} if isinstance(v, str) else v for k, v in properties.items()},
-    }
-
-
-def listing(item: SchemaLike) -> dict[str, Any]:
-    return {"type": "array", "items": item}
-
-
-def page(item: SchemaLike) -> dict[str, Any]:
-    """A `{total, items}` page of items."""
-    return shape(total="integer", items=listing(item))
-
-
-def any_of(*options: SchemaLike) -> dict[str, Any]:
-    return {"anyOf": list(options)}
 
 
 _ENVELOPE = {
@@ -178,10 +90,6 @@ def openapi_path(resource: web.AbstractResource) -> str:
     """The route's path as OpenAPI writes it: `{image_id:.+}` is `{image_id}`."""
     info = resource.get_info()
     return info.get("path") or re.sub(r"\{([^}:]+)(:[^}]*)?\}", r"{\1}", info["formatter"])
-
-
-def declared_operation(handler: Callable[..., Any]) -> Operation | None:
-    return getattr(handler, _DOC_ATTR, None)
 
 
 def _error_response(status: int) -> dict[str, Any]:
