@@ -16,6 +16,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from moorage.config.defaults import defaults_from
 from moorage.config.policy import PolicySchema
 from moorage.config.registries import RegistrySchema
 from moorage.errors import ConfigError, flatten_errors
@@ -63,35 +64,26 @@ class Network(fields.Field[IPNetwork]):
             raise ValidationError(f"not a network in CIDR notation: {err}") from None
 
 
+@defaults_from(ServerSettings)
 class ServerSchema(_Section):
-    host = fields.String(load_default=ServerSettings.host, validate=validate.Length(min=1))
-    port = fields.Integer(strict=True, load_default=ServerSettings.port, validate=validate.Range(1, 65535))
+    host = fields.String(validate=validate.Length(min=1))
+    port = fields.Integer(strict=True, validate=validate.Range(1, 65535))
     state_dir = fields.String(load_default=default_state_dir, validate=validate.Length(min=1))
-    max_body_size = fields.Integer(
-        strict=True, load_default=ServerSettings.max_body_size, validate=validate.Range(1024, 64 * 1024 * 1024)
-    )
-    max_streams = fields.Integer(
-        strict=True, load_default=ServerSettings.max_streams, validate=validate.Range(1, 10000)
-    )
-    max_streams_per_key = fields.Integer(
-        strict=True, load_default=ServerSettings.max_streams_per_key, validate=validate.Range(1, 10000)
-    )
+    max_body_size = fields.Integer(strict=True, validate=validate.Range(1024, 64 * 1024 * 1024))
+    max_streams = fields.Integer(strict=True, validate=validate.Range(1, 10000))
+    max_streams_per_key = fields.Integer(strict=True, validate=validate.Range(1, 10000))
     admin_reserved_streams = fields.Integer(strict=True, load_default=None, validate=validate.Range(0, 10000))
-    heartbeat_seconds = fields.Float(load_default=ServerSettings.heartbeat_seconds, validate=validate.Range(0.1, 3600))
-    shutdown_timeout = fields.Float(load_default=ServerSettings.shutdown_timeout, validate=validate.Range(0, 600))
-    keepalive_timeout = fields.Float(load_default=ServerSettings.keepalive_timeout, validate=validate.Range(0.1, 3600))
-    body_timeout = fields.Float(load_default=ServerSettings.body_timeout, validate=validate.Range(0.1, 3600))
-    max_line_size = fields.Integer(
-        strict=True, load_default=ServerSettings.max_line_size, validate=validate.Range(1024, 1024 * 1024)
-    )
-    max_field_size = fields.Integer(
-        strict=True, load_default=ServerSettings.max_field_size, validate=validate.Range(1024, 1024 * 1024)
-    )
-    max_headers = fields.Integer(strict=True, load_default=ServerSettings.max_headers, validate=validate.Range(8, 1024))
-    log_format = fields.String(load_default=ServerSettings.log_format, validate=validate.OneOf(("text", "json")))
-    access_log = fields.Boolean(load_default=ServerSettings.access_log)
-    trusted_proxies = fields.List(Network(), load_default=list)
-    forwarded_header = fields.String(load_default=ServerSettings.forwarded_header, validate=validate.OneOf(HEADERS))
+    heartbeat_seconds = fields.Float(validate=validate.Range(0.1, 3600))
+    shutdown_timeout = fields.Float(validate=validate.Range(0, 600))
+    keepalive_timeout = fields.Float(validate=validate.Range(0.1, 3600))
+    body_timeout = fields.Float(validate=validate.Range(0.1, 3600))
+    max_line_size = fields.Integer(strict=True, validate=validate.Range(1024, 1024 * 1024))
+    max_field_size = fields.Integer(strict=True, validate=validate.Range(1024, 1024 * 1024))
+    max_headers = fields.Integer(strict=True, validate=validate.Range(8, 1024))
+    log_format = fields.String(validate=validate.OneOf(("text", "json")))
+    access_log = fields.Boolean()
+    trusted_proxies = fields.List(Network())
+    forwarded_header = fields.String(validate=validate.OneOf(HEADERS))
 
     @validates_schema
     def reserve_within_streams(self, data: dict[str, Any], **_: Any) -> None:
@@ -120,12 +112,12 @@ class ServerSchema(_Section):
         )
 
 
+@defaults_from(DockerSettings)
 class DockerSchema(_Section):
     url = fields.String(
-        load_default=DockerSettings.url,
         validate=matches(r"(unix|tcp|http|https)://.+", "must be a unix://, tcp:// or http(s):// URL"),
     )
-    timeout = fields.Float(load_default=DockerSettings.timeout, validate=validate.Range(min=0, min_inclusive=False))
+    timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> DockerSettings:
@@ -137,30 +129,28 @@ KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 KEY_NAME_RULE = "letters, digits, _ . @ - (at most 64, starting with a letter or digit)"
 
 
+@defaults_from(ApiKey)
 class ApiKeySchema(_Section):
     name = fields.String(required=True, validate=matches(KEY_NAME, KEY_NAME_RULE))
     role = fields.Enum(Role, by_value=True, required=True)
     sha256 = fields.String(
         required=True, validate=matches(r"[0-9a-fA-F]{64}", "must be the 64 hex digits of a SHA-256")
     )
-    disabled = fields.Boolean(load_default=False)
+    disabled = fields.Boolean()
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ApiKey:
         return ApiKey(name=data["name"], role=data["role"], sha256=data["sha256"].lower(), disabled=data["disabled"])
 
 
+@defaults_from(AuthSettings)
 class AuthSchema(_Section):
-    api_keys = fields.List(fields.Nested(ApiKeySchema), load_default=list)
+    api_keys = fields.List(fields.Nested(ApiKeySchema))
     token_secret_file = fields.String(validate=ABSOLUTE_PATH)
-    token_ttl = fields.Integer(strict=True, load_default=AuthSettings.token_ttl, validate=validate.Range(1, 10**7))
-    token_max_ttl = fields.Integer(
-        strict=True, load_default=AuthSettings.token_max_ttl, validate=validate.Range(1, 10**7)
-    )
-    failed_limit = fields.Integer(
-        strict=True, load_default=AuthSettings.failed_limit, validate=validate.Range(1, 10**6)
-    )
-    failed_window = fields.Float(load_default=AuthSettings.failed_window, validate=validate.Range(1, 86400))
+    token_ttl = fields.Integer(strict=True, validate=validate.Range(1, 10**7))
+    token_max_ttl = fields.Integer(strict=True, validate=validate.Range(1, 10**7))
+    failed_limit = fields.Integer(strict=True, validate=validate.Range(1, 10**6))
+    failed_window = fields.Float(validate=validate.Range(1, 86400))
 
     @validates_schema
     def distinct(self, data: dict[str, Any], **_: Any) -> None:
@@ -178,23 +168,21 @@ class AuthSchema(_Section):
         )
 
 
+@defaults_from(AuditSettings)
 class AuditSchema(_Section):
     path = fields.String(validate=ABSOLUTE_PATH)
-    fold_seconds = fields.Float(load_default=AuditSettings.fold_seconds, validate=validate.Range(0, 86400))
+    fold_seconds = fields.Float(validate=validate.Range(0, 86400))
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> AuditSettings:
-        return AuditSettings(**{**data, "path": Path(data["path"]) if "path" in data else None})
+        return AuditSettings(**{**data, "path": Path(data["path"]) if data["path"] else None})
 
 
+@defaults_from(LogsSettings)
 class LogsSchema(_Section):
-    max_lines = fields.Integer(strict=True, load_default=LogsSettings.max_lines, validate=validate.Range(1, 1_000_000))
-    max_page_bytes = fields.Integer(
-        strict=True, load_default=LogsSettings.max_page_bytes, validate=validate.Range(1024, 256 * 1024 * 1024)
-    )
-    max_line_bytes = fields.Integer(
-        strict=True, load_default=LogsSettings.max_line_bytes, validate=validate.Range(1024, 64 * 1024 * 1024)
-    )
+    max_lines = fields.Integer(strict=True, validate=validate.Range(1, 1_000_000))
+    max_page_bytes = fields.Integer(strict=True, validate=validate.Range(1024, 256 * 1024 * 1024))
+    max_line_bytes = fields.Integer(strict=True, validate=validate.Range(1024, 64 * 1024 * 1024))
 
     @validates_schema
     def line_fits_page(self, data: dict[str, Any], **_: Any) -> None:
@@ -207,20 +195,21 @@ class LogsSchema(_Section):
         return LogsSettings(**data)
 
 
+@defaults_from(MetricsSettings)
 class MetricsSchema(_Section):
-    interval = fields.Float(load_default=MetricsSettings.interval, validate=validate.Range(0.1, 60))
-    history_seconds = fields.Float(load_default=MetricsSettings.history_seconds, validate=validate.Range(1, 86400))
+    interval = fields.Float(validate=validate.Range(0.1, 60))
+    history_seconds = fields.Float(validate=validate.Range(1, 86400))
     disk_paths = fields.List(
         fields.String(validate=ABSOLUTE_PATH),
-        load_default=lambda: list(MetricsSettings.disk_paths),
     )
-    public_prometheus = fields.Boolean(load_default=False)
+    public_prometheus = fields.Boolean()
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> MetricsSettings:
         return MetricsSettings(**{**data, "disk_paths": tuple(data["disk_paths"])})
 
 
+@defaults_from(Settings)
 class SettingsSchema(_Section):
     # A missing section is loaded from {} so that its defaults are computed like a present one's.
     server = fields.Nested(ServerSchema, load_default=lambda: ServerSchema().load({}))
@@ -230,7 +219,7 @@ class SettingsSchema(_Section):
     metrics = fields.Nested(MetricsSchema, load_default=lambda: MetricsSchema().load({}))
     audit = fields.Nested(AuditSchema, load_default=lambda: AuditSchema().load({}))
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
-    registries = fields.List(fields.Nested(RegistrySchema), load_default=list)
+    registries = fields.List(fields.Nested(RegistrySchema))
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> Settings:

@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Range
 
+from moorage.config.defaults import defaults_from
 from moorage.containers.policy import forbidden_path
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.create import CPUS, Capability
@@ -37,28 +38,29 @@ def _no_all(names: list[str]) -> None:
         raise ValidationError("ALL is never allowed: list the capabilities one by one")
 
 
+@defaults_from(PolicySettings)
 class PolicySchema(StrictSchema):
-    allowed_host_paths = fields.List(fields.String(validate=_allowed_root), load_default=list)
-    allow_privileged = StrictBool(load_default=False)
+    allowed_host_paths = fields.List(fields.String(validate=_allowed_root))
+    allow_privileged = StrictBool()
     # Loaded as the request's cap_add is, so that "cap_all" is caught as ALL.
-    allowed_capabilities = fields.List(Capability(), load_default=list, validate=_no_all)
-    allow_host_network = StrictBool(load_default=False)
-    allow_host_pid = StrictBool(load_default=False)
-    allow_host_ipc = StrictBool(load_default=False)
-    allow_host_uts = StrictBool(load_default=False)
-    allow_host_userns = StrictBool(load_default=False)
-    allow_devices = StrictBool(load_default=False)
-    allowed_sysctls = fields.List(fields.String(), load_default=list)
-    allowed_runtimes = fields.List(fields.String(), load_default=lambda: ["runc"])
-    default_memory = MemorySize(allow_none=True, load_default=None)
-    max_memory = MemorySize(allow_none=True, load_default=None)
-    default_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
-    max_pids_limit = fields.Integer(strict=True, allow_none=True, load_default=None, validate=Range(min=1))
-    default_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
-    max_cpus = fields.Float(allow_none=True, load_default=None, validate=CPUS)
-    min_healthcheck_interval = Duration(load_default=PolicySettings.min_healthcheck_interval)
-    allowed_host_ips = fields.List(fields.String(validate=_ip_address), load_default=list)
-    allow_privileged_ports = StrictBool(load_default=False)
+    allowed_capabilities = fields.List(Capability(), validate=_no_all)
+    allow_host_network = StrictBool()
+    allow_host_pid = StrictBool()
+    allow_host_ipc = StrictBool()
+    allow_host_uts = StrictBool()
+    allow_host_userns = StrictBool()
+    allow_devices = StrictBool()
+    allowed_sysctls = fields.List(fields.String())
+    allowed_runtimes = fields.List(fields.String())
+    default_memory = MemorySize(allow_none=True)
+    max_memory = MemorySize(allow_none=True)
+    default_pids_limit = fields.Integer(strict=True, allow_none=True, validate=Range(min=1))
+    max_pids_limit = fields.Integer(strict=True, allow_none=True, validate=Range(min=1))
+    default_cpus = fields.Float(allow_none=True, validate=CPUS)
+    max_cpus = fields.Float(allow_none=True, validate=CPUS)
+    min_healthcheck_interval = Duration()
+    allowed_host_ips = fields.List(fields.String(validate=_ip_address))
+    allow_privileged_ports = StrictBool()
 
     @validates_schema
     def defaults_within_maxima(self, data: dict[str, Any], **_: Any) -> None:
