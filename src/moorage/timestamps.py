@@ -1,8 +1,9 @@
-"""The one writer of moorage's timestamps: RFC 3339, UTC, with a Z. Imports nothing of moorage, so that every
-module may use it (the audit, the log formatter, the schemas)."""
+"""The one writer of moorage's timestamps (RFC 3339, UTC, with a Z), and how old a sample is. Imports nothing
+of moorage, so that every module may use it (the audit, the log formatter, the schemas, the metrics)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 
@@ -15,3 +16,8 @@ def rfc3339(moment: datetime | float | None = None, *, milliseconds: bool = Fals
         moment = datetime.fromtimestamp(moment, UTC)
     timespec = "milliseconds" if milliseconds else "seconds"
     return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def age_seconds(moment: float) -> float:
+    """Seconds since `moment` (Unix seconds), to the millisecond; never below 0 when the clock stepped back."""
+    return round(max(0.0, time.time() - moment), 3)

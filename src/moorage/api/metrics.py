@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +13,7 @@ from moorage.metrics.containers import idle
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
 from moorage.settings import Role
+from moorage.timestamps import age_seconds
 from moorage.web.operations import ENGINE, documented, listing, page, shape
 from moorage.web.requests import load_path, load_query
 from moorage.web.responses import ok
@@ -24,14 +24,10 @@ routes = web.RouteTableDef()
 _RESOURCES = HostResourcesSchema()
 
 
-def age_of(sampled_at: float) -> float:
-    return max(0.0, time.time() - sampled_at)
-
-
 def with_age(sample: dict[str, Any], sampled_at: float, interval: float) -> dict[str, Any]:
     """The sample, saying how old it is and whether that is older than two rounds of the sampler."""
-    age = age_of(sampled_at)
-    return {**sample, "age_seconds": round(age, 3), "stale": age > 2 * interval}
+    age = age_seconds(sampled_at)
+    return {**sample, "age_seconds": age, "stale": age > 2 * interval}
 
 
 @routes.get(f"{API_PREFIX}/metrics/resources")
@@ -75,7 +71,7 @@ _FIRST_READING = 2.5
 
 
 def aged(reading: dict[str, Any]) -> dict[str, Any]:
-    return {**reading, "age_seconds": round(age_of(reading["sampled_at"]), 3)}
+    return {**reading, "age_seconds": age_seconds(reading["sampled_at"])}
 
 
 @routes.get(f"{API_PREFIX}/metrics/containers")

@@ -5,7 +5,6 @@ The host gauges read the sampler's latest sample when scraped, so a scrape never
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from moorage.metrics.containers import ContainerStats
 from moorage.metrics.host import HostSampler
+from moorage.timestamps import age_seconds
 
 
 class HostCollector(Collector):
@@ -24,7 +24,7 @@ class HostCollector(Collector):
         sample = self._sampler.latest
         if sample is None:
             return
-        yield _gauge("moorage_host_sample_age_seconds", "Age of the host sample", time.time() - sample["sampled_at"])
+        yield _gauge("moorage_host_sample_age_seconds", "Age of the host sample", age_seconds(sample["sampled_at"]))
         if cpu := sample.get("cpu"):
             yield _gauge("moorage_host_cpu_percent", "CPU use over all cores, 0-100", cpu["percent"])
             per_core = GaugeMetricFamily(
