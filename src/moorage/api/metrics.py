@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from moorage.api.paths import API_PREFIX
+from moorage.engine.shapes import inspected_name
 from moorage.errors import EngineUnavailable, ServiceUnavailable
 from moorage.metrics.containers import idle
 from moorage.schemas.containers import ContainerRef
@@ -98,7 +99,7 @@ async def get_container_metrics(request: web.Request) -> web.Response:
     found = stats.find(ref)
     if found is None:
         inspected = await docker(request).containers.container(ref).show()
-        name, state = inspected["Name"].lstrip("/"), inspected["State"]
+        name, state = inspected_name(inspected), inspected["State"]
         if state["Running"]:
             found = await stats.first_reading(inspected["Id"], _FIRST_READING)
         if found is None:

@@ -35,7 +35,7 @@ from moorage.background import again_and_again, to_the_end
 from moorage.containers.ownership import POLICY_LABEL, is_moorages, policy_mark
 from moorage.containers.policy import bind_problem
 from moorage.engine.errors import ENGINE_STREAM_ERRORS
-from moorage.engine.shapes import restart_policy
+from moorage.engine.shapes import inspected_name, restart_policy
 from moorage.engine.streams import EngineStreams
 from moorage.settings import DockerSettings, LiveSettings
 from moorage.timestamps import rfc3339
@@ -185,7 +185,7 @@ class BindWatch:
             await self._stops.forget(container_id)
 
     async def _stop(self, container_id: str, inspected: Mapping[str, Any], reason: str, started_ns: int | None) -> None:
-        name = inspected["Name"].lstrip("/")
+        name = inspected_name(inspected)
         was = restart_policy(inspected["HostConfig"].get("RestartPolicy"))
         container = self._docker.containers.container(container_id)
         signalled = time.time_ns()

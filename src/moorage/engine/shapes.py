@@ -12,6 +12,11 @@ def listed_name(c: Any) -> str:
     return str((c["Names"] or ["/"])[0]).lstrip("/")
 
 
+def inspected_name(inspected: Mapping[str, Any]) -> str:
+    """A container's name from the engine's inspect, which writes it with a leading slash."""
+    return str(inspected["Name"]).lstrip("/")
+
+
 def restart_policy(policy: Mapping[str, Any] | None) -> str:
     """As `docker run --restart` spells it: no, always, unless-stopped, on-failure[:N]."""
     name = (policy or {}).get("Name") or "no"

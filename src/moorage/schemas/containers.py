@@ -12,7 +12,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from moorage.containers.ownership import POLICY_LABEL
-from moorage.engine.shapes import listed_name, restart_policy
+from moorage.engine.shapes import inspected_name, listed_name, restart_policy
 from moorage.schemas.common import PageQuery, StrictSchema, docker_time
 from moorage.schemas.fields import WHITESPACE, matches
 
@@ -122,7 +122,7 @@ def detail(c: Mapping[str, Any], policy_stop: Mapping[str, str] | None) -> dict[
     health = state.get("Health")
     return {
         "id": c["Id"],
-        "name": c["Name"].lstrip("/"),
+        "name": inspected_name(c),
         "status": state["Status"],
         "image": config["Image"],
         "image_id": c["Image"],
