@@ -24,7 +24,7 @@ from moorage import __version__
 from moorage.schemas.fields import matches
 from moorage.settings import Role
 from moorage.web.operations import TAGS, Operation, SchemaLike, declared_operation, documented
-from moorage.web.responses import NDJSON, RETRY_LATER
+from moorage.web.responses import JSON, NDJSON, RETRY_LATER
 from moorage.web.roles import declared_role, requires
 
 # Statuses any authenticated call can get: a bad parameter or a credential in the URL, no or a wrong key,
@@ -94,7 +94,7 @@ def openapi_path(resource: web.AbstractResource) -> str:
 
 def _error_response(status: int) -> dict[str, Any]:
     schema = {"$ref": "#/components/schemas/Error"}
-    return {"description": HTTPStatus(status).phrase, "content": {"application/json": {"schema": schema}}}
+    return {"description": HTTPStatus(status).phrase, "content": {JSON: {"schema": schema}}}
 
 
 def _headers(status: int, authenticated: bool) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict
     if doc.data is not None:
         data = {"type": "object", "required": ["data"], "properties": {"data": doc.data}}
         enveloped = {"allOf": [{"$ref": "#/components/schemas/Envelope"}, data]}
-        content = {"application/json": {"schema": enveloped}, **content}
+        content = {JSON: {"schema": enveloped}, **content}
     errors = set(doc.errors)
     if isinstance(role, Role):
         errors.update(_AUTHENTICATED)
@@ -145,7 +145,7 @@ def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict
     else:
         operation["security"] = []
     if doc.body is not None:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": doc.body}}}
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": doc.body}}}
     return operation
 
 
@@ -263,9 +263,9 @@ def serve_document(app: web.Application, path: str) -> None:
     body = b""
 
     @requires(Role.VIEWER)
-    @documented("This document", tag="meta", raw={"application/json": {"type": "object"}})
+    @documented("This document", tag="meta", raw={JSON: {"type": "object"}})
     async def get_openapi_document(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
+        return web.Response(body=body, content_type=JSON)
 
     app.router.add_get(path, get_openapi_document)
     body = json.dumps(build_document(app.router), separators=(",", ":")).encode()

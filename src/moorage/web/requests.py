@@ -12,6 +12,8 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError, fields
 
 from moorage.errors import BadRequest, ClientGone, RequestTimeout, UnsupportedMediaType, flatten_errors
+from moorage.web.responses import JSON
+from moorage.web.state import live
 
 
 def validation_failed(err: ValidationError, where: str) -> BadRequest:
@@ -80,8 +82,6 @@ def _refuse_constant(name: str) -> None:
 async def read_body(request: web.Request) -> bytes:
     """The whole body within [server] body_timeout, else 408: aiohttp bounds a body's size (413) but not its
     pace, and a client sending a byte a second would hold its handler for as long as it liked."""
-    from moorage.web.state import live  # here, not at the top: keys imports config, which imports this module
-
     seconds = live(request).server.body_timeout
     try:
         async with asyncio.timeout(seconds):
@@ -130,7 +130,7 @@ def not_unicode(data: Any) -> str | None:
 async def load_json(request: web.Request, schema_class: type[Schema]) -> Any:
     """Load a JSON object body: 415 for another type, 413 past client_max_size, 408 past body_timeout, 400 for
     anything malformed."""
-    if request.content_type != "application/json":
+    if request.content_type != JSON:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.content_type}",
             errors=[{"field": "Content-Type", "message": "must be application/json"}],
