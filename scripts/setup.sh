@@ -6,7 +6,8 @@
 # in $WORK/auth-registry/password), and the project's virtualenv in .venv.
 #
 #   scripts/setup.sh            everything
-#   scripts/setup.sh engine     only packages, engine, registry and image (what the tests call)
+#   scripts/setup.sh engine     only packages, engine, registry and image (what the engine tests call)
+#   scripts/setup.sh venv       only the virtualenv (all the unit tests need: .ci/run runs them before the engine)
 #
 # Each step checks first and does nothing when its part is already there, so calling it again is cheap.
 set -euo pipefail
@@ -18,7 +19,7 @@ AUTH_REGISTRY=127.0.0.1:5001
 AUTH_USER=moorage-test
 TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
 # systemd: systemd-analyze, to check the unit; python3-seccomp: its sandbox, rebuilt where systemd is not PID 1;
-# nginx: the proxy that tests/test_proxy_streams.py runs in front of moorage (started by the test, not as a service).
+# nginx: the proxy that tests/engine/test_proxy_streams.py runs in front of moorage (started by the test, not as a service).
 APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk nginx)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -145,5 +146,6 @@ venv() {
 case "${1:-all}" in
     all) packages; engine; registries; image; venv ;;
     engine) packages; engine; registries; image ;;
-    *) echo "usage: $0 [all|engine]" >&2; exit 64 ;;
+    venv) venv ;;
+    *) echo "usage: $0 [all|engine|venv]" >&2; exit 64 ;;
 esac
