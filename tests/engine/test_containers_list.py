@@ -162,3 +162,11 @@ async def test_several_bad_parameters_are_all_named(client: Any) -> None:
 async def test_concurrent_lists_agree(client: Any, case_label: str, three: dict[str, Any]) -> None:
     results = await asyncio.gather(*(listed(client, case_label) for _ in range(20)))
     assert all(r == results[0] for r in results)
+
+
+async def test_success_is_the_envelope(client: Any) -> None:
+    resp = await client.get("/api/v1/containers?limit=1")
+    assert resp.status == 200
+    body = await resp.json()
+    assert set(body) == {"code", "message", "data"}
+    assert body["code"] == 200 and body["message"] == "success"
