@@ -1,4 +1,5 @@
-"""SIGTERM: open streams end at once, the process exits 0 without waiting out the shutdown timeout."""
+"""Signals and systemd's notifications: on SIGTERM open streams end at once and the process exits 0 without
+waiting out the shutdown timeout; SIGHUP reloads; READY, WATCHDOG and STOPPING reach the notify socket."""
 
 from __future__ import annotations
 
