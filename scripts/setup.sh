@@ -7,7 +7,8 @@
 # Python (redocly's OpenAPI linter, in .venv/node).
 #
 #   scripts/setup.sh            everything
-#   scripts/setup.sh engine     only packages, engine, registry and image (what the tests call)
+#   scripts/setup.sh engine     packages, engine, registries, image and the tools (what the engine tests call)
+#   scripts/setup.sh venv       only the virtualenv (all the unit tests need: .ci/run runs them before the engine)
 #
 # Each step checks first and does nothing when its part is already there, so calling it again is cheap.
 set -euo pipefail
@@ -19,7 +20,7 @@ AUTH_REGISTRY=127.0.0.1:5001
 AUTH_USER=moorage-test
 TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
 # systemd: systemd-analyze, to check the unit; python3-seccomp: its sandbox, rebuilt where systemd is not PID 1;
-# nginx: the proxy that tests/test_proxy_streams.py runs in front of moorage (started by the test, not as a service).
+# nginx: the proxy that tests/engine/test_proxy_streams.py runs in front of moorage (started by the test, not as a service).
 APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk nginx)
 # The OpenAPI linter that tests/test_openapi_contract.py runs (redocly's recommended rules), from npm.
 REDOCLY_VERSION=2.77.0
@@ -160,6 +161,7 @@ tools() {
 
 case "${1:-all}" in
     all) packages; engine; registries; image; venv; tools ;;
-    engine) packages; engine; registries; image ;;
-    *) echo "usage: $0 [all|engine]" >&2; exit 64 ;;
+    engine) packages; engine; registries; image; tools ;;
+    venv) venv ;;
+    *) echo "usage: $0 [all|engine|venv]" >&2; exit 64 ;;
 esac

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Run a command inside the sandbox a systemd unit's [Service] section describes, where systemd is not PID 1.
 
-tests/test_unit.py uses it to run the real `moorage serve` under systemd/moorage.service's hardening, so that
-a setting which breaks psutil, the Docker socket or Python itself fails a test rather than a deployment. Run
-as root with Debian's python3 and python3-seccomp:
+tests/engine/test_systemd_unit.py uses it to run the real `moorage serve` under systemd/moorage.service's
+hardening, so that a setting which breaks psutil, the Docker socket or Python itself fails a test rather than a
+deployment. Run as root with Debian's python3 and python3-seccomp:
 
     unit-sandbox.py describe UNIT                JSON: the [Service] lines, and the keys this script applies
     unit-sandbox.py run UNIT --state-dir DIR --logs-dir DIR [--leave KEY]... -- COMMAND...
