@@ -195,6 +195,8 @@ OPERATION_IDS = {
     ("POST", "/api/v1/containers"): "create_container",
     ("GET", "/api/v1/containers/{container_id}"): "get_container",
     ("DELETE", "/api/v1/containers/{container_id}"): "delete_container",
+    ("POST", "/api/v1/containers/{container_id}/rename"): "rename_container",
+    ("POST", "/api/v1/containers/{container_id}/wait"): "wait_container",
     **{
         ("POST", f"/api/v1/containers/{{container_id}}/{action}"): f"{action}_container"
         for action in ("start", "stop", "restart", "pause", "unpause", "kill")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from aiodocker.exceptions import DockerError
 from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
 from moorage.containers.provision import provision_container
 from moorage.engine.client import engine_json
+from moorage.engine.errors import rename_failure
 from moorage.schemas.containers import (
     ContainerDetailSchema,
     ContainerListQuery,
@@ -18,7 +20,7 @@ from moorage.schemas.containers import (
     summary,
 )
 from moorage.schemas.create import ContainerCreateSchema
-from moorage.schemas.lifecycle import DeleteQuery
+from moorage.schemas.lifecycle import DeleteQuery, RenameBody
 from moorage.settings import Role
 from moorage.web.operations import ENGINE, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
@@ -83,6 +85,29 @@ async def create_container(request: web.Request) -> web.Response:
 async def get_container(request: web.Request) -> web.Response:
     ref = load_path(request, ContainerRef)["container_id"]
     inspected = await engine_json(docker(request), f"containers/{ref}/json")
+    return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
+
+
+@routes.post(f"{API_PREFIX}/containers/{{container_id}}/rename")
+@requires(Role.ADMIN)
+@documented(
+    "Rename a container",
+    tag="containers",
+    path=ContainerRef,
+    body=RenameBody,
+    data=ContainerDetailSchema,
+    errors=(404, 409, *ENGINE),
+)
+async def rename_container(request: web.Request) -> web.Response:
+    """Like `docker rename`: 409 naming `name` when another container has it; 200 with the detail."""
+    ref = load_path(request, ContainerRef)["container_id"]
+    name = (await load_json(request, RenameBody))["name"]
+    container = docker(request).containers.container(ref)
+    try:
+        await container.rename(name)
+    except DockerError as err:
+        raise rename_failure(err) from err
+    inspected = await container.show()
     return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
 
 

@@ -1,4 +1,5 @@
-"""Container lifecycle: start, stop, restart, pause, unpause, kill. Each answers with the state after it.
+"""Container lifecycle: start, stop, restart, pause, unpause, kill, each answering with the state after it;
+and waiting for a container to stop or go.
 
 Starting a running container or stopping a stopped one is not an error: the engine answers 304
 and moorage answers 200 with the unchanged state, so scripts can converge without checking first.
@@ -6,24 +7,27 @@ and moorage answers 200 with the unchanged state, so scripts can converge withou
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import orjson
 from aiodocker.containers import DockerContainer
 from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
 from moorage.containers.binds import recheck
+from moorage.errors import EngineTimeout
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.containers import ContainerDetailSchema, ContainerRef, detail
-from moorage.schemas.lifecycle import KillQuery, NoQuery, StopQuery
+from moorage.schemas.lifecycle import KillQuery, NoQuery, StopQuery, WaitedSchema, WaitQuery
 from moorage.settings import Role
-from moorage.web.operations import ENGINE, documented
+from moorage.web.operations import ENGINE, STREAM, documented
 from moorage.web.requests import load_path, load_query
-from moorage.web.responses import ok
+from moorage.web.responses import JSON, ok
 from moorage.web.roles import requires
-from moorage.web.state import POLICY_STOPS, SETTINGS, docker, live
+from moorage.web.state import POLICY_STOPS, SETTINGS, docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
 
@@ -78,3 +82,34 @@ for _name, (_schema, _action) in ACTIONS.items():
     routes.post(f"{API_PREFIX}/containers/{{container_id}}/{_name}", name=f"container-{_name}")(
         action_handler(_name, _schema, _action)
     )
+
+
+@routes.post(f"{API_PREFIX}/containers/{{container_id}}/wait")
+@requires(Role.VIEWER)
+@documented(
+    "Wait for a container to stop, exit again or be removed",
+    tag="containers",
+    path=ContainerRef,
+    query=WaitQuery,
+    data=WaitedSchema,
+    errors=(404, *STREAM),
+)
+async def wait_container(request: web.Request) -> web.Response:
+    """Like `docker wait`, with a condition and a limit: past `timeout` seconds a 504, and the container is left
+    as it was. The wait holds an engine connection as long as it lasts, so it counts as one of the caller's
+    streams ([server] max_streams_per_key), and ends when its client leaves or moorage stops."""
+    ref = load_path(request, ContainerRef)["container_id"]
+    query = load_query(request, WaitQuery)
+    condition, seconds = query["condition"], query["timeout"]
+    with stream_slot(request, JSON):
+        # The engine answers the head at once and the body when the condition is met (moby's postContainersWait).
+        async with streams(request).request("POST", f"/containers/{ref}/wait", {"condition": condition}) as engine:
+            try:
+                async with asyncio.timeout(seconds):
+                    waited = orjson.loads(await engine.read())
+            except TimeoutError:
+                raise EngineTimeout(
+                    f"container {ref} did not reach {condition} within {seconds} s; it is left as it was",
+                    errors=[{"field": "timeout", "message": f"{seconds} s passed first"}],
+                ) from None
+    return ok({"exit_code": waited["StatusCode"], "condition": condition})

@@ -87,3 +87,10 @@ def start_failure(err: DockerError) -> ApiError:
     if any(words in str(err.message) for words in _PORT_TAKEN):
         return Conflict(str(err.message), errors=[{"field": "ports", "message": "a host port is already in use"}])
     return from_docker_error(err)
+
+
+def rename_failure(err: DockerError) -> ApiError:
+    """A failed rename: a name another container holds is the request's conflict, named by its field."""
+    if err.status == 409:
+        return Conflict(str(err.message).strip(), errors=[{"field": "name", "message": "another container has it"}])
+    return from_docker_error(err)

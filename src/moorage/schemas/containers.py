@@ -22,6 +22,7 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 # Docker's rule for container names; ids are hex, so one pattern admits both references. Unanchored:
 # use it with `fields.matches`, which matches the whole string.
 CONTAINER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
+CONTAINER_NAME_RULE = "letters, digits, _ . - (starting with a letter or digit)"
 
 PortMap = dict[str, list[dict[str, Any]]]
 

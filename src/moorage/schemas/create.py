@@ -26,7 +26,7 @@ from moorage.containers.model import (
     normalize_capability,
 )
 from moorage.schemas.common import KeyedDict, StrictSchema
-from moorage.schemas.containers import CONTAINER_NAME
+from moorage.schemas.containers import CONTAINER_NAME, CONTAINER_NAME_RULE
 from moorage.schemas.fields import (
     INT64_MAX,
     MAX_ARGS,
@@ -183,7 +183,7 @@ class RestartPolicyField(fields.Field[RestartPolicy]):
 class ContainerCreateSchema(StrictSchema):
     """POST /containers. Modes are checked for form here; whether the host allows them is the policy's call."""
 
-    name = Text(validate=matches(CONTAINER_NAME, "letters, digits, _ . - (starting with a letter or digit)"))
+    name = Text(validate=matches(CONTAINER_NAME, CONTAINER_NAME_RULE))
     image = Text(required=True, validate=reference)
     ports = Ports()
     environment = _text_map(matches(r"[^=]+", "a non-empty name without ="))

@@ -1,4 +1,5 @@
-"""Query schemas of the lifecycle actions: stop/restart timeouts, kill signals, delete options."""
+"""Query and body schemas of the lifecycle actions: stop/restart timeouts, kill signals, delete options, waits
+and renames."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any, ClassVar
 from marshmallow import ValidationError, fields, validate
 
 from moorage.schemas.common import StrictSchema
-from moorage.schemas.fields import WHITESPACE, JsonSchema
+from moorage.schemas.containers import CONTAINER_NAME, CONTAINER_NAME_RULE
+from moorage.schemas.fields import WHITESPACE, JsonSchema, Text, matches
 
 _SIGNAL_NAMES = {sig.name for sig in signal.Signals}
 MAX_SIGNAL = 64  # Linux's SIGRTMAX
@@ -60,3 +62,22 @@ class DeleteQuery(StrictSchema):
 
 class NoQuery(StrictSchema):
     """Actions without parameters still refuse unknown ones, so a typo is not silently ignored."""
+
+
+# What `docker wait --condition` and the engine take.
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+MAX_WAIT = 86400  # seconds
+
+
+class WaitQuery(StrictSchema):
+    condition = fields.String(load_default="not-running", validate=validate.OneOf(WAIT_CONDITIONS))
+    timeout = fields.Integer(load_default=300, validate=validate.Range(1, MAX_WAIT))
+
+
+class WaitedSchema(StrictSchema):
+    exit_code = fields.Integer(required=True)
+    condition = fields.String(required=True, validate=validate.OneOf(WAIT_CONDITIONS))
+
+
+class RenameBody(StrictSchema):
+    name = Text(required=True, validate=matches(CONTAINER_NAME, CONTAINER_NAME_RULE))
