@@ -57,6 +57,10 @@ MAX_STOP_TIMEOUT = 1
 VALID = {
     "POST /api/v1/containers": {"body": {"image": TEST_IMAGE, "command": ["sleep", "5"], "start": True}},
     "POST /api/v1/images/pull": {"body": {"name": TEST_REPO}},
+    "PATCH /api/v1/containers/{container_id}": {
+        "path_parameters": {"container_id": "victim"},
+        "body": {"pids_limit": 100, "restart_policy": "no"},
+    },
 }
 
 
@@ -132,10 +136,12 @@ class Sandbox:
             # Any token id this daemon may have issued: revoking one changes only this test's daemon.
             if pick(case.path_parameters, ["generated", "hex"]) == "hex":
                 case.path_parameters["jti"] = uuid.uuid4().hex
-        elif path == "/api/v1/containers/{container_id}/rename":
-            # A container of its own, so that the kept ones keep the names the other cases find them by.
-            victim = pick(case.path_parameters, ["victim", "absent"]) == "victim"
-            case.path_parameters["container_id"] = self.container(start=False) if victim else absent("container")
+        elif path == "/api/v1/containers/{container_id}/rename" or (
+            method == "PATCH" and path == "/api/v1/containers/{container_id}"
+        ):
+            # A container of its own, so that the kept ones keep the names and limits the other cases rely on
+            # (an unknown one is the route's own tests').
+            case.path_parameters["container_id"] = self.container(start=False)
         elif path == "/api/v1/containers/{container_id}/wait":
             self.safe_wait(case)
         elif path.startswith("/api/v1/containers/{container_id}/"):

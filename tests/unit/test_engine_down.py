@@ -29,6 +29,7 @@ VALID_BODIES = {
     ("POST", "/api/v1/containers"): {"image": TEST_IMAGE},
     ("POST", "/api/v1/images/pull"): {"name": TEST_IMAGE.rsplit(":", 1)[0]},
     ("POST", "/api/v1/containers/x1/rename"): {"name": "x2"},
+    ("PATCH", "/api/v1/containers/x1"): {"pids_limit": 10},
 }
 
 

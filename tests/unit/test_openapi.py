@@ -195,6 +195,7 @@ OPERATION_IDS = {
     ("POST", "/api/v1/containers"): "create_container",
     ("GET", "/api/v1/containers/{container_id}"): "get_container",
     ("DELETE", "/api/v1/containers/{container_id}"): "delete_container",
+    ("PATCH", "/api/v1/containers/{container_id}"): "update_container",
     ("POST", "/api/v1/containers/{container_id}/rename"): "rename_container",
     ("POST", "/api/v1/containers/{container_id}/wait"): "wait_container",
     **{

@@ -8,9 +8,12 @@ from aiodocker.exceptions import DockerError
 from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
+from moorage.containers.policy import check_update, refusal
 from moorage.containers.provision import provision_container
-from moorage.engine.client import engine_json
-from moorage.engine.errors import rename_failure
+from moorage.containers.spec import engine_update_body
+from moorage.engine.client import engine_json, engine_post
+from moorage.engine.errors import rename_failure, update_failure
+from moorage.errors import BadRequest
 from moorage.schemas.containers import (
     ContainerDetailSchema,
     ContainerListQuery,
@@ -21,6 +24,7 @@ from moorage.schemas.containers import (
 )
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.schemas.lifecycle import DeleteQuery, RenameBody
+from moorage.schemas.update import ContainerUpdateSchema
 from moorage.settings import Role
 from moorage.web.operations import ENGINE, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
@@ -85,6 +89,35 @@ async def create_container(request: web.Request) -> web.Response:
 async def get_container(request: web.Request) -> web.Response:
     ref = load_path(request, ContainerRef)["container_id"]
     inspected = await engine_json(docker(request), f"containers/{ref}/json")
+    return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
+
+
+@routes.patch(f"{API_PREFIX}/containers/{{container_id}}")
+@requires(Role.ADMIN)
+@documented(
+    "Change a container's limits and restart policy",
+    tag="containers",
+    path=ContainerRef,
+    body=ContainerUpdateSchema,
+    data=ContainerDetailSchema,
+    errors=(404, 409, *ENGINE),
+)
+async def update_container(request: web.Request) -> web.Response:
+    """Like `docker update`, on a running container too: memory, memory_reservation, cpus, pids_limit and
+    restart_policy in the create body's forms, within the policy's maxima (403 naming the field); what the body
+    leaves out stays as it is. 200 with the detail."""
+    ref = load_path(request, ContainerRef)["container_id"]
+    update = await load_json(request, ContainerUpdateSchema)
+    if violations := check_update(update, live(request).policy):
+        raise refusal(violations)
+    inspected = await engine_json(docker(request), f"containers/{ref}/json")
+    if conflicts := update.conflicts(inspected["HostConfig"]):
+        raise BadRequest(f"invalid request body: {conflicts[0]['field']}", errors=conflicts)
+    try:
+        await engine_post(docker(request), f"containers/{inspected['Id']}/update", engine_update_body(update))
+    except DockerError as err:
+        raise update_failure(err) from err
+    inspected = await engine_json(docker(request), f"containers/{inspected['Id']}/json")
     return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
 
 

@@ -33,7 +33,7 @@ from aiodocker.exceptions import DockerError
 from moorage.background import to_the_end
 from moorage.containers.model import BindVolume, CreateRequest
 from moorage.containers.ownership import CREATE_LABEL, is_moorages, policy_mark
-from moorage.containers.policy import bind_problem
+from moorage.containers.policy import bind_problem, refusal
 from moorage.engine.errors import DOCKER_UNREACHABLE, ENGINE_CALL_ERRORS
 from moorage.engine.shapes import listed_name
 from moorage.errors import EngineUnavailable, FieldError, Forbidden
@@ -107,12 +107,6 @@ async def nesting_violations(docker: aiodocker.Docker, req: CreateRequest) -> li
         for index, mine in requested
         if (problem := binds.problem(mine))
     ]
-
-
-def refusal(violations: list[FieldError]) -> Forbidden:
-    """The 403 for a request the policy refuses, naming each field."""
-    fields = ", ".join(v["field"] for v in violations)
-    return Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)
 
 
 class BindLedger:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from moorage.errors import FieldError
 
 
 class PullPolicy(StrEnum):
@@ -98,6 +101,25 @@ class CreateRequest:
     sysctls: Mapping[str, str] = field(default_factory=dict)
     runtime: str | None = None
     security_opt: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerUpdate:
+    """What `docker update` changes on a live container, and moorage's PATCH with it: None leaves it as it is."""
+
+    memory: int | None = None
+    memory_reservation: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    restart_policy: RestartPolicy | None = None
+
+    def conflicts(self, host_config: Mapping[str, Any]) -> list[FieldError]:
+        """What the update contradicts in itself or in the container's HostConfig as it will be: the engine
+        (20.10) takes a reservation above the memory limit on an update, which no container can use."""
+        limit = self.memory or host_config.get("Memory") or 0
+        if self.memory_reservation is not None and limit and self.memory_reservation > limit:
+            return [{"field": "memory_reservation", "message": f"must not be above the memory limit ({limit})"}]
+        return []
 
 
 # A named volume as the engine takes one; anything else in `volumes` is a path.

@@ -15,8 +15,15 @@ import stat
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from moorage.containers.model import VOLUME_NAME, BindVolume, CreateRequest, Healthcheck, normalize_capability
-from moorage.errors import FieldError
+from moorage.containers.model import (
+    VOLUME_NAME,
+    BindVolume,
+    ContainerUpdate,
+    CreateRequest,
+    Healthcheck,
+    normalize_capability,
+)
+from moorage.errors import FieldError, Forbidden
 from moorage.settings import PolicySettings
 
 # Binding any of these, anything under them or any directory above them gives the host away. The
@@ -138,15 +145,35 @@ def _host_access(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldEr
             yield _violation(f"sysctls.{name}", f"sysctl {name} is not allowed")
 
 
-def _limits(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
-    for field, asked, maximum in (
-        ("memory", req.memory, policy.max_memory),
-        ("pids_limit", req.pids_limit, policy.max_pids_limit),
-        ("cpus", req.cpus, policy.max_cpus),
-    ):
+def _maxima(limits: CreateRequest | ContainerUpdate, policy: PolicySettings) -> Iterator[FieldError]:
+    """The limits a create or an update asks, within the policy's maxima: a memory reservation within
+    max_memory too, since a container may use that much whatever its limit."""
+    asked = [
+        ("memory", limits.memory, policy.max_memory),
+        ("pids_limit", limits.pids_limit, policy.max_pids_limit),
+        ("cpus", limits.cpus, policy.max_cpus),
+    ]
+    if isinstance(limits, ContainerUpdate):
+        asked.append(("memory_reservation", limits.memory_reservation, policy.max_memory))
+    for field, value, maximum in asked:
         # Written so that NaN, which compares false with everything, is refused too.
-        if asked is not None and maximum is not None and not asked <= maximum:
+        if value is not None and maximum is not None and not value <= maximum:
             yield _violation(field, f"must be at most {maximum}")
+
+
+def refusal(violations: list[FieldError]) -> Forbidden:
+    """The 403 for a request the policy refuses, naming each field."""
+    fields = ", ".join(v["field"] for v in violations)
+    return Forbidden(f"refused by the host-safety policy: {fields}", errors=violations)
+
+
+def check_update(update: ContainerUpdate, policy: PolicySettings) -> list[FieldError]:
+    """Every violation of the policy by a live update (PATCH), each with its field; empty when it may be made."""
+    return list(_maxima(update, policy))
+
+
+def _limits(req: CreateRequest, policy: PolicySettings) -> Iterator[FieldError]:
+    yield from _maxima(req, policy)
     # The engine starts the next probe an interval after the last one ends, so the interval alone bounds the
     # rate of execs: a short timeout or start_period makes none more. 0 leaves the image's or the engine's.
     interval = req.healthcheck.interval if req.healthcheck else None

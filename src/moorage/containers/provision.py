@@ -16,10 +16,10 @@ from aiodocker.networks import DockerNetwork
 from aiodocker.volumes import DockerVolume
 
 from moorage.background import to_the_end
-from moorage.containers.binds import BindLedger, nesting_violations, refusal
+from moorage.containers.binds import BindLedger, nesting_violations
 from moorage.containers.model import CreateRequest, NamedVolume, PullPolicy
 from moorage.containers.ownership import policy_mark
-from moorage.containers.policy import check, check_existing_volume, image_healthcheck_violations
+from moorage.containers.policy import check, check_existing_volume, image_healthcheck_violations, refusal
 from moorage.containers.spec import engine_create_body
 from moorage.engine.errors import start_failure
 from moorage.errors import BadGateway, FieldError, NotFound

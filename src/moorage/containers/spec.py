@@ -12,7 +12,15 @@ import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from moorage.containers.model import BindVolume, CreateRequest, Device, Healthcheck, NamedVolume, normalize_capability
+from moorage.containers.model import (
+    BindVolume,
+    ContainerUpdate,
+    CreateRequest,
+    Device,
+    Healthcheck,
+    NamedVolume,
+    normalize_capability,
+)
 from moorage.containers.ownership import CREATE_LABEL, POLICY_LABEL
 from moorage.settings import PolicySettings
 
@@ -131,3 +139,16 @@ def engine_create_body(req: CreateRequest, policy: PolicySettings, *, mark: str,
         Tty=False,
         HostConfig=_host_config(req, policy),
     )
+
+
+def engine_update_body(update: ContainerUpdate) -> dict[str, Any]:
+    """The engine's body for a container's update: only what the update gives, so the rest stays as it is."""
+    restart = update.restart_policy
+    body = {
+        "Memory": update.memory,
+        "MemoryReservation": update.memory_reservation,
+        "NanoCpus": _nano_cpus(update.cpus),
+        "PidsLimit": update.pids_limit,
+        "RestartPolicy": restart and {"Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count},
+    }
+    return {key: value for key, value in body.items() if value is not None}

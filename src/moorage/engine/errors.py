@@ -94,3 +94,13 @@ def rename_failure(err: DockerError) -> ApiError:
     if err.status == 409:
         return Conflict(str(err.message).strip(), errors=[{"field": "name", "message": "another container has it"}])
     return from_docker_error(err)
+
+
+def update_failure(err: DockerError) -> ApiError:
+    """A failed live update: the engine's conflicts (a memory limit above the swap already set, a reservation
+    above the limit) are the request's, named by the field."""
+    message = str(err.message).strip()
+    if err.status in (400, 409) and "memory" in message.lower():
+        field = "memory_reservation" if "reservation" in message.lower() else "memory"
+        return Conflict(message, errors=[{"field": field, "message": message}])
+    return from_docker_error(err)

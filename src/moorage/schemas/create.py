@@ -180,7 +180,16 @@ class RestartPolicyField(fields.Field[RestartPolicy]):
         return RestartPolicy(found[1] or "on-failure", int(found[2] or 0))
 
 
-class ContainerCreateSchema(StrictSchema):
+class ContainerLimits(StrictSchema):
+    """What a create and a live update (PATCH) both take, in the same forms."""
+
+    restart_policy = RestartPolicyField()
+    memory = MemorySize()
+    cpus = fields.Float(validate=CPUS)
+    pids_limit = fields.Integer(strict=True, validate=validate.Range(1, INT64_MAX))
+
+
+class ContainerCreateSchema(ContainerLimits):
     """POST /containers. Modes are checked for form here; whether the host allows them is the policy's call."""
 
     name = Text(validate=matches(CONTAINER_NAME, CONTAINER_NAME_RULE))
@@ -193,10 +202,6 @@ class ContainerCreateSchema(StrictSchema):
     working_dir = Text(validate=absolute_path)
     user = Text(validate=matches(rf"{_NAME}(?::{_NAME})?", "name or uid, optionally :group or :gid"))
     labels = _text_map(validate.Length(min=1))
-    restart_policy = RestartPolicyField()
-    memory = MemorySize()
-    cpus = fields.Float(validate=CPUS)
-    pids_limit = fields.Integer(strict=True, validate=validate.Range(1, INT64_MAX))
     network = Text(validate=_mode("NAME", "container:NAME"))
     hostname = Text(
         validate=[validate.Length(max=64), matches(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})*", "not a hostname")]
