@@ -198,6 +198,7 @@ OPERATION_IDS = {
     ("PATCH", "/api/v1/containers/{container_id}"): "update_container",
     ("POST", "/api/v1/containers/{container_id}/rename"): "rename_container",
     ("POST", "/api/v1/containers/{container_id}/wait"): "wait_container",
+    ("GET", "/api/v1/containers/{container_id}/image-update"): "check_image_update",
     **{
         ("POST", f"/api/v1/containers/{{container_id}}/{action}"): f"{action}_container"
         for action in ("start", "stop", "restart", "pause", "unpause", "kill")

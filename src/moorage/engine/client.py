@@ -26,13 +26,18 @@ class BoundedDocker(aiodocker.Docker):
         return self._timeout if timeout is SENTINEL else super()._resolve_long_running_timeout(timeout)
 
 
-async def engine_json(docker: aiodocker.Docker, path: str, params: Mapping[str, str] | None = None) -> Any:
+async def engine_json(
+    docker: aiodocker.Docker,
+    path: str,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Any:
     """GET an engine path through aiodocker's client (its timeout, its DockerError), parsed with orjson.
 
     For the hot reads: aiodocker's helpers parse with `json` and wrap each list item in an object, which
     was most of what a 500-container list cost moorage beyond the engine's own time.
     """
-    async with docker._query(path, params=params) as response:
+    async with docker._query(path, params=params, headers=headers) as response:
         return orjson.loads(await response.read())
 
 
