@@ -21,6 +21,7 @@ from moorage.engine.client import BoundedDocker
 from moorage.engine.streams import EngineStreams
 from moorage.errors import ConfigError
 from moorage.images.pulls import PullHub
+from moorage.images.updates import UpdateChecks
 from moorage.metrics.containers import ContainerStats
 from moorage.metrics.host import HostSampler, sampling
 from moorage.metrics.prometheus import ContainerCollector, HostCollector
@@ -46,6 +47,7 @@ from moorage.web.state import (
     SETTINGS,
     STREAMS,
     TOKENS,
+    UPDATE_CHECKS,
 )
 
 # Name no versions to unauthenticated callers: aiohttp's Server header lists Python's and its own, on every
@@ -156,6 +158,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIVE] = LiveSettings(settings)
     app[REGISTRY] = registry
     app[BIND_LEDGER] = BindLedger()
+    app[UPDATE_CHECKS] = UpdateChecks(settings.updates)
     auth = settings.auth
     app[LIMITER] = FailedAuthLimiter(auth.failed_limit, auth.failed_window)
     app.cleanup_ctx.append(auth_ctx)

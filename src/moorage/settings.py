@@ -105,6 +105,13 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class UpdatesSettings:
+    # How long GET /image-updates keeps a registry's digest for a reference before it asks again.
+    cache_seconds: float = 300.0
+    concurrency: int = 4  # registry lookups at once, for the whole list
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     path: Path | None = None  # default: state_dir/audit.log
     # Refusals from one client within this many seconds of one written in full: one summary line; 0: none folded.
@@ -157,6 +164,7 @@ class Settings:
     logs: LogsSettings = field(default_factory=LogsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    updates: UpdatesSettings = field(default_factory=UpdatesSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     registries: tuple[Registry, ...] = ()
 

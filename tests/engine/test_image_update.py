@@ -113,3 +113,42 @@ async def test_a_container_made_from_an_image_id_is_409_and_an_unknown_one_404(
     resp = await client.get("/api/v1/containers/bad%20name/image-update")
     body = await resp.json()
     assert resp.status == 400 and body["errors"][0]["field"] == "container_id"
+
+
+def listed(body: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+    [item] = [item for item in body["data"]["items"] if item["id"] == container["Id"]]
+    return item
+
+
+async def test_the_list_checks_every_container_keeps_a_digest_for_cache_seconds_and_names_each_failure(
+    aiohttp_client: Any, tmp_path: Path, make_container: MakeContainer, repository: str
+) -> None:
+    cached = await app_client(aiohttp_client, tmp_path / "cached", updates={"cache_seconds": 3600})
+    fresh = await app_client(aiohttp_client, tmp_path / "fresh", updates={"cache_seconds": 0})
+    on_tag = await make_container(Image=f"{repository}:latest")
+    by_id = await make_container(Image=docker_cli("inspect", "-f", "{{.Id}}", TEST_IMAGE))
+
+    resp = await cached.get("/api/v1/image-updates", headers=key_headers("viewer-key"))
+    body = await resp.json()
+    assert resp.status == 200 and body["data"]["total"] == len(body["data"]["items"])
+    first = listed(body, on_tag)
+    assert first["error"] is None and first["check"]["update_available"] is False
+    assert first["name"] == on_tag["Name"].lstrip("/")
+    failed = listed(body, by_id)
+    assert failed["check"] is None and failed["error"]["code"] == 409 and failed["error"]["message"]
+
+    build_of(f"{repository}:latest", b"v2")
+    docker_cli("push", "-q", f"{repository}:latest")
+    resp = await cached.get("/api/v1/image-updates", headers=key_headers("viewer-key"))
+    again = listed(await resp.json(), on_tag)["check"]
+    assert again["update_available"] is False and again["checked_at"] == first["check"]["checked_at"]  # kept
+    resp = await fresh.get("/api/v1/image-updates", headers=key_headers("viewer-key"))
+    assert listed(await resp.json(), on_tag)["check"]["update_available"] is True
+    status, body = await check(cached, on_tag)  # one container's check always asks
+    assert status == 200 and body["data"]["update_available"] is True
+
+
+async def test_the_list_takes_no_parameters(client: Any) -> None:
+    resp = await client.get("/api/v1/image-updates?all=1")
+    body = await resp.json()
+    assert resp.status == 400 and body["errors"][0]["field"] == "all"

@@ -199,6 +199,7 @@ OPERATION_IDS = {
     ("POST", "/api/v1/containers/{container_id}/rename"): "rename_container",
     ("POST", "/api/v1/containers/{container_id}/wait"): "wait_container",
     ("GET", "/api/v1/containers/{container_id}/image-update"): "check_image_update",
+    ("GET", "/api/v1/image-updates"): "list_image_updates",
     **{
         ("POST", f"/api/v1/containers/{{container_id}}/{action}"): f"{action}_container"
         for action in ("start", "stop", "restart", "pause", "unpause", "kill")
@@ -247,7 +248,7 @@ def test_operations_are_tagged_by_resource(document: dict[str, Any]) -> None:
     assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in ops.values())
     assert {key for key, op in ops.items() if op["tags"] == ["containers"]} == {
         key for key in ops if key[1].startswith("/api/v1/containers") and not key[1].endswith("/logs")
-    }
+    } | {("GET", "/api/v1/image-updates")}
     assert ops["GET", "/metrics"]["tags"] == ["metrics"] and ops["GET", DOCUMENT]["tags"] == ["meta"]
     with pytest.raises(ValueError, match="tag 'things' is not one of"):
         documented("A thing", tag="things")

@@ -1,4 +1,5 @@
-"""Image-update checks: whether a container's image has a newer build at its registry, without a pull."""
+"""Image-update checks: whether a container's image (or every container's) has a newer build at its registry,
+without a pull."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from moorage.api.paths import API_PREFIX
 from moorage.engine.client import engine_json
 from moorage.images.updates import image_update
 from moorage.schemas.containers import ContainerRef
-from moorage.schemas.updates import ImageUpdateSchema
+from moorage.schemas.lifecycle import NoQuery
+from moorage.schemas.updates import ImageUpdateItemSchema, ImageUpdateSchema
 from moorage.settings import Role
-from moorage.web.operations import ENGINE, documented
-from moorage.web.requests import load_path
+from moorage.web.operations import ENGINE, documented, page
+from moorage.web.requests import load_path, load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires
-from moorage.web.state import docker, live
+from moorage.web.state import UPDATE_CHECKS, docker, live
 
 routes = web.RouteTableDef()
 
@@ -34,3 +36,21 @@ async def check_image_update(request: web.Request) -> web.Response:
     ref = load_path(request, ContainerRef)["container_id"]
     inspected = await engine_json(docker(request), f"containers/{ref}/json")
     return ok(await image_update(docker(request), inspected, live(request).registries))
+
+
+@routes.get(f"{API_PREFIX}/image-updates")
+@requires(Role.VIEWER)
+@documented(
+    "Check every container's image for a newer build",
+    tag="containers",
+    query=NoQuery,
+    data=page(ImageUpdateItemSchema),
+    errors=ENGINE,
+)
+async def list_image_updates(request: web.Request) -> web.Response:
+    """Every container, checked as GET /containers/{id}/image-update does, [updates] concurrency at once; a
+    registry's digest is kept [updates] cache_seconds. A container that cannot be checked (an unreachable
+    registry, an image id) is an item with its `error`, not a failed list."""
+    load_query(request, NoQuery)
+    items = await request.config_dict[UPDATE_CHECKS].check_all(docker(request), live(request).registries)
+    return ok({"total": len(items), "items": items})

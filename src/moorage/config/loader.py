@@ -34,6 +34,7 @@ from moorage.settings import (
     Role,
     ServerSettings,
     Settings,
+    UpdatesSettings,
 )
 
 EXIT_CONFIG = 2
@@ -168,6 +169,16 @@ class AuthSchema(_Section):
         )
 
 
+@defaults_from(UpdatesSettings)
+class UpdatesSchema(_Section):
+    cache_seconds = fields.Float(validate=validate.Range(0, 86400))
+    concurrency = fields.Integer(strict=True, validate=validate.Range(1, 64))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> UpdatesSettings:
+        return UpdatesSettings(**data)
+
+
 @defaults_from(AuditSettings)
 class AuditSchema(_Section):
     path = fields.String(validate=ABSOLUTE_PATH)
@@ -218,6 +229,7 @@ class SettingsSchema(_Section):
     logs = fields.Nested(LogsSchema, load_default=lambda: LogsSchema().load({}))
     metrics = fields.Nested(MetricsSchema, load_default=lambda: MetricsSchema().load({}))
     audit = fields.Nested(AuditSchema, load_default=lambda: AuditSchema().load({}))
+    updates = fields.Nested(UpdatesSchema, load_default=lambda: UpdatesSchema().load({}))
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
     registries = fields.List(fields.Nested(RegistrySchema))
 

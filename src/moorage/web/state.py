@@ -17,6 +17,7 @@ from moorage.containers.binds import BindLedger
 from moorage.containers.bindwatch import PolicyStops
 from moorage.engine.streams import EngineStreams
 from moorage.images.pulls import PullHub
+from moorage.images.updates import UpdateChecks
 from moorage.metrics.containers import ContainerStats
 from moorage.metrics.host import HostSampler
 from moorage.settings import ApiKey, LiveSettings, Settings
@@ -36,6 +37,7 @@ AUDIT = web.AppKey("audit", AuditLog)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 BIND_LEDGER = web.AppKey("bind_ledger", BindLedger)
 POLICY_STOPS = web.AppKey("policy_stops", PolicyStops)
+UPDATE_CHECKS = web.AppKey("update_checks", UpdateChecks)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
 VIA_TOKEN = web.RequestKey("via_token", bool)
 REQUEST_ID = web.RequestKey("request_id", str)
