@@ -10,7 +10,7 @@ from typing import Any
 
 import aiodocker
 
-from ..helpers import MakeContainer, app_client, assert_error, docker_cli, key_headers
+from ..helpers import TEST_IMAGE, TEST_LABEL, MakeContainer, app_client, assert_error, docker_cli, key_headers
 
 
 def engine_name(container: dict[str, Any]) -> str:
@@ -36,6 +36,7 @@ async def test_a_rename_gives_the_container_its_new_name_and_is_audited(
         200,
         "admin-key",
     )
+    assert line["detail"] == {"id": made["Id"], "name": new}  # what it did, not only what was asked
 
 
 async def test_a_name_another_container_has_is_409_naming_the_field_and_changes_nothing(
@@ -122,3 +123,17 @@ async def test_a_bad_wait_is_400_naming_the_parameter_and_an_unknown_container_4
         assert resp.status == 400 and field in {e["field"] for e in body["errors"]}, (query, body)
     resp = await client.post("/api/v1/containers/no-such-container-x/wait?timeout=5")
     assert resp.status == 404
+
+
+async def test_a_create_is_audited_with_the_container_it_made(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await app_client(aiohttp_client, tmp_path)
+    name = f"mt-audited-{uuid.uuid4().hex[:8]}"
+    body = {"image": TEST_IMAGE, "name": name, "labels": {TEST_LABEL: "audited"}}
+    resp = await client.post("/api/v1/containers", json=body, headers=key_headers("admin-key"))
+    created = (await resp.json())["data"]
+    try:
+        assert resp.status == 201
+        [line] = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+        assert line["detail"] == {"id": created["id"], "name": name}
+    finally:
+        docker_cli("rm", "-f", created["id"])

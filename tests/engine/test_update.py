@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,19 @@ async def test_a_running_container_gets_its_new_limits_and_restart_policy(
     assert host["Memory"] == 96 * 1024 * 1024 and host["MemoryReservation"] == 32 * 1024 * 1024
     assert (host["NanoCpus"], host["PidsLimit"]) == (500_000_000, 50)
     assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    [line] = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    assert (line["method"], line["result"], line["detail"]) == (
+        "PATCH",
+        200,
+        {
+            "id": running["Id"],
+            "Memory": 96 * 1024 * 1024,
+            "MemoryReservation": 32 * 1024 * 1024,
+            "NanoCpus": 500_000_000,
+            "PidsLimit": 50,
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+        },
+    )
 
 
 async def test_what_the_body_leaves_out_stays_as_it_was(

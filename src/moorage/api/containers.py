@@ -30,7 +30,7 @@ from moorage.web.operations import ENGINE, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires
-from moorage.web.state import BIND_LEDGER, POLICY_STOPS, docker, live, pulls
+from moorage.web.state import AUDIT_DETAIL, BIND_LEDGER, POLICY_STOPS, docker, live, pulls
 
 routes = web.RouteTableDef()
 
@@ -78,6 +78,7 @@ async def create_container(request: web.Request) -> web.Response:
     ledger = request.config_dict[BIND_LEDGER]
     container_id = await provision_container(docker(request), pulls(request), req, live(request), ledger)
     created = detail(await docker(request).containers.container(container_id).show(), None)
+    request[AUDIT_DETAIL] = {"id": created["id"], "name": created["name"]}
     return ok(created, status=201, headers={"Location": f"{API_PREFIX}/containers/{container_id}"})
 
 
@@ -118,6 +119,7 @@ async def update_container(request: web.Request) -> web.Response:
     except DockerError as err:
         raise update_failure(err) from err
     inspected = await engine_json(docker(request), f"containers/{inspected['Id']}/json")
+    request[AUDIT_DETAIL] = {"id": inspected["Id"], **engine_update_body(update)}
     return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
 
 
@@ -141,6 +143,7 @@ async def rename_container(request: web.Request) -> web.Response:
     except DockerError as err:
         raise rename_failure(err) from err
     inspected = await container.show()
+    request[AUDIT_DETAIL] = {"id": inspected["Id"], "name": name}
     return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
 
 

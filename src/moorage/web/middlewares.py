@@ -27,7 +27,7 @@ from moorage.web import responses
 from moorage.web.requests import validation_failed
 from moorage.web.responses import HeadAnswered
 from moorage.web.roles import declared_role, is_public
-from moorage.web.state import AUDIT, LIMITER, PRINCIPAL, REQUEST_ID, TOKENS, VIA_TOKEN, live
+from moorage.web.state import AUDIT, AUDIT_DETAIL, LIMITER, PRINCIPAL, REQUEST_ID, TOKENS, VIA_TOKEN, live
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ def _audit(request: web.Request, status: int) -> None:
             target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
             result=status,
             request_id=request.get(REQUEST_ID),
+            **({"detail": request[AUDIT_DETAIL]} if AUDIT_DETAIL in request else {}),
         )
 
 

@@ -41,6 +41,8 @@ UPDATE_CHECKS = web.AppKey("update_checks", UpdateChecks)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
 VIA_TOKEN = web.RequestKey("via_token", bool)
 REQUEST_ID = web.RequestKey("request_id", str)
+# What a change did, in the handler's words (the container it made, the name it gave): added to its audit line.
+AUDIT_DETAIL = web.RequestKey("audit_detail", dict)
 
 
 def live(request: web.Request) -> Settings:
