@@ -30,7 +30,7 @@ from moorage.web.operations import ENGINE, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires
-from moorage.web.state import AUDIT_DETAIL, BIND_LEDGER, POLICY_STOPS, docker, live, pulls
+from moorage.web.state import AUDIT_DETAIL, BIND_LEDGER, docker, live, policy_stops, pulls
 
 routes = web.RouteTableDef()
 
@@ -90,7 +90,7 @@ async def create_container(request: web.Request) -> web.Response:
 async def get_container(request: web.Request) -> web.Response:
     ref = load_path(request, ContainerRef)["container_id"]
     inspected = await engine_json(docker(request), f"containers/{ref}/json")
-    return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
+    return ok(detail(inspected, policy_stops(request)))
 
 
 @routes.patch(f"{API_PREFIX}/containers/{{container_id}}")
@@ -114,13 +114,14 @@ async def update_container(request: web.Request) -> web.Response:
     inspected = await engine_json(docker(request), f"containers/{ref}/json")
     if conflicts := update.conflicts(inspected["HostConfig"]):
         raise BadRequest(f"invalid request body: {conflicts[0]['field']}", errors=conflicts)
+    body = engine_update_body(update)
     try:
-        await engine_post(docker(request), f"containers/{inspected['Id']}/update", engine_update_body(update))
+        await engine_post(docker(request), f"containers/{inspected['Id']}/update", body)
     except DockerError as err:
         raise update_failure(err) from err
     inspected = await engine_json(docker(request), f"containers/{inspected['Id']}/json")
-    request[AUDIT_DETAIL] = {"id": inspected["Id"], **engine_update_body(update)}
-    return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
+    request[AUDIT_DETAIL] = {"id": inspected["Id"], **body}
+    return ok(detail(inspected, policy_stops(request)))
 
 
 @routes.post(f"{API_PREFIX}/containers/{{container_id}}/rename")
@@ -144,7 +145,7 @@ async def rename_container(request: web.Request) -> web.Response:
         raise rename_failure(err) from err
     inspected = await container.show()
     request[AUDIT_DETAIL] = {"id": inspected["Id"], "name": name}
-    return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
+    return ok(detail(inspected, policy_stops(request)))
 
 
 @routes.delete(f"{API_PREFIX}/containers/{{container_id}}")

@@ -27,7 +27,7 @@ from moorage.web.operations import ENGINE, STREAM, documented
 from moorage.web.requests import load_path, load_query
 from moorage.web.responses import JSON, ok
 from moorage.web.roles import requires
-from moorage.web.state import POLICY_STOPS, SETTINGS, docker, live, stream_slot, streams
+from moorage.web.state import SETTINGS, docker, live, policy_stops, stream_slot, streams
 
 routes = web.RouteTableDef()
 
@@ -71,7 +71,7 @@ def action_handler(
             await recheck(container, live(request))
         await action(container, query, grace_timeout(request, query.get("timeout", 0)))
         inspected = await container.show()
-        return ok(detail(inspected, request.config_dict[POLICY_STOPS].get(inspected["Id"])))
+        return ok(detail(inspected, policy_stops(request)))
 
     # The operationId: a verb on its resource.
     handle.__name__ = handle.__qualname__ = f"{name}_container"

@@ -11,6 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from moorage.containers.bindwatch import PolicyStops
 from moorage.containers.ownership import POLICY_LABEL
 from moorage.engine.shapes import inspected_name, listed_name, restart_policy
 from moorage.schemas.common import PageQuery, StrictSchema, docker_time
@@ -116,9 +117,11 @@ def shown(labels: Mapping[str, str] | None) -> Mapping[str, str]:
     return {key: value for key, value in labels.items() if key != POLICY_LABEL}
 
 
-def detail(c: Mapping[str, Any], policy_stop: Mapping[str, str] | None) -> dict[str, Any]:
+def detail(c: Mapping[str, Any], stops: PolicyStops | None) -> dict[str, Any]:
     """`GET /containers/{id}` from inspect: the summary's fields plus configuration and state (built like
-    `summary`; ContainerDetailSchema is its contract), and why moorage stopped it, if it did (bindwatch.py)."""
+    `summary`; ContainerDetailSchema is its contract), and why moorage stopped it, if it did (bindwatch.py; None
+    for a container made just now)."""
+    policy_stop = stops.get(c["Id"]) if stops is not None else None
     config, host, state = c["Config"], c["HostConfig"], c["State"]
     health = state.get("Health")
     return {

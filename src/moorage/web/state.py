@@ -54,6 +54,10 @@ def docker(request: web.Request) -> aiodocker.Docker:
     return request.config_dict[DOCKER]
 
 
+def policy_stops(request: web.Request) -> PolicyStops:
+    return request.config_dict[POLICY_STOPS]
+
+
 def pulls(request: web.Request) -> PullHub:
     return request.config_dict[PULLS]
 
