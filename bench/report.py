@@ -39,9 +39,11 @@ class Row:
 
 
 def figure(figures: dict[str, Any]) -> str:
-    """A cell: p50/p99 for latencies, the rate for throughputs."""
+    """A cell: p50/p99 for latencies, p50/max for operations of seconds (a few rounds), the rate for throughputs."""
     if "p50_ms" in figures:
         return f"{figures['p50_ms']:.2f} / {figures['p99_ms']:.2f} ms"
+    if "p50_s" in figures:
+        return f"{figures['p50_s']:.3f} / {figures['max_s']:.3f} s"
     for key, unit in (("lines_per_s", "lines/s"), ("requests_per_s", "req/s"), ("rss_mb", "MB")):
         if key in figures:
             return f"{figures[key]:,.0f} {unit}" if figures[key] >= 100 else f"{figures[key]:,.1f} {unit}"
@@ -54,6 +56,8 @@ def ratio_cell(row: Row) -> str:
 
     if row.headline == "p50_ms":
         return f"{shown(row.ratio)} (p99 {shown(row.moorage['p99_ms'] / row.reference['p99_ms'])})"
+    if row.headline == "p50_s":
+        return f"{shown(row.ratio)} (max {shown(row.moorage['max_s'] / row.reference['max_s'])})"
     return shown(row.ratio)
 
 

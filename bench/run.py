@@ -2,12 +2,13 @@
 
     bash scripts/setup.sh && .venv/bin/python -m bench.run [--json bench.json]
 
-Sets up the engine and test image, starts `moorage serve` with a bench config, makes the containers
-(labelled moorage.bench=RUN), measures every scenario against its baseline in the same run (the engine's
+Sets up the engine and test image, starts `moorage serve` with a bench config, makes the containers, volumes
+and networks (labelled moorage.bench=RUN), measures every scenario against its baseline in the same run (the engine's
 socket with the same client library, keep-alive on both; Glances; a bare aiohttp handler), samples the
 RSS of moorage and Glances throughout, prints a table, writes it as JSON, and removes all it made.
---only SCENARIO (repeatable) runs a few: list, detail, cycle, logs, follow, metrics, host; --profile DIR
-records moorage with py-spy in each scenario (which costs it a little: not for the figures of record).
+--only SCENARIO (repeatable) runs a few: list, detail, cycle, logs, follow, metrics, host, recreate, exec,
+volumes, networks; --profile DIR records moorage with py-spy in each scenario (which costs it a little: not for
+the figures of record).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import aiodocker
 
-from . import hostload, latency, streams
+from . import execs, hostload, latency, objects, recreate, streams
 from .harness import Bench, Containers, RssPeaks, sessions, setup_engine, start_moorage, stop
 from .profile import profiled
 from .report import Row, markdown
@@ -43,6 +44,10 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "follow": streams.follow,
     "metrics": latency.metrics,
     "host": hostload.host_load,
+    "recreate": recreate.recreate,
+    "exec": execs.one_shot,
+    "volumes": objects.volumes,
+    "networks": objects.networks,
 }
 # Glances' RSS on this machine with 50 containers, the bar when Glances is not run beside moorage.
 GLANCES_RSS_MB = 85.0
@@ -52,6 +57,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def positive(text: str) -> int:
+    """A count of rounds: a figure needs one at least."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
 
 
 def csv_ints(text: str) -> list[int]:
@@ -126,6 +139,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--load-seconds", type=float, default=10.0, help="per target, host metrics under load")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--load-generator", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--recreate-rounds", type=positive, default=10, help="measured recreates per side")
+    parser.add_argument("--exec-rounds", type=positive, default=100, help="measured one-shot execs per side")
+    parser.add_argument("--objects", type=positive, default=200, help="volumes, and networks, present when listing")
     parser.add_argument("--glances", type=Path, help="a glances binary (default: installed under .bench/)")
     parser.add_argument("--no-glances", action="store_true")
     parser.add_argument("--only", action="append", choices=list(SCENARIOS))

@@ -1,7 +1,7 @@
 """A fake Docker engine (an aiohttp app on a free port) for faults the real one cannot show on demand:
 a pull that stalls until the test lets it go, a pull stream that turns to garbage, calls that hang as
-on a wedged engine, an event stream that stays quiet, and a create that its client gave up on but that
-the engine finishes all the same a moment later."""
+on a wedged engine, an event stream that stays quiet, a create that its client gave up on but that
+the engine finishes all the same a moment later, and a prune slower than moorage's engine timeout."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class FakeEngine:
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # the create body of every container made
     # What happened to containers, in order: ("created", id) when made, ("deleted", id) when removed.
     history: list[tuple[str, str]] = field(default_factory=list)
+    prune_seconds: float = 0.0  # how long a container prune takes before it answers
     _late: set[asyncio.Task[None]] = field(default_factory=set)
 
     def app(self) -> web.Application:
@@ -64,6 +65,7 @@ class FakeEngine:
         app.router.add_delete(API + "/containers/{id}", self.delete_container)
         app.router.add_post(API + "/containers/create", self.create_container)
         app.router.add_post(API + "/containers/{id}/start", self.start_container)
+        app.router.add_post(f"{API}/containers/prune", self.prune_containers)
         return app
 
     async def stall(self, name: str) -> None:
@@ -133,6 +135,15 @@ class FakeEngine:
     async def start_container(self, request: web.Request) -> web.Response:
         await self.stall("start")
         return web.Response(status=204)
+
+    async def prune_containers(self, request: web.Request) -> web.Response:
+        """Every container made goes (the fake's are never running), after `prune_seconds`."""
+        await asyncio.sleep(self.prune_seconds)
+        gone = list(self.made)
+        for container_id in gone:
+            del self.made[container_id]
+            self.history.append(("deleted", container_id))
+        return web.json_response({"ContainersDeleted": gone, "SpaceReclaimed": 0})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """The head at once, then `quiet` seconds of nothing, then one event and the end."""
@@ -207,6 +218,7 @@ def _summary(inspected: dict[str, Any]) -> dict[str, Any]:
     return {
         "Id": inspected["Id"], "Names": [inspected["Name"]], "Image": inspected["Config"]["Image"],
         "Labels": inspected["Config"]["Labels"], "State": inspected["State"]["Status"], "Mounts": inspected["Mounts"],
+        "Created": 1767225600,
     }  # fmt: skip
 
 

@@ -4,13 +4,14 @@ conftest.py, the engine's in engine/conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,20 @@ AUTH_PASSWORD_FILE = Path(os.environ.get("MOORAGE_TEST_STATE", "/var/lib/moorage
 SERVER_KWARGS = {"handler_cancellation": True}
 # Every container a test makes carries this label, so that nothing a test leaves can be mistaken for the host's.
 TEST_LABEL = "moorage.test"
+# The query a walk of every route sends to a prune: a dry run limited to a label nothing carries. The engine is
+# shared, and a prune without a filter of the test's own would remove what other tests (and the host) have.
+HARMLESS_PRUNE = {"label": "moorage.test.prune=nothing-carries-this", "dry_run": "true"}
 
+# A command that ends at the stop's SIGTERM (a shell or a sleep as process 1 ignores it: the stop would wait its
+# 10 s before it kills).
+STOPPABLE = ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
 MakeContainer = Callable[..., Awaitable[dict[str, Any]]]
-PUBLIC_PATHS = {"/healthz", "/readyz"}
+# Routes no API key is asked for: the probes, and a deploy hook, whose calls are signed with its secret instead.
+PUBLIC_PATHS = {"/healthz", "/readyz", "/api/v1/hooks/x1"}
 # The keys (name: role) of an app with one key per role.
 ROLES = {"viewer-key": "viewer", "operator-key": "operator", "admin-key": "admin"}
+# A key's role, or the rest of its config entry: {"permissions": [...], "expires_at": ...}.
+KeySpecs = Mapping[str, str | dict[str, Any]]
 
 
 def docker_cli(*args: str) -> str:
@@ -50,9 +60,13 @@ def docker_cli(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def make_settings(tmp_path: Path, keys: dict[str, str], **sections: dict[str, Any]) -> Settings:
-    """Settings as a config file would give them; `keys` maps a key name to its role."""
-    raw_keys = [{"name": name, "role": role, "sha256": hash_key(plain_key(name))} for name, role in keys.items()]
+def make_settings(tmp_path: Path, keys: KeySpecs, **sections: dict[str, Any]) -> Settings:
+    """Settings as a config file would give them; `keys` maps a key name to its role, or to the rest of its
+    `[[auth.api_keys]]` entry (role, permissions, expires_at)."""
+    raw_keys = [
+        {"name": name, **({"role": spec} if isinstance(spec, str) else spec), "sha256": hash_key(plain_key(name))}
+        for name, spec in keys.items()
+    ]
     server = {"state_dir": str(tmp_path / "state"), **sections.pop("server", {})}
     # Tests walk every route without a key from one address: the failure limit is tested on its own.
     auth = {"api_keys": raw_keys, "failed_limit": 100_000, **sections.pop("auth", {})}
@@ -67,7 +81,7 @@ def plain_key(name: str) -> str:
     return _PLAIN_KEYS.setdefault(name, new_key())
 
 
-async def app_client(aiohttp_client: Any, tmp_path: Path, keys: dict[str, str] = ROLES, **sections: Any) -> TestClient:
+async def app_client(aiohttp_client: Any, tmp_path: Path, keys: KeySpecs = ROLES, **sections: Any) -> TestClient:
     settings = make_settings(tmp_path, keys, **sections)
     client: TestClient = await aiohttp_client(create_app(settings), server_kwargs=SERVER_KWARGS)
     return client
@@ -120,7 +134,7 @@ class Daemon:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.02)  # a start takes about 0.4 s: a look every 0.1 s came 50 ms after it, on average
         raise AssertionError(f"moorage did not listen within {timeout}s: {self.output()}")
 
     def output(self) -> str:
@@ -134,6 +148,50 @@ class Daemon:
     def stop(self) -> int:
         self.proc.terminate()
         return self.proc.wait(timeout=30)
+
+
+def untag(tag: str) -> None:
+    """Remove the tag, if it is still here (a test may have removed it), and every digest reference a push left
+    in its repository: the test image must keep no other name, or the engine's answers about it change (a
+    delete is "referenced in multiple repositories" before it is "in use")."""
+    repository = tag.rsplit(":", 1)[0]
+    pushed = docker_cli("images", "--digests", "--format", "{{.Repository}}@{{.Digest}}", repository).split()
+    for name in [tag, *(ref for ref in pushed if not ref.endswith("@<none>"))]:
+        subprocess.run(["docker", "rmi", name], capture_output=True, check=False)
+
+
+async def remove_labelled(docker: aiodocker.Docker, case_label: str) -> None:
+    """Remove every container labelled for a test, whatever made it: a recreate gives the container a new id."""
+    found = await docker.containers.list(all=True, filters=json.dumps({"label": [f"{TEST_LABEL}={case_label}"]}))
+    for container in found:
+        try:
+            await container.delete(force=True, v=True)
+        except aiodocker.DockerError as err:
+            if err.status != 404:
+                raise
+
+
+def inspected(container: str) -> dict[str, Any]:
+    """The engine's inspect, or {} for a container that is not there."""
+    done = subprocess.run(["docker", "container", "inspect", container], capture_output=True, text=True, check=False)
+    return json.loads(done.stdout)[0] if done.returncode == 0 else {}
+
+
+def labelled(case_label: str) -> list[dict[str, Any]]:
+    """Inspects of every container of this test, whatever its name."""
+    ids = docker_cli("ps", "-aq", "--no-trunc", "--filter", f"label={TEST_LABEL}={case_label}").split()
+    return [inspected(container_id) for container_id in ids]
+
+
+def daemon_config(tmp_path: Path, failed_limit: int = 100_000, more: str = "", server: str = "") -> str:
+    """A `moorage serve` config with the test admin key, a state dir of the test's own, `server` (TOML lines of
+    [server]) and `more` (TOML tables)."""
+    return (
+        f'[server]\nstate_dir = "{tmp_path}/daemon-state"\n{server}'
+        f"[auth]\nfailed_limit = {failed_limit}\n"
+        f'[[auth.api_keys]]\nname = "test-admin"\nrole = "admin"\nsha256 = "{hash_key(plain_key("test-admin"))}"\n'
+        f"{more}"
+    )
 
 
 async def get_json(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:

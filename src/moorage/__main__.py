@@ -1,16 +1,27 @@
-"""The command line: `moorage serve` runs the daemon, `moorage keygen` makes an API key."""
+"""The command line: `moorage serve` runs the daemon, `moorage keygen` makes an API key, `moorage keys` lists
+them with their last use."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from moorage.access.keys import hash_key, new_key
-from moorage.config.loader import EXIT_CONFIG, KEY_NAME, KEY_NAME_RULE, key_toml
+from moorage.config.keylist import key_rows, keys_text
+from moorage.config.loader import (
+    EXIT_CONFIG,
+    KEY_NAME,
+    KEY_NAME_RULE,
+    key_toml,
+    load_settings,
+    resolve_config_path,
+    settings_from_mapping,
+)
 from moorage.daemon import runner
 from moorage.errors import ConfigError
-from moorage.settings import ApiKey, Role
+from moorage.settings import Role
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -19,10 +30,24 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def keygen(args: argparse.Namespace) -> int:
+    """The key's entry is loaded as the config will load it, so that the printed block always loads: a bad
+    permission, one beyond the role, or a bad expiry is the config's own error, exit status 2."""
     plain = new_key()
-    key = ApiKey(name=args.name, role=Role(args.role), sha256=hash_key(plain))
-    print(f"# API key {key.name!r} (role {key.role.value}); shown only this once:\n{plain}\n")
+    entry: dict[str, Any] = {"name": args.name, "sha256": hash_key(plain)}
+    entry |= {"role": args.role} if args.role else {}
+    entry |= {"permissions": args.permission} if args.permission else {}
+    entry |= {"expires_at": args.expires_at} if args.expires_at else {}
+    [key] = settings_from_mapping({"auth": {"api_keys": [entry]}}, "the command line").auth.api_keys
+    grants = f"role {key.role.value}" if key.role is not None else "no role"
+    if key.permissions is not None:
+        grants += ", permissions " + ", ".join(sorted(key.permissions))
+    print(f"# API key {key.name!r} ({grants}); shown only this once:\n{plain}\n")
     print(f"# Add this to the config (only the hash is stored):\n{key_toml(key)}", end="")
+    return 0
+
+
+def keys(args: argparse.Namespace) -> int:
+    print(keys_text(key_rows(load_settings(resolve_config_path(args.config))), args.json), end="")
     return 0
 
 
@@ -50,8 +75,16 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=serve)
     make = commands.add_parser("keygen", help="make a new API key and print it with its config block")
     make.add_argument("--name", required=True, type=key_name, help="a name for the key (shown in logs, never the key)")
-    make.add_argument("--role", required=True, choices=[r.value for r in Role])
+    make.add_argument("--role", choices=[r.value for r in Role], help="its bundle of permissions")
+    make.add_argument(
+        "--permission", action="append", help="resource:verb; repeatable: only these (within --role, if given)"
+    )
+    make.add_argument("--expires-at", help="RFC 3339 with its offset, e.g. 2027-01-31T00:00:00Z")
     make.set_defaults(func=keygen)
+    listing = commands.add_parser("keys", help="list the configured keys with their role and last use")
+    listing.add_argument("--config", help="config file, found as for serve")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    listing.set_defaults(func=keys)
     return top
 
 

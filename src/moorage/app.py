@@ -9,6 +9,8 @@ from aiohttp import web, web_response
 from prometheus_client import CollectorRegistry
 
 from moorage.access.audit import AuditLog
+from moorage.access.lastuse import FILE as LAST_USED_FILE
+from moorage.access.lastuse import KeyUse
 from moorage.access.ratelimit import FailedAuthLimiter
 from moorage.access.tokens import TokenIssuer, load_or_make_secret
 from moorage.api import setup_routes
@@ -16,8 +18,10 @@ from moorage.api.paths import API_PREFIX
 from moorage.background import running, watching
 from moorage.containers.binds import BindLedger
 from moorage.containers.bindwatch import BindWatch, PolicyStops
+from moorage.containers.journal import RecreateJournal
 from moorage.containers.ownership import policy_mark
-from moorage.engine.client import BoundedDocker
+from moorage.containers.recreate import Recreates
+from moorage.engine.client import BoundedDocker, pooled_docker
 from moorage.engine.streams import EngineStreams
 from moorage.errors import ConfigError
 from moorage.images.pulls import PullHub
@@ -38,10 +42,13 @@ from moorage.web.state import (
     BIND_LEDGER,
     CONTAINER_STATS,
     DOCKER,
+    EXEC_DOCKER,
+    KEY_USE,
     LIMITER,
     LIVE,
     POLICY_STOPS,
     PULLS,
+    RECREATES,
     REGISTRY,
     SAMPLER,
     SETTINGS,
@@ -53,6 +60,8 @@ from moorage.web.state import (
 # Name no versions to unauthenticated callers: aiohttp's Server header lists Python's and its own, on every
 # answer, including its own 400s for requests it cannot parse, which no hook of the app sees.
 web_response.SERVER_SOFTWARE = "moorage"
+# Seconds between tries to settle a half-done recreate while the engine cannot be asked.
+_SETTLE_PAUSE = 5.0
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -61,6 +70,10 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     docker = BoundedDocker(url=settings.url, timeout=aiohttp.ClientTimeout(total=settings.timeout))
     app[DOCKER] = docker
     server = app[SETTINGS].server
+    # Execs hold their connection as long as their command runs (a session for hours): a pool of their own, as
+    # large as the streams may be many, so that they never leave the API's calls waiting for a connection.
+    execs = pooled_docker(settings.url, server.max_streams, aiohttp.ClientTimeout(total=settings.timeout))
+    app[EXEC_DOCKER] = execs
     app[STREAMS] = EngineStreams(
         settings,
         server.max_streams,
@@ -77,6 +90,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[PULLS].close()  # closes its pool too
         await app[STREAMS].close()
+        await execs.close()
+        await execs.connector.close()
         await docker.close()
 
 
@@ -101,10 +116,14 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The audit file and the token signing secret: files, so opened here rather than in the factory."""
+    """The audit file, the token signing secret and the keys' last uses: files, so opened here rather than in the
+    factory."""
     settings = app[SETTINGS]
     state = settings.server.state_dir
-    app[AUDIT] = AuditLog(settings.audit.path or state / "audit.log", settings.audit.fold_seconds)
+    audit = settings.audit
+    app[AUDIT] = AuditLog(
+        audit.path or state / "audit.log", audit.fold_seconds, max_bytes=audit.max_bytes, keep=audit.keep
+    )
     app[AUDIT].open()
     secret = load_or_make_secret(settings.auth.token_secret_file or state / "token-secret")
     try:  # made, or found not to be one, at start rather than at the first create
@@ -112,10 +131,12 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     app[TOKENS] = TokenIssuer(secret, state / "revoked-tokens.json")
+    app[KEY_USE] = KeyUse(state / LAST_USED_FILE)
     try:
-        async with running(app[AUDIT].flushing(), "audit flush"):
+        async with running(app[AUDIT].flushing(), "audit flush"), running(app[KEY_USE].writing(), "key use"):
             yield
     finally:
+        app[KEY_USE].write()
         app[AUDIT].close()
 
 
@@ -128,6 +149,19 @@ async def bindwatch_ctx(app: web.Application) -> AsyncIterator[None]:
     watch = BindWatch(settings.docker, app[DOCKER], app[LIVE], app[AUDIT], stops, app[REGISTRY])
     async with watching(watch, "bind watch"):
         yield
+
+
+async def recreate_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Recreates: one per container at a time; those a previous run left half-done are settled meanwhile."""
+    settings = app[SETTINGS]
+    recreates = app[RECREATES] = Recreates(RecreateJournal(settings.server.state_dir), settings.server.shutdown_timeout)
+    async with running(recreates.settle_left(app[DOCKER], _SETTLE_PAUSE), "recreate settle"):
+        yield
+
+
+async def finish_recreates(app: web.Application) -> None:
+    """on_shutdown: recreates running on their own (streamed, hooks') end, or roll back, while the engine is open."""
+    await app[RECREATES].finish()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -165,8 +199,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(engine_ctx)
     app.cleanup_ctx.append(metrics_ctx)  # after engine_ctx: it reads the container watcher
     app.cleanup_ctx.append(bindwatch_ctx)  # after auth_ctx and engine_ctx: it audits and calls the engine
+    app.cleanup_ctx.append(recreate_ctx)  # after engine_ctx: it settles through the engine
     app.on_shutdown.append(end_streams)
     app.on_shutdown.append(mutations.finish)  # before any cleanup context closes the engine or the audit
+    app.on_shutdown.append(finish_recreates)
     setup_routes(app)
     serve_document(app, f"{API_PREFIX}/openapi.json")  # last: it documents every route
     return app

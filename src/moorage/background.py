@@ -83,3 +83,15 @@ async def to_the_end(step: Awaitable[_T]) -> _T:
     if cancelled:
         raise asyncio.CancelledError from (None if task.cancelled() else task.exception())
     return task.result()
+
+
+async def given_grace(tasks: set[asyncio.Task[Any]], grace: float, rollback: float | None = None) -> None:
+    """At shutdown: the tasks get `grace` seconds to end, then are cancelled and get `rollback` seconds (None: as
+    long as they take) to undo what they did."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(set(tasks), timeout=grace)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late, timeout=rollback)

@@ -22,10 +22,13 @@ class ApiError(Exception):
         *,
         errors: Sequence[Mapping[str, str]] = (),
         headers: Mapping[str, str] | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.errors = list(errors)
         self.headers = {**self.default_headers, **(headers or {})}
+        # What a failure that did something has to tell besides the error (a recreate rolled back: its steps).
+        self.data = data
         super().__init__(self.message)
 
 
@@ -58,6 +61,11 @@ class Conflict(ApiError):
 class RequestTimeout(ApiError):
     status = 408
     default_message = "the request did not arrive in time"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    default_message = "the request body is too large"
 
 
 class TooManyRequests(ApiError):

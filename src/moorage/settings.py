@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, is_dataclass, replace
 from dataclasses import fields as fields_of
+from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
@@ -32,12 +33,89 @@ class Role(StrEnum):
 _ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
+class Permission(StrEnum):
+    """What a route needs: a resource and a verb. Each route declares one beside it (web/roles.py)."""
+
+    CONTAINERS_READ = "containers:read"
+    CONTAINERS_LOGS = "containers:logs"
+    CONTAINERS_LIFECYCLE = "containers:lifecycle"
+    CONTAINERS_EXEC = "containers:exec"
+    CONTAINERS_FILES = "containers:files"
+    CONTAINERS_CREATE = "containers:create"
+    CONTAINERS_UPDATE = "containers:update"
+    CONTAINERS_DELETE = "containers:delete"
+    CONTAINERS_SECRETS = "containers:secrets"
+    IMAGES_READ = "images:read"
+    IMAGES_PULL = "images:pull"
+    IMAGES_DELETE = "images:delete"
+    VOLUMES_READ = "volumes:read"
+    VOLUMES_WRITE = "volumes:write"
+    NETWORKS_READ = "networks:read"
+    NETWORKS_WRITE = "networks:write"
+    # Attaching a container to a network and detaching it: an operator's today, unlike networks:write.
+    NETWORKS_CONNECT = "networks:connect"
+    SYSTEM_READ = "system:read"
+    SYSTEM_PRUNE = "system:prune"
+    METRICS_READ = "metrics:read"
+    EVENTS_READ = "events:read"
+    TOKENS_ISSUE = "tokens:issue"
+    # Revoking any key's token: an admin's, where issuing one's own is a viewer's.
+    TOKENS_REVOKE = "tokens:revoke"
+    AUDIT_READ = "audit:read"
+    # GET /policy: what a create may get away with, an admin's to read.
+    POLICY_READ = "policy:read"
+
+
+_VIEWER = frozenset(
+    {
+        Permission.CONTAINERS_READ,
+        Permission.CONTAINERS_LOGS,
+        Permission.IMAGES_READ,
+        Permission.VOLUMES_READ,
+        Permission.NETWORKS_READ,
+        Permission.SYSTEM_READ,
+        Permission.METRICS_READ,
+        Permission.EVENTS_READ,
+        Permission.TOKENS_ISSUE,
+    }
+)
+_OPERATOR = _VIEWER | {Permission.CONTAINERS_LIFECYCLE, Permission.NETWORKS_CONNECT}
+# The one table of what each role may do (README, Security, shows it): a role is the name of its bundle.
+BUNDLES: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: _VIEWER,
+    Role.OPERATOR: _OPERATOR,
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+def least_role(permission: Permission) -> Role:
+    """The lowest role whose bundle holds `permission` (the document's `x-moorage-role`)."""
+    return next(role for role in Role if permission in BUNDLES[role])
+
+
 @dataclass(frozen=True)
 class ApiKey:
+    """A key as configured. A principal is one too: a token's is its key with the token's role, permissions
+    and expiry (access/tokens.py)."""
+
     name: str
-    role: Role
+    role: Role | None  # None: a key given only `permissions`
     sha256: str = field(repr=False)
     disabled: bool = False
+    # The key's own list: replaces the bundle of a key without a role, and narrows its role's (never more, checked
+    # at load). None: the role's bundle.
+    permissions: frozenset[Permission] | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def granted(self) -> frozenset[Permission]:
+        """What the key may do."""
+        if self.permissions is not None:
+            return self.permissions
+        return BUNDLES[self.role] if self.role is not None else frozenset()
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -102,6 +180,9 @@ class AuthSettings:
     token_max_ttl: int = 86400
     failed_limit: int = 10  # failed authentications per address in failed_window before a 429
     failed_window: float = 60.0
+    # Labels whose values are secrets (names, or globs with *): shown, as environment values are, only to a key
+    # that may read secrets.
+    secret_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,10 +193,28 @@ class UpdatesSettings:
 
 
 @dataclass(frozen=True)
+class ExecSettings:
+    max_timeout: int = 3600  # seconds a one-shot exec may ask to run
+    max_output: int = 16 * 1024 * 1024  # bytes of stdout and stderr a one-shot exec's answer may ask to hold
+    idle_timeout: int = 600  # seconds an interactive session may go without a byte either way
+
+
+@dataclass(frozen=True)
+class FilesSettings:
+    max_upload: int = 64 * 1024 * 1024  # bytes of a PUT /files body
+    # Paths in the container that GET and PUT /files may reach, as the engine resolves them.
+    allowed_paths: tuple[str, ...] = ("/",)
+    denied_paths: tuple[str, ...] = ("/proc", "/sys")
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     path: Path | None = None  # default: state_dir/audit.log
     # Refusals from one client within this many seconds of one written in full: one summary line; 0: none folded.
     fold_seconds: float = 60.0
+    # A line that would take the file past this many bytes first rotates it (audit.log.1, ...); 0: never rotated.
+    max_bytes: int = 10 * 1024 * 1024
+    keep: int = 5  # rotated files kept; the oldest past them is dropped
 
 
 @dataclass(frozen=True)
@@ -133,6 +232,11 @@ class PolicySettings:
     allow_devices: bool = False
     allowed_sysctls: frozenset[str] = frozenset()
     allowed_runtimes: frozenset[str] = frozenset({"runc"})
+    # POST /volumes: the drivers it may name, and whether it may pass driver options at all.
+    allowed_volume_drivers: frozenset[str] = frozenset({"local"})
+    allow_volume_driver_opts: bool = False
+    # The drivers POST /networks may use: macvlan and ipvlan put containers on the host's LAN.
+    allowed_network_drivers: frozenset[str] = frozenset({"bridge"})
     default_memory: int | None = None
     max_memory: int | None = None
     default_pids_limit: int | None = None
@@ -157,6 +261,18 @@ class Registry:
 
 
 @dataclass(frozen=True)
+class Hook:
+    """A `[[hooks]]` entry: POST /hooks/{name}, signed with `secret`, recreates `container`. repr hides the secret."""
+
+    name: str
+    container: str
+    secret: bytes = field(repr=False)
+    pull: str = "always"
+    wait: str = "running"
+    timeout: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     docker: DockerSettings = field(default_factory=DockerSettings)
@@ -165,8 +281,11 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     updates: UpdatesSettings = field(default_factory=UpdatesSettings)
+    exec: ExecSettings = field(default_factory=ExecSettings)
+    files: FilesSettings = field(default_factory=FilesSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     registries: tuple[Registry, ...] = ()
+    hooks: tuple[Hook, ...] = ()
 
     def __post_init__(self) -> None:
         # moorage's own state and the engine's socket are never bind-mountable, wherever they are: derived here,
@@ -196,7 +315,10 @@ RELOADED = frozenset(
         "auth.token_max_ttl",
         "policy",
         "registries",
+        "hooks",
         "logs",
+        "exec",
+        "files",
         "server.body_timeout",
         "metrics.public_prometheus",
     }

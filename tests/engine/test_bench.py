@@ -11,14 +11,27 @@ import pytest
 
 from ..helpers import ROOT, docker_cli, free_port
 
-SCENARIOS = {"list", "detail", "cycle", "logs", "follow", "metrics", "host", "rss"}
+SCENARIOS = {
+    "list",
+    "detail",
+    "cycle",
+    "logs",
+    "follow",
+    "metrics",
+    "host",
+    "recreate",
+    "exec",
+    "volumes",
+    "networks",
+    "rss",
+}
 
 
 @pytest.mark.timeout(180)
-def test_the_benchmark_runs_every_scenario_and_leaves_no_container(tmp_path: Path) -> None:
+def test_the_benchmark_runs_every_scenario_and_leaves_nothing_it_made(tmp_path: Path) -> None:
     results_path = tmp_path / "bench.json"
     tiny = "--sizes 2 --requests 20 --log-lines 2000 --log-rounds 1 --followers 3 --follow-seconds 1"
-    tiny += " --metrics-containers 2 --load-seconds 1 --no-glances"
+    tiny += " --metrics-containers 2 --load-seconds 1 --recreate-rounds 1 --exec-rounds 2 --objects 2 --no-glances"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", *tiny.split(), "--json", str(results_path)],
         cwd=ROOT,
@@ -38,7 +51,8 @@ def test_the_benchmark_runs_every_scenario_and_leaves_no_container(tmp_path: Pat
     (follow,) = (row for row in rows if row["name"] == "follow")
     assert follow["moorage"]["lines"] == follow["reference"]["lines"] == follow["moorage"]["expected"] == 3 * 100
     assert follow["moorage"]["all_arrived"] and follow["reference"]["all_arrived"]
-    assert docker_cli("ps", "-aq", "--filter", f"label=moorage.bench={results['run_id']}") == ""
+    for kind in ("ps -a", "volume ls", "network ls"):
+        assert docker_cli(*kind.split(), "-q", "--filter", f"label=moorage.bench={results['run_id']}") == "", kind
 
 
 @pytest.mark.timeout(120)

@@ -155,9 +155,14 @@ async def test_a_restart_with_a_swapped_bind_is_killed_and_stays_down(
     assert str(source) in stop["reason"]
     assert stop["restart_policy"] == "always"
     assert (await counted(client, "policy_stops")) == 1
-    lines = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
-    [line] = [line for line in lines if line["key"] == AUDIT_KEY]
-    assert line["target"] == container_id and line["result"] == 200 and line["method"] == "KILL"
+    resp = await client.get("/api/v1/audit", params={"key_name": AUDIT_KEY})
+    [line] = (await resp.json())["data"]["items"]
+    assert (line["target"], line["result"], line["method"], line["action"]) == (
+        container_id,
+        200,
+        "KILL",
+        "policy_stop",
+    )
     # Kept in the state dir, for the detail after a restart of the daemon.
     assert json.loads((tmp_path / "state" / "policy-stops.json").read_text())[container_id] == stop
 

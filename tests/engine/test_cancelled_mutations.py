@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from moorage.app import create_app
 
 from ..fake_engine import FakeEngine, serving
-from ..helpers import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, Daemon, make_settings, plain_key
+from ..helpers import SERVER_KWARGS, TEST_IMAGE, TEST_LABEL, Daemon, MakeContainer, make_settings, plain_key
 
 
 @pytest.fixture
@@ -83,6 +83,20 @@ async def test_a_create_and_start_whose_client_leaves_completes_and_is_audited_2
         assert (line["path"], line["result"]) == ("/api/v1/containers", 201), delay
         state = (await docker.containers.container(name).show())["State"]
         assert state["Running"], (delay, state)
+
+
+async def test_a_prune_whose_client_leaves_removes_all_it_named_and_is_audited(
+    daemon: Daemon, tmp_path: Path, docker: aiodocker.Docker, make_container: MakeContainer, case_label: str
+) -> None:
+    made = {(await make_container())["Id"] for _ in range(5)}
+    label = f"{TEST_LABEL}={case_label}"  # this test's containers only: the engine is shared
+    path = f"/api/v1/containers/prune?label={label}"
+    await send_and_leave(daemon.port, daemon.generated_key(), "POST", path, {}, 0.01)
+    line = await audit_line(tmp_path / "state" / "audit.log", 1)
+    assert (line["path"], line["result"]) == ("/api/v1/containers/prune", 200)
+    assert line["detail"]["containers"]["count"] == len(made)
+    assert set(line["detail"]["containers"]["ids"]) == made
+    assert await docker.containers.list(all=True, filters=json.dumps({"label": [label]})) == []
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from moorage.access.keys import hash_key
 from moorage.config.loader import settings_from_mapping
@@ -32,6 +33,33 @@ def test_keygen_prints_the_key_once_and_a_block_that_loads() -> None:
     [key] = settings_from_mapping(block).auth.api_keys
     assert (key.name, key.role.value, key.sha256) == ("ci-bot", "operator", hash_key(plain))
     assert done.stdout.count(plain) == 1
+
+
+def test_keygen_makes_a_narrow_key_that_expires() -> None:
+    done = moorage(
+        "keygen", "--name", "restarter", "--permission", "containers:read", "--permission",
+        "containers:lifecycle", "--expires-at", "2027-01-31T00:00:00Z",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line and not line.startswith("#")]
+    [key] = settings_from_mapping(tomllib.loads("\n".join(lines[1:]))).auth.api_keys
+    assert key.role is None and sorted(key.permissions or ()) == ["containers:lifecycle", "containers:read"]
+    assert key.expires_at is not None and key.expires_at.isoformat() == "2027-01-31T00:00:00+00:00"
+    assert key.sha256 == hash_key(lines[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--role", "viewer", "--permission", "containers:exec"], "more than role viewer holds"),
+        (["--permission", "containers:exex"], "'containers:exex' is not a permission"),
+        ([], "give a role, permissions or both"),
+        (["--role", "admin", "--expires-at", "tomorrow"], "expires_at"),
+    ],
+)
+def test_keygen_refuses_what_the_config_would(args: list[str], says: str) -> None:
+    done = moorage("keygen", "--name", "ci", *args)
+    assert done.returncode == 2 and says in done.stderr and "mrg_" not in done.stdout
 
 
 def test_keygen_refuses_a_bad_name_or_role() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from moorage.schemas.containers import ContainerDetailSchema
 
-from ..helpers import TEST_IMAGE, TEST_LABEL, MakeContainer, assert_error
+from ..helpers import TEST_IMAGE, TEST_LABEL, MakeContainer, assert_error, docker_cli, inspected
 
 
 @pytest.fixture
@@ -115,3 +115,36 @@ async def test_a_reference_that_is_not_an_id_or_name_is_a_400(client: Any, ref: 
     assert resp.status == 400
     body = await resp.json()
     assert [e["field"] for e in body["errors"]] == ["container_id"]
+
+
+async def test_detail_shows_the_network_with_its_addresses_once_it_runs(
+    client: Any, make_container: MakeContainer, docker: Any
+) -> None:
+    """On the default bridge: no address before the start, the engine's after it, as `docker inspect` has them."""
+    made = await make_container()
+    data = (await (await client.get(f"/api/v1/containers/{made['Id']}")).json())["data"]
+    assert data["network_mode"] == "default"
+    assert data["networks"] == [
+        {
+            "name": "bridge",
+            "network_id": None,
+            "ipv4_address": None,
+            "ipv6_address": None,
+            "gateway": None,
+            "mac_address": None,
+            "aliases": [],
+        }
+    ]
+    await docker.containers.container(made["Id"]).start()
+    endpoint = inspected(made["Id"])["NetworkSettings"]["Networks"]["bridge"]
+    [shown] = (await (await client.get(f"/api/v1/containers/{made['Id']}")).json())["data"]["networks"]
+    assert shown == {
+        "name": "bridge",
+        "network_id": docker_cli("network", "inspect", "-f", "{{.Id}}", "bridge"),
+        "ipv4_address": endpoint["IPAddress"],
+        "ipv6_address": endpoint["GlobalIPv6Address"] or None,
+        "gateway": endpoint["Gateway"],
+        "mac_address": endpoint["MacAddress"],
+        "aliases": [],
+    }
+    assert shown["ipv4_address"] and shown["gateway"] and shown["mac_address"]

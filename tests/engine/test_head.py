@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from moorage.app import create_app
 from moorage.web.responses import stream_response
 from moorage.web.state import STREAMS
 
-from ..helpers import MakeContainer, make_settings, plain_key
+from ..helpers import TEST_LABEL, MakeContainer, docker_cli, make_settings, plain_key
 
 FORGED = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nforge"
 # The forms of a route beside its bare one, and the media type each answers: HEAD of each must have no body.
@@ -33,6 +34,15 @@ QUERIES = {
         "?format=text&timestamps=true": TEXT,
     },
     "/api/v1/events": {"": NDJSON, "?since=10m&until={now}": NDJSON, "?type=container": NDJSON},
+    "/api/v1/containers/{container_id}/files": {
+        "?path=/etc/hostname": "application/octet-stream",
+        "?path=/etc": "application/x-tar",
+    },
+    "/api/v1/system/df": {"": JSON, "?verbose=true": JSON},
+    "/api/v1/policy": {"": JSON},
+    "/api/v1/audit": {"": JSON, "?status=4xx&since=10m": JSON},
+    # A WebSocket: HEAD checks the query and the container, and opens no session.
+    "/api/v1/containers/{container_id}/exec/ws": {"?command=sh": None},
 }
 READ = 10  # seconds allowed for an answer's head: generous on a busy machine
 
@@ -100,7 +110,18 @@ async def test_head_of_every_get_route_leaves_the_connection_to_its_next_answer(
 ) -> None:
     printer = await make_container(cmd=["sh", "-c", f"printf '{FORGED}\\n'; sleep 600"], start=True)
     await asyncio.sleep(0.5)  # the engine has the log line
-    walked = targets(server.app, {"container_id": printer["Id"]})
+    volume = docker_cli(
+        "volume", "create", "--label", f"{TEST_LABEL}=head", f"moorage-test-head-{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        walked = targets(server.app, {"container_id": printer["Id"], "name": volume, "network_id": "bridge"})
+        await walk(server, walked)
+    finally:
+        docker_cli("volume", "rm", volume)
+
+
+async def walk(server: TestServer, walked: dict[str, str | None]) -> None:
+    """A HEAD of each, then a GET of /healthz on the same connection: the HEAD left nothing in it."""
     assert any("follow=true" in target for target in walked) and any("/events" in target for target in walked)
     for target, media_type in walked.items():
         status, headers, (next_status, _, body) = await head_then_healthz(server.port, target)

@@ -22,6 +22,7 @@ from ..helpers import (
     assert_error,
     docker_cli,
     key_headers,
+    untag,
 )
 
 
@@ -33,16 +34,6 @@ def build_of(tag: str, content: bytes) -> None:
         info.size = len(content)
         tar.addfile(info, io.BytesIO(content))
     subprocess.run(["docker", "import", "-", tag], input=archive.getvalue(), capture_output=True, check=True)
-
-
-def untag(tag: str) -> None:
-    """Remove the tag, if it is still here (a test may have removed it), and every digest reference a push left
-    in its repository: the test image must keep no other name, or the engine's answers about it change (a
-    delete is "referenced in multiple repositories" before it is "in use")."""
-    repository = tag.rsplit(":", 1)[0]
-    pushed = docker_cli("images", "--digests", "--format", "{{.Repository}}@{{.Digest}}", repository).split()
-    for name in [tag, *(ref for ref in pushed if not ref.endswith("@<none>"))]:
-        subprocess.run(["docker", "rmi", name], capture_output=True, check=False)
 
 
 @pytest.fixture

@@ -15,37 +15,43 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.settings import Role
-from moorage.web.roles import declared_role
+from moorage.settings import BUNDLES, Permission, Role
+from moorage.web.roles import AUTHENTICATED, declared_permission
 from moorage.web.state import AUDIT
 
 from ..helpers import (
+    HARMLESS_PRUNE,
     PUBLIC_PATHS,
     ROLES,
+    STOPPABLE,
+    TEST_LABEL,
     MakeContainer,
     app_client,
     concrete_routes,
+    docker_cli,
     key_headers,
     make_settings,
     plain_key,
 )
 
 
-async def test_every_route_enforces_its_declared_role(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_every_route_enforces_its_declared_permission(aiohttp_client: Any, tmp_path: Path) -> None:
     client = await app_client(aiohttp_client, tmp_path)
     checked = 0
     for method, path, handler in concrete_routes(client.app):
         if path in PUBLIC_PATHS:
             continue
-        needed = declared_role(handler)
-        assert isinstance(needed, Role), f"{method} {path}"
+        needed = declared_permission(handler)
+        assert isinstance(needed, Permission) or needed == AUTHENTICATED, f"{method} {path}"
+        params = HARMLESS_PRUNE if path.endswith("/prune") else None
         for name, role in ROLES.items():
-            resp = await client.request(method, path, headers=key_headers(name))
-            if Role(role).allows(needed):
+            resp = await client.request(method, path, headers=key_headers(name), params=params)
+            if needed == AUTHENTICATED or needed in BUNDLES[Role(role)]:
                 assert resp.status not in (401, 403), f"{role} on {method} {path}: {resp.status}"
             else:
                 assert resp.status == 403, f"{role} on {method} {path}: {resp.status}"
-                assert needed.value in (await resp.json())["message"]
+                body = await resp.json()
+                assert body["errors"] == [{"field": "permission", "message": f"needs {needed}"}]
             checked += 1
     assert checked > 30
 
@@ -137,7 +143,14 @@ async def test_the_audit_log_has_a_line_per_mutating_or_denied_call_and_no_secre
     text = (tmp_path / "state" / "audit.log").read_text()
     lines = [json.loads(line) for line in text.splitlines()]
     assert [(e["method"], e["result"]) for e in lines] == [("POST", 404), ("GET", 401), ("DELETE", 403), ("POST", 201)]
-    assert lines[0] == {**lines[0], "key": "operator-key", "role": "operator", "target": "no-such-x"}
+    assert lines[0] == {
+        **lines[0],
+        "key": "operator-key",
+        "role": "operator",
+        "target": "no-such-x",
+        "token_id": None,
+        "permission": "containers:lifecycle",
+    }
     assert lines[1]["key"] is None and lines[1]["client"] == "127.0.0.1"
     for secret in (*(plain_key(name) for name in ROLES), token, "mrg_wrong"):
         assert secret not in text
@@ -179,3 +192,76 @@ async def test_a_call_whose_client_left_runs_to_its_end_and_is_audited_with_its_
     [line] = [json.loads(line) for line in text.splitlines()]
     assert (line["method"], line["result"], line["target"]) == ("POST", 200, running["Id"])
     assert (await docker.containers.container(running["Id"]).show())["State"]["Running"] is False
+
+
+# Keys that are not a role's bundle: one that reads containers and nothing else; the issue's komodo#1640 case, an
+# admin's bundle without exec; one that has expired.
+SCOPED = {
+    **ROLES,
+    "reader": {"permissions": ["containers:read"]},
+    "no-exec": {"role": "admin", "permissions": sorted(set(Permission) - {Permission.CONTAINERS_EXEC})},
+    "lapsed": {"role": "admin", "expires_at": "2020-01-01T00:00:00Z"},
+}
+
+
+def needs(body: dict[str, Any], permission: str) -> bool:
+    return body["errors"] == [{"field": "permission", "message": f"needs {permission}"}]
+
+
+async def test_a_key_with_only_containers_read_lists_and_inspects_and_does_nothing_else(
+    aiohttp_client: Any, tmp_path: Path, make_container: MakeContainer, case_label: str
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path, keys=SCOPED)
+    made = await make_container()
+    listed = await client.get(f"/api/v1/containers?label={TEST_LABEL}={case_label}", headers=key_headers("reader"))
+    assert listed.status == 200
+    assert [item["id"] for item in (await listed.json())["data"]["items"]] == [made["Id"]]
+    assert (await client.get(f"/api/v1/containers/{made['Id']}", headers=key_headers("reader"))).status == 200
+    start = await client.post(f"/api/v1/containers/{made['Id']}/start", headers=key_headers("reader"))
+    assert start.status == 403 and needs(await start.json(), "containers:lifecycle")
+    logs = await client.get(f"/api/v1/containers/{made['Id']}/logs", headers=key_headers("reader"))
+    assert logs.status == 403 and needs(await logs.json(), "containers:logs")
+    assert docker_cli("inspect", "-f", "{{.State.Status}}", made["Id"]) == "created"
+
+
+async def test_a_key_with_lifecycle_but_not_exec_restarts_and_cannot_exec(
+    aiohttp_client: Any, tmp_path: Path, make_container: MakeContainer
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path, keys=SCOPED)
+    running = await make_container(cmd=STOPPABLE, start=True)
+    restart = await client.post(f"/api/v1/containers/{running['Id']}/restart", headers=key_headers("no-exec"))
+    assert restart.status == 200, await restart.text()
+    started = docker_cli("inspect", "-f", "{{.State.Running}} {{.State.StartedAt}}", running["Id"])
+    assert started.startswith("true ") and started != f"true {running['State']['StartedAt']}"
+    execd = await client.post(
+        f"/api/v1/containers/{running['Id']}/exec", json={"command": ["touch", "/ran"]}, headers=key_headers("no-exec")
+    )
+    assert execd.status == 403 and needs(await execd.json(), "containers:exec")
+    session = await client.get(f"/api/v1/containers/{running['Id']}/exec/ws", headers=key_headers("no-exec"))
+    assert session.status == 403
+    assert "ran" not in docker_cli("exec", running["Id"], "ls", "/").split()
+
+
+async def test_an_expired_key_is_a_401_saying_so_and_so_are_its_tokens(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await app_client(aiohttp_client, tmp_path, keys=SCOPED)
+    resp = await client.get("/api/v1/containers?limit=1", headers=key_headers("lapsed"))
+    assert resp.status == 401 and (await resp.json())["message"] == "key expired"
+    assert (await issue(client, "lapsed"))[0] == 401
+
+
+async def test_a_token_narrowed_to_containers_read_cannot_start(
+    aiohttp_client: Any, tmp_path: Path, make_container: MakeContainer
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path)
+    made = await make_container()
+    status, body = await issue(client, "operator-key", permissions=["containers:read"])
+    assert status == 201 and body["data"]["permissions"] == ["containers:read"]
+    token = bearer(body["data"]["token"])
+    assert (await client.get(f"/api/v1/containers/{made['Id']}", headers=token)).status == 200
+    start = await client.post(f"/api/v1/containers/{made['Id']}/start", headers=token)
+    assert start.status == 403 and needs(await start.json(), "containers:lifecycle")
+    assert docker_cli("inspect", "-f", "{{.State.Status}}", made["Id"]) == "created"
+    # The key itself still may.
+    assert (
+        await client.post(f"/api/v1/containers/{made['Id']}/start", headers=key_headers("operator-key"))
+    ).status == 200

@@ -125,7 +125,7 @@ async def test_sighup_reloads_keys_and_a_broken_config_keeps_the_old_one(
 
     async def status(name: str) -> int:
         async with aiohttp.ClientSession(headers={"X-API-Key": plain_key(name)}) as session:
-            return (await get_json(session, f"{daemon.url}/api/v1/metrics/resources"))[0]
+            return (await get_json(session, f"{daemon.url}/api/v1/auth/whoami"))[0]
 
     async def hup() -> None:
         daemon.proc.send_signal(signal.SIGHUP)

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from moorage.app import create_app
 from moorage.engine.streams import EngineStreams
 from moorage.errors import TooManyRequests
-from moorage.settings import DockerSettings
+from moorage.settings import ApiKey, DockerSettings, Permission, Role
 from moorage.web.state import STREAMS
 
 from ..helpers import assert_error, make_settings, plain_key
@@ -113,6 +113,32 @@ async def test_a_caller_without_a_key_is_held_to_the_reserve_and_the_quota_like_
             done.set()
             await asyncio.gather(*held)
             await gate.close()
+
+
+async def test_an_admin_key_narrowed_is_held_to_the_reserve_like_any_other() -> None:
+    """The reserve is for whoever may do everything: an admin key narrowed to a script's permissions (or an admin's
+    token narrowed so) streams as its permissions, not its role, say."""
+    gate = EngineStreams(DockerSettings(), 3, admin_reserved=2)
+    admin = ApiKey("root", Role.ADMIN, "0" * 64)
+    narrowed = ApiKey("root-events", Role.ADMIN, "1" * 64, permissions=frozenset({Permission.EVENTS_READ}))
+    done = asyncio.Event()
+
+    async def stream(key: ApiKey) -> None:
+        with gate.slot(key):
+            await done.wait()
+
+    held = [asyncio.create_task(stream(narrowed))]
+    try:
+        await asyncio.sleep(0)
+        with pytest.raises(TooManyRequests, match="admin_reserved_streams"):
+            await asyncio.wait_for(stream(narrowed), 5)  # given a slot, it would wait for `done`: fail, not hang
+        held += [asyncio.create_task(stream(admin)) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert gate.in_use == 3 and not any(task.done() for task in held)
+    finally:
+        done.set()
+        await asyncio.gather(*held)
+        await gate.close()
 
 
 async def test_a_gate_without_a_cap_refuses_no_stream() -> None:

@@ -12,20 +12,20 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from moorage.app import create_app
-from moorage.settings import Role, Settings
-from moorage.web.roles import declared_role, is_public, requires
+from moorage.settings import Permission, Settings
+from moorage.web.roles import is_public, needs_credential, requires
 
 from ..helpers import PUBLIC_PATHS, Daemon, assert_error, concrete_routes, get_json, make_settings, plain_key
 
 
-def test_every_route_declares_a_role_or_is_public(settings: Settings) -> None:
+def test_every_route_declares_a_permission_or_is_public(settings: Settings) -> None:
     routes = concrete_routes(create_app(settings))
     assert routes, "the router has no routes"
     for method, path, handler in routes:
         if path in PUBLIC_PATHS:
             assert is_public(handler, settings), path
         else:
-            assert isinstance(declared_role(handler), Role), f"{method} {path} declares no role"
+            assert needs_credential(handler), f"{method} {path} declares no permission"
 
 
 async def test_every_api_route_refuses_a_missing_key(anon: TestClient) -> None:
@@ -68,11 +68,11 @@ async def test_unknown_routes_need_a_key_before_they_say_404(anon: TestClient) -
     assert resp.status == 401
 
 
-async def test_a_key_below_the_routes_role_gets_403_naming_the_role(aiohttp_client: Any, tmp_path: Any) -> None:
+async def test_a_key_without_the_routes_permission_gets_403_naming_it(aiohttp_client: Any, tmp_path: Any) -> None:
     settings = make_settings(tmp_path, {"watcher": "viewer"})
     app = create_app(settings)
 
-    @requires(Role.ADMIN)
+    @requires(Permission.CONTAINERS_EXEC)
     async def admin_only(request: web.Request) -> web.Response:
         raise AssertionError("must not be reached")
 
@@ -82,7 +82,8 @@ async def test_a_key_below_the_routes_role_gets_403_naming_the_role(aiohttp_clie
     assert resp.status == 403
     body = await resp.json()
     assert_error(body, 403)
-    assert "admin" in body["message"]
+    assert "containers:exec" in body["message"]
+    assert body["errors"] == [{"field": "permission", "message": "needs containers:exec"}]
 
 
 @pytest.mark.parametrize("param", ["api_key", "token", "access_token", "X-API-Key"])

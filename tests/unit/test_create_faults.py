@@ -18,7 +18,9 @@ from moorage.containers.ownership import CREATE_LABEL
 from ..fake_engine import FakeEngine, serving
 from ..helpers import SERVER_KWARGS, assert_error, make_settings, plain_key, until
 
-TIMEOUT = 1.0  # [docker] timeout, seconds
+# [docker] timeout, seconds: also how long moorage keeps looking for a create it gave up on, so more than LATE.
+# Nothing here is timed against it; each test waits it out two or three times.
+TIMEOUT = 0.5
 LATE = 0.3  # how long after moorage gave up on it the fake engine makes the container
 IMAGE = "127.0.0.1:5000/fake/app"
 

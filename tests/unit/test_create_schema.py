@@ -4,6 +4,7 @@ however malformed, raises anything but a ValidationError (which the middleware m
 from __future__ import annotations
 
 import string
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from moorage.containers.model import (
     Device,
     Healthcheck,
     NamedVolume,
+    NetworkAttachment,
     PortBinding,
     PullPolicy,
     RestartPolicy,
@@ -97,6 +99,16 @@ def rejected(**fields: Any) -> dict[str, str]:
         ("network", "my-net", "my-net"),
         ("network", "host", "host"),
         ("network", "container:web", "container:web"),
+        (
+            "networks",
+            [{"name": "front", "aliases": ["web", "www"], "ipv4_address": "10.0.0.2"}, {"name": "0123abcdef"}],
+            (NetworkAttachment("front", ("web", "www"), IPv4Address("10.0.0.2")), NetworkAttachment("0123abcdef")),
+        ),
+        (
+            "networks",
+            [{"name": "bridge"}, {"name": "back", "aliases": []}],
+            tuple(map(NetworkAttachment, ["bridge", "back"])),
+        ),
         ("hostname", "web-1.example", "web-1.example"),
         ("healthcheck", {"test": "curl -f localhost"}, Healthcheck(test=("CMD-SHELL", "curl -f localhost"))),
         ("healthcheck", {"test": ["CMD", "true"], "retries": 3}, Healthcheck(test=("CMD", "true"), retries=3)),
@@ -210,6 +222,22 @@ def test_accepted(field: str, value: Any, loaded: Any) -> None:
         ("pids_limit", 1.5, "pids_limit"),
         ("network", "bad name", "network"),
         ("network", "container:", "network"),
+        ("networks", [], "networks"),
+        ("networks", {"name": "a"}, "networks"),
+        ("networks", [{"name": f"n{i}"} for i in range(17)], "networks"),
+        ("networks", [{}], "networks.0.name"),
+        ("networks", ["front"], "networks.0"),
+        ("networks", [{"name": "bad name"}], "networks.0.name"),
+        ("networks", [{"name": "front"}, {"name": "front"}], "networks.1.name"),
+        ("networks", [{"name": "host"}], "networks.0.name"),
+        ("networks", [{"name": "None"}], "networks.0.name"),
+        ("networks", [{"name": "front"}, {"name": "container:db"}], "networks.1.name"),
+        ("networks", [{"name": "bridge", "aliases": ["web"]}], "networks.0.aliases"),
+        ("networks", [{"name": "bridge", "ipv4_address": "172.17.0.9"}], "networks.0.ipv4_address"),
+        ("networks", [{"name": "front", "aliases": ["a b"]}], "networks.0.aliases.0"),
+        ("networks", [{"name": "front", "ipv4_address": "fd00::2"}], "networks.0.ipv4_address"),
+        ("networks", [{"name": "front", "ipv4_address": "10.0.0.256"}], "networks.0.ipv4_address"),
+        ("networks", [{"name": "front", "IPAMConfig": {}}], "networks.0.IPAMConfig"),
         ("hostname", "-web", "hostname"),
         ("hostname", "a" * 64, "hostname"),
         ("hostname", "a_b", "hostname"),
@@ -291,6 +319,11 @@ def test_network_and_network_mode_are_one_engine_setting() -> None:
     assert "network_mode" in rejected(network="a", network_mode="b")
 
 
+@pytest.mark.parametrize("other", [{"network": "back"}, {"network_mode": "none"}, {"network_aliases": ["web"]}])
+def test_networks_is_the_only_network_setting_it_is_given_with(other: dict[str, Any]) -> None:
+    assert "networks" in rejected(networks=[{"name": "front"}], **other)
+
+
 def test_bound_lists_are_reported_per_item() -> None:
     assert "item 1" in rejected(ports={"80": [8080, "[::1]"]})["ports.80"]
 
@@ -299,9 +332,10 @@ _SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(st.
 _JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
 _FIELDS = st.sampled_from(sorted(ContainerCreateSchema().fields))
 # Plausible names for the nested objects' keys too, so that hypothesis gets past "Unknown field".
-_NESTED_KEYS = st.sampled_from(
-    ["host_path", "volume", "container_path", "read_only", "test", "interval", "retries", "80", "80/udp", "A"]
-)
+_NESTED_KEYS = st.sampled_from([
+    "host_path", "volume", "container_path", "read_only", "test", "interval", "retries", "80", "80/udp", "A",
+    "name", "aliases", "ipv4_address",
+])  # fmt: skip
 _NESTED = st.dictionaries(_NESTED_KEYS | st.text(string.printable, max_size=5), _JSON)
 _BODY = _JSON | st.dictionaries(_FIELDS, _JSON | _NESTED | st.lists(_NESTED, max_size=3))
 

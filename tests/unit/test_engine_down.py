@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -16,20 +18,39 @@ from moorage.app import create_app
 
 from ..helpers import TEST_IMAGE, Daemon, assert_error, concrete_routes, get_json, make_settings, plain_key
 
-# Routes that never need the engine: the host's metrics, the tokens and the OpenAPI document.
+# Routes that never need the engine: the host's metrics, the tokens, the audit, the policy and the OpenAPI document.
 ENGINE_FREE = {
     "/api/v1/openapi.json",
     "/api/v1/metrics/resources",
     "/api/v1/metrics/resources/history",
     "/api/v1/auth/tokens",
     "/api/v1/auth/tokens/x1",
+    "/api/v1/auth/whoami",
+    "/api/v1/audit",
+    "/api/v1/policy",
 }
 # A body that passes validation, for each route that takes one, so that the engine is the next step.
 VALID_BODIES = {
     ("POST", "/api/v1/containers"): {"image": TEST_IMAGE},
     ("POST", "/api/v1/images/pull"): {"name": TEST_IMAGE.rsplit(":", 1)[0]},
     ("POST", "/api/v1/containers/x1/rename"): {"name": "x2"},
+    ("POST", "/api/v1/containers/x1/recreate"): {"pull": "never"},
+    ("POST", "/api/v1/containers/x1/exec"): {"command": ["true"]},
     ("PATCH", "/api/v1/containers/x1"): {"pids_limit": 10},
+    ("POST", "/api/v1/volumes"): {"name": "x1"},
+    ("POST", "/api/v1/networks"): {"name": "x1"},
+    ("POST", "/api/v1/networks/x1/connect"): {"container": "x1"},
+    ("POST", "/api/v1/networks/x1/disconnect"): {"container": "x1"},
+}
+# A valid query, and a body that is not JSON, for the routes that take them.
+VALID_RAW = {
+    ("GET", "/api/v1/containers/x1/files"): {"params": {"path": "/etc/hostname"}},
+    ("PUT", "/api/v1/containers/x1/files"): {
+        "params": {"path": "/tmp", "name": "f"},
+        "data": b"x",
+        "headers": {"Content-Type": "application/octet-stream"},
+    },
+    ("GET", "/api/v1/containers/x1/exec/ws"): {"params": {"command": "sh"}},
 }
 
 
@@ -79,13 +100,26 @@ async def test_serve_starts_against_a_stopped_engine(
 
 
 async def test_every_api_route_answers_503_not_500_when_the_engine_is_down(aiohttp_client: Any, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, {"test-admin": "admin"}, docker={"url": f"unix://{tmp_path}/absent.sock"})
+    secret = tmp_path / "hook.secret"
+    secret.write_text("s" * 32)
+    hook = {"name": "x1", "container": "web", "secret_file": str(secret)}
+    settings = make_settings(
+        tmp_path, {"test-admin": "admin"}, docker={"url": f"unix://{tmp_path}/absent.sock"}, hooks=[hook]
+    )
     client = await aiohttp_client(create_app(settings), headers={"X-API-Key": plain_key("test-admin")})
     await asyncio.sleep(0.2)  # the host sampler's first round
+    # A hook's call is signed, not keyed: signed right, it reaches the engine.
+    signature = "sha256=" + hmac.new(b"s" * 32, b"", hashlib.sha256).hexdigest()
     for method, path, _ in concrete_routes(client.app):
         if path in ENGINE_FREE:
             assert (await client.request(method, path)).status < 500, path
         elif path.startswith("/api/v1/"):
-            resp = await client.request(method, path, json=VALID_BODIES.get((method, path)))
+            headers = {"X-Hub-Signature-256": signature} if path.startswith("/api/v1/hooks/") else None
+            raw = VALID_RAW.get((method, path), {})
+            headers = {**(headers or {}), **raw.get("headers", {})}
+            resp = await client.request(
+                method, path, json=VALID_BODIES.get((method, path)), headers=headers, params=raw.get("params"),
+                data=raw.get("data"),
+            )  # fmt: skip
             assert resp.status == 503, f"{method} {path}: {await resp.text()}"
             assert_error(await resp.json(), 503)

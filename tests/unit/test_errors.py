@@ -13,7 +13,7 @@ from aiohttp import web
 
 from moorage.app import create_app
 from moorage.errors import Unauthorized
-from moorage.settings import Role, Settings
+from moorage.settings import Permission, Settings
 from moorage.web.roles import requires
 
 from ..helpers import assert_error
@@ -38,7 +38,7 @@ async def test_an_unexpected_exception_is_a_bare_500_and_the_traceback_is_logged
 ) -> None:
     app = create_app(settings)
 
-    @requires(Role.VIEWER)
+    @requires(Permission.CONTAINERS_READ)
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("secret internals at /opt/x")
 

@@ -11,12 +11,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from marshmallow import Schema, fields
 
+from moorage.access.lastuse import FILE, KeyUse
 from moorage.access.ratelimit import FailedAuthLimiter
 from moorage.errors import Conflict
-from moorage.settings import LiveSettings, Role
+from moorage.settings import LiveSettings, Permission
 from moorage.web.middlewares import auth_middleware, error_middleware
 from moorage.web.roles import public, requires
-from moorage.web.state import LIMITER, LIVE
+from moorage.web.state import KEY_USE, LIMITER, LIVE
 
 from ..helpers import ROLES, assert_error, key_headers, make_settings
 
@@ -32,22 +33,22 @@ async def undeclared(request: web.Request) -> web.Response:
     return web.json_response({"reached": True})
 
 
-@requires(Role.VIEWER)
+@requires(Permission.CONTAINERS_READ)
 async def taken(request: web.Request) -> web.Response:
     raise Conflict("the name is taken", errors=[{"field": "name", "message": "in use"}])
 
 
-@requires(Role.VIEWER)
+@requires(Permission.CONTAINERS_READ)
 async def boom(request: web.Request) -> web.Response:
     raise RuntimeError("secret internals at /opt/x")
 
 
-@requires(Role.VIEWER)
+@requires(Permission.CONTAINERS_READ)
 async def counted(request: web.Request) -> web.Response:
     return web.json_response(COUNT().load(dict(request.query)))
 
 
-@requires(Role.OPERATOR)
+@requires(Permission.CONTAINERS_LIFECYCLE)
 async def operate(request: web.Request) -> web.Response:
     return web.json_response({"done": True})
 
@@ -59,6 +60,7 @@ async def bare(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[LIVE] = LiveSettings(settings)
     app[LIMITER] = FailedAuthLimiter(settings.auth.failed_limit, settings.auth.failed_window)
+    app[KEY_USE] = KeyUse(tmp_path / FILE)
     for path, handler in [
         ("/probe", probe),
         ("/undeclared", undeclared),
@@ -77,15 +79,15 @@ async def test_a_public_handler_answers_without_a_key(bare: TestClient) -> None:
     assert (resp.status, await resp.json()) == (200, {"ok": True})
 
 
-async def test_a_handler_that_declares_no_role_is_refused_even_to_an_admin(bare: TestClient) -> None:
+async def test_a_handler_that_declares_no_permission_is_refused_even_to_an_admin(bare: TestClient) -> None:
     resp = await bare.get("/undeclared", headers=key_headers("admin-key"))
     assert resp.status == 403
     body = await resp.json()
     assert_error(body, 403)
-    assert "declares no role" in body["message"]
+    assert "declares no permission" in body["message"]
 
 
-async def test_no_key_is_a_401_with_its_challenge_before_the_role_is_looked_at(bare: TestClient) -> None:
+async def test_no_key_is_a_401_with_its_challenge_before_the_permission_is_looked_at(bare: TestClient) -> None:
     for path in ("/undeclared", "/taken", "/operate"):
         resp = await bare.get(path)
         assert resp.status == 401, path
@@ -93,12 +95,12 @@ async def test_no_key_is_a_401_with_its_challenge_before_the_role_is_looked_at(b
         assert (await resp.json())["errors"] == [{"field": "X-API-Key", "message": "missing"}]
 
 
-async def test_a_role_below_the_declared_one_is_a_403_naming_it(bare: TestClient) -> None:
+async def test_a_key_without_the_declared_permission_is_a_403_naming_it(bare: TestClient) -> None:
     resp = await bare.get("/operate", headers=key_headers("viewer-key"))
     assert resp.status == 403
     body = await resp.json()
     assert_error(body, 403)
-    assert body["errors"] == [{"field": "role", "message": "requires operator"}]
+    assert body["errors"] == [{"field": "permission", "message": "needs containers:lifecycle"}]
     resp = await bare.get("/operate", headers=key_headers("operator-key"))
     assert (resp.status, await resp.json()) == (200, {"done": True})
 

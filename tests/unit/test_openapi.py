@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import pytest
 import schemathesis
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from marshmallow import Schema, ValidationError
 
 from moorage.app import create_app
@@ -20,10 +20,10 @@ from moorage.schemas.containers import ContainerListQuery
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.schemas.lifecycle import KillQuery
 from moorage.schemas.logs import LogQuery
-from moorage.settings import Role
+from moorage.settings import Permission, least_role
 from moorage.web.openapi import build_document, openapi_path
 from moorage.web.operations import documented
-from moorage.web.roles import declared_role, requires
+from moorage.web.roles import AUTHENTICATED, declared_permission, requires
 
 from ..helpers import SERVER_KWARGS, make_settings, plain_key
 
@@ -32,21 +32,32 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 Operations = dict[tuple[str, str], dict[str, Any]]
 
 
-@pytest.fixture
-async def viewer(aiohttp_client: Any, tmp_path: Path) -> TestClient:
-    settings = make_settings(tmp_path, {"viewer-key": "viewer"})
-    client: TestClient = await aiohttp_client(
-        create_app(settings), server_kwargs=SERVER_KWARGS, headers={"X-API-Key": plain_key("viewer-key")}
-    )
-    return client
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[web.Application, bytes]:
+    """An app, and its document as a viewer fetches it: made once for the module, since every test here only
+    reads them and building the two took a tenth of a second a test."""
+    app = create_app(make_settings(tmp_path_factory.mktemp("openapi"), {"viewer-key": "viewer"}))
+
+    async def fetch() -> bytes:
+        server = TestServer(app, **SERVER_KWARGS)
+        async with TestClient(server, headers={"X-API-Key": plain_key("viewer-key")}) as viewer:
+            resp = await viewer.get(DOCUMENT)
+            assert resp.status == 200 and resp.content_type == "application/json"
+            return await resp.read()
+
+    return app, asyncio.run(fetch())
 
 
 @pytest.fixture
-async def document(viewer: TestClient) -> dict[str, Any]:
-    """The document as a viewer fetches it."""
-    resp = await viewer.get(DOCUMENT)
-    assert resp.status == 200 and resp.content_type == "application/json"
-    body: dict[str, Any] = await resp.json()
+def app(served: tuple[web.Application, bytes]) -> web.Application:
+    """The app that served `document`."""
+    return served[0]
+
+
+@pytest.fixture
+def document(served: tuple[web.Application, bytes]) -> dict[str, Any]:
+    """The document as a viewer fetches it, read anew for each test."""
+    body: dict[str, Any] = json.loads(served[1])
     return body
 
 
@@ -76,8 +87,8 @@ def test_the_document_is_valid_openapi_3(document: dict[str, Any]) -> None:
     assert not problems
 
 
-def test_every_route_is_documented_and_nothing_else(viewer: TestClient, document: dict[str, Any]) -> None:
-    routed = set(routes(viewer.app))
+def test_every_route_is_documented_and_nothing_else(app: web.Application, document: dict[str, Any]) -> None:
+    routed = set(routes(app))
     assert len(routed) > 20
     assert set(operations(document)) == routed
     assert ("GET", DOCUMENT) in routed
@@ -86,7 +97,7 @@ def test_every_route_is_documented_and_nothing_else(viewer: TestClient, document
 def test_a_route_without_documentation_stops_the_build() -> None:
     app = web.Application()
 
-    @requires(Role.VIEWER)
+    @requires(Permission.CONTAINERS_READ)
     async def undocumented(request: web.Request) -> web.Response:
         return web.Response()
 
@@ -123,8 +134,8 @@ def test_every_operation_documents_its_success_and_its_errors(document: dict[str
     assert set(document["components"]["schemas"]["Error"]["required"]) == {"code", "message", "errors"}
     for (method, path), op in operations(document).items():
         statuses = {int(status) for status in op["responses"]}
-        assert any(200 <= s < 300 for s in statuses), f"{method} {path}"
-        for status in statuses - {200, 201}:
+        assert any(200 <= s < 300 for s in statuses) or path.endswith("/ws"), f"{method} {path}"
+        for status in statuses - {101, 200, 201}:
             assert op["responses"][str(status)]["content"]["application/json"]["schema"] == error, (
                 method,
                 path,
@@ -156,6 +167,19 @@ def test_success_is_wrapped_in_the_envelope_and_streams_are_described(document: 
     assert ops["POST", "/api/v1/containers"]["responses"].keys() >= {"201", "403", "404", "409"}
 
 
+def test_the_session_is_documented_as_a_websocket_upgrade(document: dict[str, Any]) -> None:
+    """Its success is the 101, with frames after it rather than the envelope; a GET without the upgrade is 426."""
+    session = operations(document)["GET", "/api/v1/containers/{container_id}/exec/ws"]
+    assert session["responses"]["101"]["content"] == {}
+    assert {"400", "404", "409", "426", "429"} <= set(session["responses"])
+    assert {p["name"]: p["required"] for p in session["parameters"] if p["in"] == "query"} == {
+        "command": True,
+        "tty": False,
+        "user": False,
+        "working_dir": False,
+    }
+
+
 def test_success_envelopes_require_their_data(document: dict[str, Any]) -> None:
     """A generator reads `required` per part of an allOf: the envelope's data is required where it is typed."""
     enveloped = 0
@@ -182,7 +206,7 @@ def test_streams_are_text_to_a_generator_with_each_line_described(document: dict
                 streams += 1
             elif media_type.startswith("text/"):
                 assert media["schema"] == {"type": "string"}, (method, path)
-    assert streams == 3
+    assert streams == 5  # logs, events, pull, recreate, exec
 
 
 # The operationIds are what generated clients call their functions: verbs on the resource, unique.
@@ -191,12 +215,18 @@ OPERATION_IDS = {
     ("GET", "/readyz"): "get_readiness",
     ("POST", "/api/v1/auth/tokens"): "issue_token",
     ("DELETE", "/api/v1/auth/tokens/{jti}"): "revoke_token",
+    ("GET", "/api/v1/auth/whoami"): "get_whoami",
+    ("GET", "/api/v1/audit"): "list_audit_lines",
     ("GET", "/api/v1/containers"): "list_containers",
     ("POST", "/api/v1/containers"): "create_container",
     ("GET", "/api/v1/containers/{container_id}"): "get_container",
     ("DELETE", "/api/v1/containers/{container_id}"): "delete_container",
     ("PATCH", "/api/v1/containers/{container_id}"): "update_container",
     ("POST", "/api/v1/containers/{container_id}/rename"): "rename_container",
+    ("POST", "/api/v1/containers/{container_id}/recreate"): "recreate_container",
+    ("GET", "/api/v1/containers/{container_id}/exec/ws"): "open_exec_session",
+    ("POST", "/api/v1/hooks/{name}"): "run_hook",
+    ("POST", "/api/v1/containers/{container_id}/exec"): "exec_in_container",
     ("POST", "/api/v1/containers/{container_id}/wait"): "wait_container",
     ("GET", "/api/v1/containers/{container_id}/image-update"): "check_image_update",
     ("GET", "/api/v1/image-updates"): "list_image_updates",
@@ -205,14 +235,33 @@ OPERATION_IDS = {
         for action in ("start", "stop", "restart", "pause", "unpause", "kill")
     },
     ("GET", "/api/v1/containers/{container_id}/logs"): "get_container_logs",
+    ("GET", "/api/v1/containers/{container_id}/files"): "get_container_files",
+    ("PUT", "/api/v1/containers/{container_id}/files"): "put_container_files",
     ("GET", "/api/v1/events"): "stream_events",
     ("GET", "/api/v1/images"): "list_images",
     ("POST", "/api/v1/images/pull"): "pull_image",
     ("DELETE", "/api/v1/images/{image_id}"): "delete_image",
+    ("GET", "/api/v1/volumes"): "list_volumes",
+    ("POST", "/api/v1/volumes"): "create_volume",
+    ("GET", "/api/v1/volumes/{name}"): "get_volume",
+    ("DELETE", "/api/v1/volumes/{name}"): "delete_volume",
     ("GET", "/api/v1/metrics/resources"): "get_host_resources",
     ("GET", "/api/v1/metrics/resources/history"): "get_host_resources_history",
     ("GET", "/api/v1/metrics/containers"): "list_container_metrics",
     ("GET", "/api/v1/metrics/containers/{container_id}"): "get_container_metrics",
+    ("GET", "/api/v1/networks"): "list_networks",
+    ("POST", "/api/v1/networks"): "create_network",
+    ("GET", "/api/v1/networks/{network_id}"): "get_network",
+    ("DELETE", "/api/v1/networks/{network_id}"): "delete_network",
+    ("POST", "/api/v1/networks/{network_id}/connect"): "connect_network",
+    ("POST", "/api/v1/networks/{network_id}/disconnect"): "disconnect_network",
+    ("GET", "/api/v1/system/df"): "get_disk_usage",
+    ("POST", "/api/v1/containers/prune"): "prune_containers",
+    ("POST", "/api/v1/images/prune"): "prune_images",
+    ("POST", "/api/v1/volumes/prune"): "prune_volumes",
+    ("POST", "/api/v1/networks/prune"): "prune_networks",
+    ("POST", "/api/v1/system/prune"): "prune_system",
+    ("GET", "/api/v1/policy"): "get_policy",
     ("GET", "/metrics"): "get_prometheus_metrics",
     ("GET", DOCUMENT): "get_openapi_document",
 }
@@ -229,7 +278,7 @@ def test_a_handler_name_that_is_no_verb_or_is_taken_stops_the_build() -> None:
         app = web.Application()
         for index, name in enumerate(names):
 
-            @requires(Role.VIEWER)
+            @requires(Permission.CONTAINERS_READ)
             @documented("A thing", tag="meta")
             async def handler(request: web.Request) -> web.Response:
                 return web.Response()
@@ -242,7 +291,22 @@ def test_a_handler_name_that_is_no_verb_or_is_taken_stops_the_build() -> None:
 
 def test_operations_are_tagged_by_resource(document: dict[str, Any]) -> None:
     tags = [tag["name"] for tag in document["tags"]]
-    assert tags == ["containers", "logs", "events", "images", "metrics", "auth", "health", "meta"]
+    assert tags == [
+        "containers",
+        "logs",
+        "events",
+        "images",
+        "volumes",
+        "networks",
+        "system",
+        "policy",
+        "metrics",
+        "auth",
+        "audit",
+        "hooks",
+        "health",
+        "meta",
+    ]
     assert all(tag["description"] for tag in document["tags"])
     ops = operations(document)
     assert all(len(op["tags"]) == 1 and op["tags"][0] in tags for op in ops.values())
@@ -279,21 +343,28 @@ def test_every_any_of_option_is_typed(document: dict[str, Any]) -> None:
     assert [where for where, option in options if not {"type", "$ref"} & set(option)] == []
 
 
-def test_security_schemes_and_roles(viewer: TestClient, document: dict[str, Any]) -> None:
+def test_security_schemes_permissions_and_roles(app: web.Application, document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     assert schemes["Bearer"]["scheme"] == "bearer"
     assert document["security"] == [{"ApiKey": []}, {"Bearer": []}]
     ops = operations(document)
-    for key, handler in routes(viewer.app).items():
-        role = declared_role(handler)
-        if isinstance(role, Role):
-            assert ops[key]["x-moorage-role"] == role.value and "security" not in ops[key], key
+    for key, handler in routes(app).items():
+        needed = declared_permission(handler)
+        if isinstance(needed, Permission):
+            assert ops[key]["x-moorage-permission"] == needed.value and "security" not in ops[key], key
+            assert ops[key]["x-moorage-role"] == least_role(needed).value, key
+        elif needed == AUTHENTICATED:  # any valid credential
+            assert ops[key]["x-moorage-role"] == "viewer" and "x-moorage-permission" not in ops[key], key
         else:
             assert ops[key]["security"] == [], key
-    assert {key[1] for key, op in ops.items() if op.get("security") == []} == {"/healthz", "/readyz"}
+    # A hook's call is signed with its secret instead.
+    public = {"/healthz", "/readyz", "/api/v1/hooks/{name}"}
+    assert {key[1] for key, op in ops.items() if op.get("security") == []} == public
     assert ops["DELETE", "/api/v1/containers/{container_id}"]["x-moorage-role"] == "admin"
     assert ops["POST", "/api/v1/containers/{container_id}/stop"]["x-moorage-role"] == "operator"
+    assert ops["POST", "/api/v1/containers/{container_id}/exec"]["x-moorage-permission"] == "containers:exec"
+    assert "x-moorage-permission" not in ops["GET", "/api/v1/auth/whoami"]
 
 
 def subschemas(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:

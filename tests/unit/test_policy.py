@@ -18,7 +18,7 @@ from moorage.config.loader import load_settings
 from moorage.config.policy import PolicySchema
 from moorage.containers.model import BindVolume, CreateRequest, NamedVolume
 from moorage.containers.policy import check, check_existing_volume, image_healthcheck_violations
-from moorage.containers.spec import CONFIG_KEYS, HOST_CONFIG_KEYS, engine_create_body
+from moorage.containers.spec import CONFIG_KEYS, HOST_CONFIG_KEYS, engine_connect_bodies, engine_create_body
 from moorage.errors import flatten_errors
 from moorage.schemas.create import ContainerCreateSchema
 from moorage.settings import PolicySettings
@@ -30,15 +30,19 @@ MIB = 1024 * 1024
 SYSTEM = ("/etc", "/proc", "/sys", "/dev", "/root", "/boot", "/usr", "/var/lib/docker", "/var/run", "/run", "/home")
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> str:
+def make_root(made: Path) -> str:
     """An allowed root holding directories, a symlink out to /etc, one up to its parent and one inside."""
-    base = Path(os.path.realpath(tmp_path_factory.mktemp("allowed")))
+    base = Path(os.path.realpath(made))
     (base / "data" / "sub").mkdir(parents=True)
     (base / "etc_link").symlink_to("/etc")
     (base / "up").symlink_to("..")
     (base / "data" / "inner").symlink_to(base / "data" / "sub")
     return str(base)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_root(tmp_path_factory.mktemp("allowed"))
 
 
 @pytest.fixture
@@ -245,7 +249,7 @@ def test_cpus_above_the_maximum_are_refused(policy: PolicySettings) -> None:
     assert denied(capped, cpus=1.51) == {"cpus"}
     assert denied(capped, cpus=1.5) == set()
     assert check(CreateRequest(image="nginx", cpus=float("nan")), capped) == [
-        {"field": "cpus", "message": "must be at most 1.5"}
+        {"field": "cpus", "message": "must be at most 1.5", "rule": "policy.max_cpus"}
     ]
 
 
@@ -434,6 +438,35 @@ def test_the_engine_body_carries_the_allowed_options() -> None:
     assert engine_create_body(req, PolicySettings(), mark="m", create_id="c")["Entrypoint"] == []
 
 
+def test_the_first_network_is_the_create_s_and_the_others_are_connected_after() -> None:
+    """API 1.41 takes one endpoint at create: the first network's, with its aliases and address."""
+    req = ContainerCreateSchema().load({
+        "image": "nginx",
+        "networks": [
+            {"name": "front", "aliases": ["web"], "ipv4_address": "10.0.0.2"},
+            {"name": "back"},
+            {"name": "db", "aliases": ["api", "svc"], "ipv4_address": "10.1.0.9"},
+        ],
+    })  # fmt: skip
+    body = engine_create_body(req, PolicySettings(), mark="m", create_id="c")
+    assert body["HostConfig"]["NetworkMode"] == "front"
+    endpoint = {"Aliases": ["web"], "IPAMConfig": {"IPv4Address": "10.0.0.2"}}
+    assert body["NetworkingConfig"] == {"EndpointsConfig": {"front": endpoint}}
+    assert engine_connect_bodies(req, "c1") == [
+        ("back", {"Container": "c1", "EndpointConfig": {}}),
+        (
+            "db",
+            {
+                "Container": "c1",
+                "EndpointConfig": {"Aliases": ["api", "svc"], "IPAMConfig": {"IPv4Address": "10.1.0.9"}},
+            },
+        ),
+    ]
+    plain = ContainerCreateSchema().load({"image": "nginx", "networks": [{"name": "front"}]})
+    assert "NetworkingConfig" not in engine_create_body(plain, PolicySettings(), mark="m", create_id="c")
+    assert engine_connect_bodies(plain, "c1") == []
+
+
 # --- the property: whatever is accepted, the engine body satisfies the policy ---------------------
 
 _CAPS = ["NET_ADMIN", "net_admin", "Cap_Net_Admin", "CAP_SYS_ADMIN", "sys_admin", "ALL", "all", "CHOWN", "SYS_PTRACE"]
@@ -491,6 +524,7 @@ def _dangerous(root: str) -> dict[str, st.SearchStrategy[Any]]:
         "cap_add": st.lists(st.sampled_from(_CAPS), max_size=3),
         "network": modes,
         "network_mode": modes,
+        "networks": st.lists(st.fixed_dictionaries({"name": modes}), min_size=1, max_size=2),
         "pid_mode": modes,
         "ipc_mode": modes,
         "uts_mode": modes,
@@ -507,7 +541,8 @@ def _dangerous(root: str) -> dict[str, st.SearchStrategy[Any]]:
     }
 
 
-def _policies(root: str) -> st.SearchStrategy[PolicySettings]:
+def policy_variants(root: str) -> list[PolicySettings]:
+    """A strict policy (the defaults, binds under `root`), a lenient one and a reckless one."""
     strict = PolicySettings(allowed_host_paths=(root,))
     lenient = replace(
         strict,
@@ -534,10 +569,14 @@ def _policies(root: str) -> st.SearchStrategy[PolicySettings]:
         min_healthcheck_interval=0,
         max_cpus=4.0,
     )
-    return st.sampled_from([strict, lenient, reckless])
+    return [strict, lenient, reckless]
 
 
-def _body(root: str) -> st.SearchStrategy[dict[str, Any]]:
+def policies(root: str) -> st.SearchStrategy[PolicySettings]:
+    return st.sampled_from(policy_variants(root))
+
+
+def create_bodies(root: str) -> st.SearchStrategy[dict[str, Any]]:
     """A create body as a client sends it: binds, safe fields, a few dangerous options, rarely a smuggled alias."""
     dangerous = _dangerous(root)
     safe = st.fixed_dictionaries(
@@ -597,7 +636,7 @@ def test_whatever_is_accepted_satisfies_the_policy(root: str) -> None:
     @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.data())
     def accepted_bodies_satisfy_the_policy(data: st.DataObject) -> None:
-        body, policy = data.draw(_body(root)), data.draw(_policies(root))
+        body, policy = data.draw(create_bodies(root)), data.draw(policies(root))
         try:
             req = ContainerCreateSchema().load(body)
         except ValidationError:

@@ -3,6 +3,7 @@ failure escaping then would cut the connection mid-body (a client reads a broken
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -64,3 +65,24 @@ async def test_an_end_line_that_cannot_be_made_is_logged_and_the_stream_still_en
 async def test_at_shutdown_such_a_stream_ends_with_the_shutdown_line(aiohttp_client: Any, gate: EngineStreams) -> None:
     await gate.end_all()  # moorage is stopping (no stream is open to be ended)
     assert await read_stream(aiohttp_client, gate) == [{"line": 1}, SHUTDOWN]
+
+
+async def test_a_download_that_fails_short_of_its_length_is_cut(aiohttp_client: Any, gate: EngineStreams) -> None:
+    """A client must not take the first half of a file for the file: the connection is closed mid-body."""
+
+    async def half() -> AsyncIterator[bytes]:
+        yield b"x" * 100
+        raise ValueError("the engine's tar ended in the middle of the file")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await serve_stream(request, gate, "application/octet-stream", half(), headers={"Content-Length": "200"})
+
+    app = web.Application()
+    app.router.add_get("/file", handler)
+    client = await aiohttp_client(app)
+    async with client.get("/file") as resp:
+        assert resp.status == 200 and resp.headers["Content-Length"] == "200"
+        # Not cut, the client would wait for the rest until its timeout: this bound only keeps the test from hanging.
+        async with asyncio.timeout(10):
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()

@@ -1,8 +1,9 @@
 """The audit log: one JSON line for every call that changes something and every denied call.
 
 Written to `[audit] path` (default state_dir/audit.log, mode 0600) and to the `moorage.audit` logger,
-which journald keeps. It names the key, never the key itself, and no token, password or environment
-value: only who, from where, what, on which object, and the result. A mutating call is refused (503)
+which journald keeps. It names the key (and the id of the token, when one was used) and the permission the
+route needs, never the key itself, and no token, password or environment value: only who, from where, what, on
+which object, and the result. A mutating call is refused (503)
 when the file cannot be written, rather than carried out unaudited.
 
 A caller without a credential costs nothing to send and must not be able to fill the disk or the journal:
@@ -13,14 +14,21 @@ the results and the methods) when the window ends, at the latest when the log is
 a caller sends from, one key's refusals give at most `MAX_FULL_REFUSALS` full lines a window: past them, those
 of clients without a window of their own fold into the key's window of every client (`"client": "*"`).
 An authenticated mutating call is never folded.
+
+The file is rotated as logging's RotatingFileHandler rotates, by a writer of its own (a failed write must be
+the caller's 503, and the file mode 0600): a line that would take the file past `max_bytes` first moves it to
+`.1` (`.1` to `.2`..., the oldest of `keep` dropped), so that a line is never split across files. A reader opens
+the files (`snapshot`) under the lock a rotation holds, so that no rotation falls between two of its opens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -28,6 +36,7 @@ from http import HTTPMethod
 from pathlib import Path
 from typing import IO, Any
 
+from moorage.access.auditquery import AuditSnapshot
 from moorage.access.clientaddr import client_group
 from moorage.timestamps import rfc3339
 
@@ -92,20 +101,46 @@ class _Spent:
     lines: int = 0
 
 
+def rotated(path: Path, generation: int) -> Path:
+    """The audit file `generation` rotations back: `audit.log.1` the newest of them, `audit.log` itself for 0."""
+    return path.with_name(f"{path.name}.{generation}") if generation else path
+
+
 class AuditLog:
-    def __init__(self, path: Path, fold_seconds: float = 60.0, full_refusals: int = MAX_FULL_REFUSALS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fold_seconds: float = 60.0,
+        full_refusals: int = MAX_FULL_REFUSALS,
+        max_bytes: int = 0,
+        keep: int = 5,
+    ) -> None:
         self.path = path
         self.fold_seconds = fold_seconds
         self.full_refusals = full_refusals
+        self.max_bytes = max_bytes  # 0: never rotated
+        self.keep = keep
         self._file: IO[str] | None = None
+        self._size = 0  # bytes in the file being written
+        self._rotating = threading.Lock()  # held by a rotation, and by a reader opening the files
         # In the order the windows opened, so that the ended ones are at the front.
         self._windows: OrderedDict[_Fold, _Window] = OrderedDict()
         self._spent: dict[str | None, _Spent] = {}  # by key name: as many as there are keys, and None
 
     def open(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file = os.fdopen(fd, "a", buffering=1)
+        self._file = _opened(self.path)
+        self._size = os.fstat(self._file.fileno()).st_size
+
+    def files(self) -> list[Path]:
+        """The audit file and its rotations, newest first (some may not exist)."""
+        return [rotated(self.path, generation) for generation in range(self.keep + 1)]
+
+    def snapshot(self) -> AuditSnapshot:
+        """The files as they are now, to read from any thread: opened while no rotation can run, so that none is
+        read twice or missed."""
+        with self._rotating:
+            return AuditSnapshot(self.files())
 
     def close(self) -> None:
         """Write what was counted and not yet written, then close."""
@@ -206,11 +241,47 @@ class AuditLog:
             _LOGGER.error("audit line not written, the audit log is closed: %s", line)
             return False
         try:
+            self._rotate_before(len(line) + 1)  # JSON's ASCII: a character a byte
             self._file.write(line + "\n")
         except (OSError, ValueError):
             _LOGGER.exception("audit line not written: %s", line)
             return False
+        self._size += len(line) + 1
         return True
+
+    def _rotate_before(self, size: int) -> None:
+        """Rotate when `size` more bytes would take a file that holds something past max_bytes. A rotation that
+        fails is logged and the lines go on to the file being written (the next line tries again): none is lost.
+        The new file is made before anything is renamed, so that a failure to make it leaves the names alone."""
+        if self.max_bytes <= 0 or self._size == 0 or self._size + size <= self.max_bytes:
+            return
+        assert self._file is not None
+        following = self.path.with_name(f"{self.path.name}.new")
+        try:
+            new = _opened(following)
+        except OSError:
+            _LOGGER.exception("audit log not rotated: its lines go on to the file it has")
+            return
+        try:
+            with self._rotating:
+                for generation in range(self.keep, 0, -1):  # .keep-1 replaces .keep, the oldest; audit.log is .1
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(rotated(self.path, generation - 1), rotated(self.path, generation))
+                os.replace(following, self.path)
+        except OSError:
+            _LOGGER.exception("audit log not rotated: its lines go on to the file it has")
+            new.close()
+            with contextlib.suppress(OSError):
+                following.unlink()
+            return
+        self._file.close()
+        self._file, self._size = new, os.fstat(new.fileno()).st_size
+
+
+def _opened(path: Path) -> IO[str]:
+    """`path` for appending (made 0600), line-buffered: each line reaches the kernel as it is written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", buffering=1)
 
 
 def foldable(entry: dict[str, Any]) -> bool:

@@ -4,9 +4,52 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from moorage.api import auth, containers, events, health, images, lifecycle, logs, metrics, updates
+from moorage.api import (
+    audit,
+    auth,
+    containers,
+    events,
+    execs,
+    files,
+    health,
+    hooks,
+    images,
+    lifecycle,
+    logs,
+    metrics,
+    networks,
+    policy,
+    prune,
+    recreate,
+    session,
+    system,
+    updates,
+    volumes,
+)
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (health, auth, containers, lifecycle, updates, images, logs, events, metrics):
+    modules = (
+        health,
+        auth,
+        audit,
+        hooks,
+        containers,
+        lifecycle,
+        recreate,
+        execs,
+        files,
+        session,
+        updates,
+        images,
+        volumes,
+        networks,
+        prune,
+        system,
+        policy,
+        logs,
+        events,
+        metrics,
+    )
+    for module in modules:
         app.router.add_routes(module.routes)

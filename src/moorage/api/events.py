@@ -12,7 +12,7 @@ from aiohttp import web
 from moorage.api.paths import API_PREFIX
 from moorage.schemas.events import EventSchema, HeartbeatSchema, StreamEndSchema
 from moorage.schemas.logs import EventQuery, engine_window
-from moorage.settings import Role
+from moorage.settings import Permission
 from moorage.web.operations import STREAM, any_of, documented
 from moorage.web.requests import load_query
 from moorage.web.responses import NDJSON, Ndjson, ndjson_line, serve_stream
@@ -24,7 +24,7 @@ _EVENT = EventSchema()
 
 
 @routes.get(f"{API_PREFIX}/events")
-@requires(Role.VIEWER)
+@requires(Permission.EVENTS_READ)
 @documented(
     "Engine events",
     tag="events",

@@ -11,7 +11,9 @@ import aiodocker
 from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
+from moorage.engine.client import engine_json
 from moorage.engine.errors import as_api_error
+from moorage.engine.filters import engine_filters
 from moorage.images.registries import pull_auth
 from moorage.schemas.events import HeartbeatSchema
 from moorage.schemas.images import (
@@ -24,10 +26,10 @@ from moorage.schemas.images import (
     PullProgressSchema,
     PullQuery,
 )
-from moorage.settings import Role
+from moorage.settings import Permission
 from moorage.web.operations import ENGINE, STREAM, any_of, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
-from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, serve_stream
+from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, paged, serve_stream
 from moorage.web.roles import requires
 from moorage.web.state import docker, live, pulls, stream_slot, streams
 
@@ -56,25 +58,19 @@ async def pulled_item(client: aiodocker.Docker, reference: str) -> dict[str, Any
 
 
 @routes.get(f"{API_PREFIX}/images")
-@requires(Role.VIEWER)
+@requires(Permission.IMAGES_READ)
 @documented("List images", tag="images", query=ImageListQuery, data=page(ImageSummarySchema), errors=ENGINE)
 async def list_images(request: web.Request) -> web.Response:
     query = load_query(request, ImageListQuery)
-    filters: dict[str, list[str]] = {}
-    if "reference" in query:
-        filters["reference"] = [query["reference"]]
-    if "dangling" in query:
-        filters["dangling"] = [str(query["dangling"]).lower()]
-    images, counts = await asyncio.gather(
-        docker(request).images.list(filters=filters), containers_per_image(docker(request))
-    )
+    filters = engine_filters(query, "reference", "dangling")
+    listed = engine_json(docker(request), "images/json", {"filters": filters})
+    images, counts = await asyncio.gather(listed, containers_per_image(docker(request)))
     images.sort(key=lambda image: image["Created"], reverse=True)
-    page = images[query["offset"] : query["offset"] + query["limit"]]
-    return ok({"total": len(images), "items": [summary(image, counts) for image in page]})
+    return paged(images, query, lambda image: summary(image, counts))
 
 
 @routes.post(f"{API_PREFIX}/images/pull")
-@requires(Role.ADMIN)
+@requires(Permission.IMAGES_PULL)
 @documented(
     "Pull an image",
     tag="images",
@@ -131,7 +127,7 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
 
 
 @routes.delete(f"{API_PREFIX}/images/{{image_id:.+}}")
-@requires(Role.ADMIN)
+@requires(Permission.IMAGES_DELETE)
 @documented(
     "Remove an image",
     tag="images",

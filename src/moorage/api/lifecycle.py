@@ -22,11 +22,12 @@ from moorage.errors import EngineTimeout
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.containers import ContainerDetailSchema, ContainerRef, detail
 from moorage.schemas.lifecycle import KillQuery, NoQuery, StopQuery, WaitedSchema, WaitQuery
-from moorage.settings import Role
+from moorage.settings import Permission
 from moorage.web.operations import ENGINE, STREAM, documented
 from moorage.web.requests import load_path, load_query
 from moorage.web.responses import JSON, ok
 from moorage.web.roles import requires
+from moorage.web.secrets import shown
 from moorage.web.state import SETTINGS, docker, live, policy_stops, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -55,7 +56,7 @@ def grace_timeout(request: web.Request, seconds: int) -> aiohttp.ClientTimeout:
 def action_handler(
     name: str, schema: type[StrictSchema], action: Action
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    @requires(Role.OPERATOR)
+    @requires(Permission.CONTAINERS_LIFECYCLE)
     @documented(
         f"{name.capitalize()} a container",
         tag="containers",
@@ -71,7 +72,7 @@ def action_handler(
             await recheck(container, live(request))
         await action(container, query, grace_timeout(request, query.get("timeout", 0)))
         inspected = await container.show()
-        return ok(detail(inspected, policy_stops(request)))
+        return ok(shown(request, detail(inspected, policy_stops(request))))
 
     # The operationId: a verb on its resource.
     handle.__name__ = handle.__qualname__ = f"{name}_container"
@@ -85,7 +86,7 @@ for _name, (_schema, _action) in ACTIONS.items():
 
 
 @routes.post(f"{API_PREFIX}/containers/{{container_id}}/wait")
-@requires(Role.VIEWER)
+@requires(Permission.CONTAINERS_READ)
 @documented(
     "Wait for a container to stop, exit again or be removed",
     tag="containers",

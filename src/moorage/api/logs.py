@@ -15,7 +15,7 @@ from moorage.engine.streams import batched
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
 from moorage.schemas.logs import LogLineSchema, LogQuery, engine_window
-from moorage.settings import LogsSettings, Role
+from moorage.settings import LogsSettings, Permission
 from moorage.web.operations import STREAM, any_of, documented, listing, shape
 from moorage.web.requests import load_path, load_query
 from moorage.web.responses import JSON, NDJSON, Ndjson, ndjson_line, ok, serve_stream
@@ -45,7 +45,7 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}/logs")
-@requires(Role.VIEWER)
+@requires(Permission.CONTAINERS_LOGS)
 @documented(
     "A container's logs",
     tag="logs",

@@ -13,7 +13,7 @@ from moorage.errors import EngineUnavailable, ServiceUnavailable
 from moorage.metrics.containers import idle
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
-from moorage.settings import Role
+from moorage.settings import Permission
 from moorage.timestamps import age_seconds
 from moorage.web.operations import ENGINE, documented, listing, page, shape
 from moorage.web.requests import load_path, load_query
@@ -32,7 +32,7 @@ def with_age(sample: dict[str, Any], sampled_at: float, interval: float) -> dict
 
 
 @routes.get(f"{API_PREFIX}/metrics/resources")
-@requires(Role.VIEWER)
+@requires(Permission.METRICS_READ)
 @documented("The host's resources", tag="metrics", data=HostResourcesSchema, errors=(503,))
 async def get_host_resources(request: web.Request) -> web.Response:
     sampler = request.config_dict[SAMPLER]
@@ -44,7 +44,7 @@ async def get_host_resources(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{API_PREFIX}/metrics/resources/history")
-@requires(Role.VIEWER)
+@requires(Permission.METRICS_READ)
 @documented(
     "The host's recent samples",
     tag="metrics",
@@ -59,7 +59,7 @@ async def get_host_resources_history(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
-@requires(Role.VIEWER, public_when=lambda settings: settings.metrics.public_prometheus)
+@requires(Permission.METRICS_READ, public_when=lambda settings: settings.metrics.public_prometheus)
 @documented("Prometheus metrics", tag="metrics", raw={"text/plain": {"type": "string"}})
 async def get_prometheus_metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.config_dict[REGISTRY])
@@ -76,7 +76,7 @@ def aged(reading: dict[str, Any]) -> dict[str, Any]:
 
 
 @routes.get(f"{API_PREFIX}/metrics/containers")
-@requires(Role.VIEWER)
+@requires(Permission.METRICS_READ)
 @documented("Every running container's metrics", tag="metrics", data=page(ContainerMetricsSchema), errors=(503,))
 async def list_container_metrics(request: web.Request) -> web.Response:
     """Every running container's latest reading; no engine call."""
@@ -88,7 +88,7 @@ async def list_container_metrics(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{API_PREFIX}/metrics/containers/{{container_id}}")
-@requires(Role.VIEWER)
+@requires(Permission.METRICS_READ)
 @documented(
     "A container's metrics", tag="metrics", path=ContainerRef, data=ContainerMetricsSchema, errors=(404, *ENGINE)
 )

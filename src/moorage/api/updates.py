@@ -11,7 +11,7 @@ from moorage.images.updates import image_update
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.lifecycle import NoQuery
 from moorage.schemas.updates import ImageUpdateItemSchema, ImageUpdateSchema
-from moorage.settings import Role
+from moorage.settings import Permission
 from moorage.web.operations import ENGINE, documented, page
 from moorage.web.requests import load_path, load_query
 from moorage.web.responses import ok
@@ -22,7 +22,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}/image-update")
-@requires(Role.VIEWER)
+@requires(Permission.CONTAINERS_READ)
 @documented(
     "Check a container's image for a newer build",
     tag="containers",
@@ -39,7 +39,7 @@ async def check_image_update(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{API_PREFIX}/image-updates")
-@requires(Role.VIEWER)
+@requires(Permission.CONTAINERS_READ)
 @documented(
     "Check every container's image for a newer build",
     tag="containers",

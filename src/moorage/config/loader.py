@@ -10,6 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import datetime
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
@@ -17,20 +18,25 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from moorage.config.defaults import defaults_from
+from moorage.config.hooks import HookSchema
 from moorage.config.policy import PolicySchema
 from moorage.config.registries import RegistrySchema
 from moorage.errors import ConfigError, flatten_errors
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.fields import ABSOLUTE_PATH, matches
 from moorage.settings import (
+    BUNDLES,
     HEADERS,
     ApiKey,
     AuditSettings,
     AuthSettings,
     DockerSettings,
+    ExecSettings,
+    FilesSettings,
     IPNetwork,
     LogsSettings,
     MetricsSettings,
+    Permission,
     Role,
     ServerSettings,
     Settings,
@@ -130,18 +136,83 @@ KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 KEY_NAME_RULE = "letters, digits, _ . @ - (at most 64, starting with a letter or digit)"
 
 
+# RFC 3339 with its offset: what `expires_at` takes as a string (TOML's own offset date-time is taken too).
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+_MOMENT_RULE = "an RFC 3339 time with its offset, such as 2027-01-31T00:00:00Z"
+
+
+class Moment(fields.Field[datetime]):
+    """A moment: TOML's offset date-time, or a string in RFC 3339. A time without an offset is refused, as it
+    would mean another moment on a host in another zone."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str) and _RFC3339.fullmatch(value):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValidationError(f"{value!r} is not {_MOMENT_RULE}") from None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValidationError(f"{value!r} is not {_MOMENT_RULE}")
+        return value
+
+
+_PERMISSION_NAMES = sorted(Permission)
+
+
 @defaults_from(ApiKey)
 class ApiKeySchema(_Section):
+    """A key has a role (a bundle of permissions), a list of permissions instead, or both: then the list narrows
+    the role's bundle and may not go beyond it."""
+
     name = fields.String(required=True, validate=matches(KEY_NAME, KEY_NAME_RULE))
-    role = fields.Enum(Role, by_value=True, required=True)
+    role = fields.Enum(Role, by_value=True, load_default=None)
     sha256 = fields.String(
         required=True, validate=matches(r"[0-9a-fA-F]{64}", "must be the 64 hex digits of a SHA-256")
     )
     disabled = fields.Boolean()
+    permissions = fields.List(
+        fields.String(validate=validate.OneOf(_PERMISSION_NAMES, error="{input!r} is not a permission")),
+        load_default=None,
+        validate=validate.Length(min=1, error="lists no permission: leave it out for the role's bundle"),
+    )
+    expires_at = Moment(load_default=None)
+
+    @validates_schema
+    def within_role(self, data: dict[str, Any], **_: Any) -> None:
+        role, listed = data.get("role"), data.get("permissions")
+        if role is None and listed is None:
+            raise ValidationError("give a role, permissions or both", "role")
+        beyond = sorted(set(listed or ()) - BUNDLES[role]) if role is not None else []
+        if beyond:
+            raise ValidationError(f"more than role {role.value} holds: {', '.join(beyond)}", "permissions")
+
+    def handle_error(self, error: ValidationError, data: Any, **kwargs: Any) -> None:
+        """Name the key in each of its errors, as the index alone does not say which key a file means."""
+        name = data.get("name") if isinstance(data, Mapping) else None
+        if not isinstance(name, str) or not KEY_NAME.fullmatch(name):
+            raise error
+        raise ValidationError(_named(error.messages, f" (key {name!r})")) from None
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ApiKey:
-        return ApiKey(name=data["name"], role=data["role"], sha256=data["sha256"].lower(), disabled=data["disabled"])
+        listed = data["permissions"]
+        return ApiKey(
+            name=data["name"],
+            role=data["role"],
+            sha256=data["sha256"].lower(),
+            disabled=data["disabled"],
+            permissions=frozenset(Permission(p) for p in listed) if listed is not None else None,
+            expires_at=data["expires_at"],
+        )
+
+
+def _named(messages: Any, suffix: str) -> Any:
+    """marshmallow's error messages, `suffix` after each string of them."""
+    if isinstance(messages, Mapping):
+        return {key: _named(sub, suffix) for key, sub in messages.items()}
+    if isinstance(messages, list):
+        return [_named(sub, suffix) for sub in messages]
+    return f"{messages}{suffix}"
 
 
 @defaults_from(AuthSettings)
@@ -152,6 +223,9 @@ class AuthSchema(_Section):
     token_max_ttl = fields.Integer(strict=True, validate=validate.Range(1, 10**7))
     failed_limit = fields.Integer(strict=True, validate=validate.Range(1, 10**6))
     failed_window = fields.Float(validate=validate.Range(1, 86400))
+    secret_labels = fields.List(
+        fields.String(validate=validate.Length(min=1, max=256)), validate=validate.Length(max=256)
+    )
 
     @validates_schema
     def distinct(self, data: dict[str, Any], **_: Any) -> None:
@@ -165,7 +239,12 @@ class AuthSchema(_Section):
     def build(self, data: dict[str, Any], **_: Any) -> AuthSettings:
         secret = data.get("token_secret_file")
         return AuthSettings(
-            **{**data, "api_keys": tuple(data["api_keys"]), "token_secret_file": Path(secret) if secret else None}
+            **{
+                **data,
+                "api_keys": tuple(data["api_keys"]),
+                "token_secret_file": Path(secret) if secret else None,
+                "secret_labels": tuple(data["secret_labels"]),
+            }
         )
 
 
@@ -179,10 +258,48 @@ class UpdatesSchema(_Section):
         return UpdatesSettings(**data)
 
 
+@defaults_from(ExecSettings)
+class ExecSchema(_Section):
+    max_timeout = fields.Integer(strict=True, validate=validate.Range(1, 86400))
+    max_output = fields.Integer(strict=True, validate=validate.Range(1024, 1024**3))
+    idle_timeout = fields.Integer(strict=True, validate=validate.Range(1, 86400))
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> ExecSettings:
+        return ExecSettings(**data)
+
+
+def _container_paths() -> fields.List:
+    return fields.List(fields.String(validate=ABSOLUTE_PATH))
+
+
+@defaults_from(FilesSettings)
+class FilesSchema(_Section):
+    max_upload = fields.Integer(strict=True, validate=validate.Range(1, 64 * 1024**3))
+    allowed_paths = _container_paths()
+    denied_paths = _container_paths()
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> FilesSettings:
+        paths = {key: tuple(data[key]) for key in ("allowed_paths", "denied_paths")}
+        return FilesSettings(**{**data, **paths})
+
+
+_MIN_AUDIT_BYTES = 1024
+
+
 @defaults_from(AuditSettings)
 class AuditSchema(_Section):
     path = fields.String(validate=ABSOLUTE_PATH)
     fold_seconds = fields.Float(validate=validate.Range(0, 86400))
+    max_bytes = fields.Integer(strict=True, validate=validate.Range(0, 1024**3))
+    keep = fields.Integer(strict=True, validate=validate.Range(1, 100))
+
+    @validates_schema
+    def rotated_files_hold_lines(self, data: dict[str, Any], **_: Any) -> None:
+        """A file of a few lines at least: below that, each line would be a rotation of its own."""
+        if 0 < data["max_bytes"] < _MIN_AUDIT_BYTES:
+            raise ValidationError(f"0 (never rotated) or at least {_MIN_AUDIT_BYTES}", "max_bytes")
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> AuditSettings:
@@ -230,12 +347,21 @@ class SettingsSchema(_Section):
     metrics = fields.Nested(MetricsSchema, load_default=lambda: MetricsSchema().load({}))
     audit = fields.Nested(AuditSchema, load_default=lambda: AuditSchema().load({}))
     updates = fields.Nested(UpdatesSchema, load_default=lambda: UpdatesSchema().load({}))
+    exec = fields.Nested(ExecSchema, load_default=lambda: ExecSchema().load({}))
+    files = fields.Nested(FilesSchema, load_default=lambda: FilesSchema().load({}))
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
     registries = fields.List(fields.Nested(RegistrySchema))
+    hooks = fields.List(fields.Nested(HookSchema))
+
+    @validates_schema
+    def hook_names_unique(self, data: dict[str, Any], **_: Any) -> None:
+        names = [hook.name for hook in data.get("hooks", ())]
+        if len(names) != len(set(names)):
+            raise ValidationError("two hooks have one name", "hooks")
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> Settings:
-        return Settings(**{**data, "registries": tuple(data["registries"])})
+        return Settings(**{**data, "registries": tuple(data["registries"]), "hooks": tuple(data["hooks"])})
 
 
 def settings_from_mapping(data: Mapping[str, Any], source: str = "<settings>") -> Settings:
@@ -272,4 +398,11 @@ def resolve_config_path(cli_path: str | None, env: Mapping[str, str] = os.enviro
 
 def key_toml(key: ApiKey) -> str:
     """The `[[auth.api_keys]]` block for a key: what keygen prints and the generated-key file holds."""
-    return f'[[auth.api_keys]]\nname = "{key.name}"\nrole = "{key.role.value}"\nsha256 = "{key.sha256}"\n'
+    lines = [f'name = "{key.name}"']
+    lines += [f'role = "{key.role.value}"'] if key.role is not None else []
+    lines += [f'sha256 = "{key.sha256}"']
+    if key.permissions is not None:
+        lines.append("permissions = [" + ", ".join(f'"{p}"' for p in sorted(key.permissions)) + "]")
+    if key.expires_at is not None:
+        lines.append(f'expires_at = "{key.expires_at.isoformat()}"')
+    return "[[auth.api_keys]]\n" + "".join(f"{line}\n" for line in lines)

@@ -52,6 +52,9 @@ class PolicySchema(StrictSchema):
     allow_devices = StrictBool()
     allowed_sysctls = fields.List(fields.String())
     allowed_runtimes = fields.List(fields.String())
+    allowed_volume_drivers = fields.List(fields.String())
+    allow_volume_driver_opts = StrictBool()
+    allowed_network_drivers = fields.List(fields.String())
     default_memory = MemorySize(allow_none=True)
     max_memory = MemorySize(allow_none=True)
     default_pids_limit = fields.Integer(strict=True, allow_none=True, validate=Range(min=1))
@@ -71,6 +74,10 @@ class PolicySchema(StrictSchema):
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> PolicySettings:
-        sets = {name: frozenset(data[name]) for name in ("allowed_capabilities", "allowed_sysctls", "allowed_runtimes")}
+        named = (
+            "allowed_capabilities", "allowed_sysctls", "allowed_runtimes", "allowed_volume_drivers",
+            "allowed_network_drivers",
+        )  # fmt: skip
+        sets = {name: frozenset(data[name]) for name in named}
         sets["allowed_host_ips"] = frozenset(str(ipaddress.ip_address(ip)) for ip in data["allowed_host_ips"])
         return PolicySettings(**{**data, **sets, "allowed_host_paths": tuple(data["allowed_host_paths"])})

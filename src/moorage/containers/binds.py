@@ -33,7 +33,7 @@ from aiodocker.exceptions import DockerError
 from moorage.background import to_the_end
 from moorage.containers.model import BindVolume, CreateRequest
 from moorage.containers.ownership import CREATE_LABEL, is_moorages, policy_mark
-from moorage.containers.policy import bind_problem, refusal
+from moorage.containers.policy import bind_judgement, refusal
 from moorage.engine.errors import DOCKER_UNREACHABLE, ENGINE_CALL_ERRORS
 from moorage.engine.shapes import listed_name
 from moorage.errors import EngineUnavailable, FieldError, Forbidden
@@ -41,6 +41,7 @@ from moorage.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 _RECONCILE_PAUSE = 0.2  # seconds between two looks for a create that may still finish
+NESTING = "moorage.bind_nesting"  # the rule that names a refusal of binds that nest
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ async def nesting_violations(docker: aiodocker.Docker, req: CreateRequest) -> li
     # A request's bind of the same source as its own is no nesting, so the index may hold it too.
     binds = _Binds(existing + [bind for _, bind in requested])
     return [
-        {"field": f"volumes.{index}.host_path", "message": problem}
+        {"field": f"volumes.{index}.host_path", "message": problem, "rule": NESTING}
         for index, mine in requested
         if (problem := binds.problem(mine))
     ]
@@ -211,9 +212,11 @@ async def recheck(container: DockerContainer, settings: Settings) -> None:
     if not await is_moorages(container.docker, inspected, policy_mark(settings.server.state_dir)):
         return  # made outside moorage, by someone with the socket: not moorage's to judge
     problems = [
-        {"field": f"volumes.{index}.host_path", "message": problem}
+        {"field": f"volumes.{index}.host_path", "message": problem, "rule": rule}
         for index, mount in enumerate(inspected.get("Mounts") or ())
-        if mount.get("Type") == "bind" and (problem := bind_problem(mount["Source"], settings.policy))
+        if mount.get("Type") == "bind"
+        for rule, problem in [bind_judgement(mount["Source"], settings.policy)]
+        if problem
     ]
     if problems:
         raise Forbidden("a bind of this container no longer passes the host-safety policy", errors=problems)

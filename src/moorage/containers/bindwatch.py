@@ -218,7 +218,7 @@ class BindWatch:
         self._stopped.inc()
         self._audit.write(
             key=AUDIT_KEY, role=None, client=None, method="KILL", path=f"/containers/{container_id}",
-            target=container_id, result=200, reason=reason,
+            target=container_id, action="policy_stop", result=200, reason=reason,
         )  # fmt: skip
         await self._stops.record(container_id, {"at": rfc3339(), "reason": reason, "restart_policy": was})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from ipaddress import IPv4Address
 from typing import Any
 
 from moorage.errors import FieldError
@@ -68,6 +69,16 @@ class Device:
 
 
 @dataclass(frozen=True)
+class NetworkAttachment:
+    """One network of a create's `networks`: its name (or id), the aliases the container answers to on it, and
+    the address it is fixed at (None: one the engine picks)."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    ipv4_address: IPv4Address | None = None
+
+
+@dataclass(frozen=True)
 class CreateRequest:
     """A validated create body. Maps are keyed as the client keyed them (ports normalized to "80/tcp")."""
 
@@ -83,9 +94,12 @@ class CreateRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     restart_policy: RestartPolicy | None = None
     memory: int | None = None
+    memory_reservation: int | None = None
     cpus: float | None = None
     pids_limit: int | None = None
     network: str | None = None
+    network_aliases: tuple[str, ...] = ()
+    networks: tuple[NetworkAttachment, ...] = ()
     hostname: str | None = None
     healthcheck: Healthcheck | None = None
     start: bool = False

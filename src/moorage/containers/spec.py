@@ -9,7 +9,8 @@ Call `policy.check` first: this builds what was asked for, it does not judge it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
 from moorage.containers.model import (
@@ -19,6 +20,7 @@ from moorage.containers.model import (
     Device,
     Healthcheck,
     NamedVolume,
+    NetworkAttachment,
     normalize_capability,
 )
 from moorage.containers.ownership import CREATE_LABEL, POLICY_LABEL
@@ -26,11 +28,12 @@ from moorage.settings import PolicySettings
 
 CONFIG_KEYS = frozenset({
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "Hostname", "ExposedPorts",
-    "Healthcheck", "Tty", "HostConfig",
+    "Healthcheck", "Tty", "HostConfig", "NetworkingConfig",
 })  # fmt: skip
 HOST_CONFIG_KEYS = frozenset({
-    "PortBindings", "Mounts", "RestartPolicy", "Memory", "NanoCpus", "NetworkMode", "PidsLimit", "Privileged",
-    "CapAdd", "Devices", "Sysctls", "Runtime", "SecurityOpt", "PidMode", "IpcMode", "UTSMode", "UsernsMode",
+    "PortBindings", "Mounts", "RestartPolicy", "Memory", "MemoryReservation", "NanoCpus", "NetworkMode", "PidsLimit",
+    "Privileged", "CapAdd", "Devices", "Sysctls", "Runtime", "SecurityOpt", "PidMode", "IpcMode", "UTSMode",
+    "UsernsMode",
 })  # fmt: skip
 HEALTHCHECK_KEYS = frozenset({"Test", "Interval", "Timeout", "StartPeriod", "Retries"})
 # Set on every container: no setuid binary or file capability can raise its privileges.
@@ -104,8 +107,9 @@ def _host_config(req: CreateRequest, policy: PolicySettings) -> dict[str, Any]:
         Mounts=[_mount(volume) for volume in req.volumes],
         RestartPolicy=restart and {"Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count},
         Memory=_limit(req.memory, policy.default_memory, policy.max_memory),
+        MemoryReservation=req.memory_reservation,
         NanoCpus=_nano_cpus(_limit(req.cpus, policy.default_cpus, policy.max_cpus)),
-        NetworkMode=req.network_mode or req.network,
+        NetworkMode=req.network_mode or req.network or (req.networks[0].name if req.networks else None),
         PidsLimit=_limit(req.pids_limit, policy.default_pids_limit, policy.max_pids_limit),
         Privileged=req.privileged is True,
         CapAdd=[f"CAP_{normalize_capability(name)}" for name in req.cap_add] or None,
@@ -138,7 +142,42 @@ def engine_create_body(req: CreateRequest, policy: PolicySettings, *, mark: str,
         Healthcheck=_healthcheck(req.healthcheck),
         Tty=False,
         HostConfig=_host_config(req, policy),
+        NetworkingConfig=_networking(req),
     )
+
+
+def endpoint_config(aliases: Iterable[str], ipv4_address: IPv4Address | None) -> dict[str, Any]:
+    """A container's endpoint on a network, as create's EndpointsConfig and a connect take it."""
+    endpoint: dict[str, Any] = {}
+    if aliases := list(aliases):
+        endpoint["Aliases"] = aliases
+    if ipv4_address is not None:
+        endpoint["IPAMConfig"] = {"IPv4Address": str(ipv4_address)}
+    return endpoint
+
+
+def _endpoint(attachment: NetworkAttachment) -> dict[str, Any]:
+    return endpoint_config(attachment.aliases, attachment.ipv4_address)
+
+
+def _networking(req: CreateRequest) -> dict[str, Any] | None:
+    """The first network's endpoint, with the aliases the container answers to on it (`docker run
+    --network-alias`) and its fixed address (`--ip`). Only one: API 1.41 takes one endpoint at create, so the
+    others are connected after it (`engine_connect_bodies`)."""
+    if req.networks:
+        first = req.networks[0]
+        return {"EndpointsConfig": {first.name: endpoint}} if (endpoint := _endpoint(first)) else None
+    if not req.network_aliases or req.network is None:
+        return None
+    return {"EndpointsConfig": {req.network: endpoint_config(req.network_aliases, None)}}
+
+
+def engine_connect_bodies(req: CreateRequest, container_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each network after the first with its `POST /networks/{name}/connect` body, in the request's order."""
+    return [
+        (attachment.name, {"Container": container_id, "EndpointConfig": _endpoint(attachment)})
+        for attachment in req.networks[1:]
+    ]
 
 
 def engine_update_body(update: ContainerUpdate) -> dict[str, Any]:

@@ -23,6 +23,8 @@ ENGINE_STREAM_ERRORS = (*ENGINE_CALL_ERRORS, ValueError)
 _NOT_FOUND = ("not found", "manifest unknown", "does not exist")
 # What it says of a start whose host port is taken.
 _PORT_TAKEN = ("address already in use", "port is already allocated")
+# And of one whose program the runtime could not run (runc's words: `exec: "/bin/x": stat ...`).
+_CANNOT_EXEC = 'unable to start container process: exec: "'
 
 
 class EngineLate(TimeoutError):
@@ -37,11 +39,13 @@ _BY_ENGINE_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-# Engine 500s that are the request's fault, not the engine's (Docker 20.10), known by their text.
+# Engine 500s (and 403s) that are the request's fault, not the engine's (Docker 20.10), known by their text.
 _BY_ENGINE_MESSAGE: tuple[tuple[str, type[ApiError]], ...] = (
     ("is not paused", Conflict),  # unpause of a container that is not paused
     ("is marked for removal", Conflict),  # an action on a container being removed
     ("Multiple IDs found with provided prefix", BadRequest),  # a short id that names several objects
+    ("Address already in use", Conflict),  # a start (403) whose fixed address another container holds
+    ("a disk usage operation is already running", Conflict),  # one `GET /system/df` at a time
 )
 
 
@@ -49,7 +53,7 @@ def from_docker_error(err: DockerError) -> ApiError:
     """Map an engine error to ours, keeping Docker's own text: it is what a Docker user knows."""
     message = str(err.message).strip()
     cls = _BY_ENGINE_STATUS.get(err.status)
-    if cls is None and err.status == 500:
+    if cls is None and err.status in (403, 500):
         cls = next((found for text, found in _BY_ENGINE_MESSAGE if text in message), None)
     return (cls or BadGateway)(message or None)
 
@@ -83,10 +87,16 @@ def pull_error(err: DockerError, reference: str) -> ApiError:
 
 
 def start_failure(err: DockerError) -> ApiError:
-    """A failed start: a host port already in use is the request's conflict, named by its field."""
+    """A failed start, named by its field: a host port already in use is the request's conflict; a program the
+    runtime cannot run (not in the image, not executable) is the command's (or the entrypoint's) error."""
     if any(words in str(err.message) for words in _PORT_TAKEN):
         return Conflict(str(err.message), errors=[{"field": "ports", "message": "a host port is already in use"}])
-    return from_docker_error(err)
+    failure = from_docker_error(err)
+    if _CANNOT_EXEC in str(err.message):
+        failure.errors = [
+            {"field": "command", "message": "the runtime cannot run it: not in the image, or not executable"}
+        ]
+    return failure
 
 
 def rename_failure(err: DockerError) -> ApiError:

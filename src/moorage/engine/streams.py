@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 import aiohttp
 from aiodocker.exceptions import DockerError
 
+from moorage.engine.client import engine_connector
 from moorage.engine.errors import DOCKER_UNREACHABLE, EngineLate
 from moorage.errors import TooManyRequests
-from moorage.settings import ApiKey, DockerSettings, Role
+from moorage.settings import BUNDLES, ApiKey, DockerSettings, Role
 
 _LOGGER = logging.getLogger(__name__)
 _READ_BUFFER = 1024 * 1024
@@ -40,13 +41,9 @@ class EngineStreams:
     ) -> None:
         # The pool holds as many connections as streams may be open; without a cap (moorage's own followers: a
         # stats stream per running container) it is unbounded, aiohttp's 0.
-        pool = cap or 0
-        if docker.url.startswith("unix://"):
-            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(docker.url.removeprefix("unix://"), limit=pool)
-            self._base = "http://docker"
-        else:
-            connector = aiohttp.TCPConnector(limit=pool)
-            self._base = docker.url.replace("tcp://", "http://", 1).rstrip("/")
+        connector = engine_connector(docker.url, cap or 0)
+        unix = docker.url.startswith("unix://")
+        self._base = "http://docker" if unix else docker.url.replace("tcp://", "http://", 1).rstrip("/")
         # No total timeout: a followed log is open for hours. `request` bounds connecting and the answer's head.
         timeout = aiohttp.ClientTimeout(total=None)
         # HTTP/1.0, so that the engine sends a body as it is instead of in HTTP chunks: it writes a chunk
@@ -101,8 +98,8 @@ class EngineStreams:
             return
         if len(self._open) >= self.cap:
             raise TooManyRequests(f"{self.cap} streams are open already ([server] max_streams); try again later")
-        if key is not None and key.role is Role.ADMIN:
-            return
+        if key is not None and key.granted >= BUNDLES[Role.ADMIN]:
+            return  # an admin's: every permission (an admin key narrowed, or its narrowed token, is a script's)
         if len(self._open) >= self.cap - self.admin_reserved:
             raise TooManyRequests(
                 f"{len(self._open)} streams are open: the rest of [server] max_streams ({self.cap}) is kept for"

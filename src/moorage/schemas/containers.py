@@ -6,7 +6,8 @@ back can be compared with what it sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -25,17 +26,16 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 CONTAINER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 CONTAINER_NAME_RULE = "letters, digits, _ . - (starting with a letter or digit)"
 
+# A `label` filter of a list query: KEY or KEY=VALUE.
+LABEL_FILTER = matches(_LABEL_START + r"[^=\x00-\x1f]{0,254}(=[^\x00-\x1f]{0,1024})?", "KEY or KEY=VALUE")
+
 PortMap = dict[str, list[dict[str, Any]]]
 
 
 class ContainerListQuery(PageQuery):
     status = fields.String(validate=validate.OneOf(STATUSES))
     name = fields.String(validate=matches(r"[a-zA-Z0-9_.-]{1,128}", "letters, digits, _ . - only (a part of a name)"))
-    label = fields.List(
-        fields.String(
-            validate=matches(_LABEL_START + r"[^=\x00-\x1f]{0,254}(=[^\x00-\x1f]{0,1024})?", "KEY or KEY=VALUE")
-        )
-    )
+    label = fields.List(fields.String(validate=LABEL_FILTER))
 
 
 class ContainerRef(StrictSchema):
@@ -87,6 +87,24 @@ def volumes(mounts: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     return out
 
 
+def networks(endpoints: Mapping[str, Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Every network the container is on, by name, with its addresses as `docker inspect` has them (none yet for a
+    container that has not run: the engine gives them at start) and its aliases (on a user-defined network, the
+    engine adds the container's short id)."""
+    return [
+        {
+            "name": name,
+            "network_id": endpoint.get("NetworkID") or None,
+            "ipv4_address": endpoint.get("IPAddress") or None,
+            "ipv6_address": endpoint.get("GlobalIPv6Address") or None,
+            "gateway": endpoint.get("Gateway") or None,
+            "mac_address": endpoint.get("MacAddress") or None,
+            "aliases": list(endpoint.get("Aliases") or ()),
+        }
+        for name, endpoint in sorted((endpoints or {}).items())
+    ]
+
+
 def summary(c: Mapping[str, Any]) -> dict[str, Any]:
     """One item of `GET /containers` from the engine's list payload.
 
@@ -104,6 +122,7 @@ def summary(c: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": docker_time(c["Created"]),
         "ports": ports_from_list(c["Ports"]),
         "labels": shown(c["Labels"]),
+        "redacted": [],
     }
 
 
@@ -145,6 +164,7 @@ def detail(c: Mapping[str, Any], stops: PolicyStops | None) -> dict[str, Any]:
         "restart_policy": restart_policy(host.get("RestartPolicy")),
         "restart_count": c["RestartCount"],
         "network_mode": host["NetworkMode"],
+        "networks": networks(c["NetworkSettings"].get("Networks")),
         "memory": host.get("Memory") or None,
         "cpus": (host.get("NanoCpus") or 0) / 1e9 or None,
         "state": {
@@ -162,7 +182,48 @@ def detail(c: Mapping[str, Any], stops: PolicyStops | None) -> dict[str, Any]:
             "health": {"status": health["Status"], "failing_streak": health["FailingStreak"]} if health else None,
         },
         "policy_stop": dict(policy_stop) if policy_stop else None,
+        "redacted": [],
     }
+
+
+def _labels_without_secrets(labels: Mapping[str, str], secret_labels: Sequence[str]) -> dict[str, str | None] | None:
+    """The labels with the values of those `secret_labels` names (names or globs) null; None when none is secret."""
+    secret = {name for name in labels if any(fnmatch.fnmatchcase(name, pattern) for pattern in secret_labels)}
+    if not secret:
+        return None
+    return {name: None if name in secret else value for name, value in labels.items()}
+
+
+def without_secrets(item: Mapping[str, Any], secret_labels: Sequence[str]) -> dict[str, Any]:
+    """A summary or detail as a key that may not read secrets sees it: every environment value null (the names
+    stay: they say what the container is configured with), and the values of the labels `secret_labels` names
+    (`[auth] secret_labels`: names or globs); `redacted` names what was withheld."""
+    out = dict(item)
+    hidden = []
+    if item.get("environment"):
+        out["environment"] = dict.fromkeys(item["environment"])
+        hidden.append("environment")
+    if (labels := _labels_without_secrets(item["labels"], secret_labels)) is not None:
+        out["labels"] = labels
+        hidden.append("labels")
+    out["redacted"] = hidden
+    return out
+
+
+def engine_body_without_secrets(
+    body: Mapping[str, Any], secret_labels: Sequence[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The engine's create body (a recreate's dry run shows the one it would send) without the same secrets: its
+    `Env` the names only, the secret labels' values null; and what was withheld."""
+    out = dict(body)
+    hidden = []
+    if body.get("Env"):
+        out["Env"] = [item.partition("=")[0] for item in body["Env"]]
+        hidden.append("environment")
+    if (labels := _labels_without_secrets(body.get("Labels") or {}, secret_labels)) is not None:
+        out["Labels"] = labels
+        hidden.append("labels")
+    return out, hidden
 
 
 class PortBindingSchema(Schema):
@@ -173,6 +234,14 @@ class PortBindingSchema(Schema):
 def _port_map(**kwargs: Any) -> fields.Dict:
     """`{"80/tcp": [{host_ip, host_port}]}`, the shape POST /containers takes."""
     return fields.Dict(keys=fields.String(), values=fields.List(fields.Nested(PortBindingSchema)), **kwargs)
+
+
+# What an answer withheld from a key that may not read secrets.
+_REDACTED = fields.List(
+    fields.String(validate=validate.OneOf(("environment", "labels"))),
+    required=True,
+    metadata={"description": "what was withheld: environment values, secret labels' values"},
+)
 
 
 class ContainerSummarySchema(Schema):
@@ -186,7 +255,13 @@ class ContainerSummarySchema(Schema):
     image_id = fields.String(required=True)
     created_at = fields.DateTime(required=True, allow_none=True)
     ports = _port_map(required=True)
-    labels = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    labels = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(allow_none=True),
+        required=True,
+        metadata={"description": "null: a secret label's value, withheld (see redacted)"},
+    )
+    redacted = _REDACTED
 
 
 class MountSchema(Schema):
@@ -195,6 +270,16 @@ class MountSchema(Schema):
     volume = fields.String(metadata={"description": "named volumes only"})
     container_path = fields.String(required=True)
     read_only = fields.Boolean(required=True)
+
+
+class EndpointSchema(Schema):
+    name = fields.String(required=True)
+    network_id = fields.String(required=True, allow_none=True, metadata={"description": "null until it first runs"})
+    ipv4_address = fields.String(required=True, allow_none=True)
+    ipv6_address = fields.String(required=True, allow_none=True)
+    gateway = fields.String(required=True, allow_none=True)
+    mac_address = fields.String(required=True, allow_none=True)
+    aliases = fields.List(fields.String(), required=True)
 
 
 class HealthSchema(Schema):
@@ -235,10 +320,20 @@ class ContainerDetailSchema(Schema):
     image_id = fields.String(required=True)
     created_at = fields.DateTime(required=True, allow_none=True)
     ports = _port_map(required=True, metadata={"description": "published ports of a running container"})
-    labels = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    labels = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(allow_none=True),
+        required=True,
+        metadata={"description": "null: a secret label's value, withheld (see redacted)"},
+    )
     command = fields.List(fields.String(), required=True, allow_none=True)
     entrypoint = fields.List(fields.String(), required=True, allow_none=True)
-    environment = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    environment = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(allow_none=True),
+        required=True,
+        metadata={"description": "values null for a key that may not read secrets (see redacted)"},
+    )
     working_dir = fields.String(required=True, allow_none=True)
     user = fields.String(required=True, allow_none=True)
     hostname = fields.String(required=True)
@@ -250,6 +345,11 @@ class ContainerDetailSchema(Schema):
     )
     restart_count = fields.Integer(required=True)
     network_mode = fields.String(required=True)
+    networks = fields.List(
+        fields.Nested(EndpointSchema),
+        required=True,
+        metadata={"description": "every network it is on, by name, with its addresses once it runs"},
+    )
     memory = fields.Integer(required=True, allow_none=True, metadata={"description": "bytes; null: no limit"})
     cpus = fields.Float(required=True, allow_none=True, metadata={"description": "null: no limit"})
     state = fields.Nested(StateSchema, required=True)
@@ -262,3 +362,4 @@ class ContainerDetailSchema(Schema):
             "policy, dockerd's restart) with a bind that no longer passed the policy; null otherwise"
         },
     )
+    redacted = _REDACTED

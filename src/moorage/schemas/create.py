@@ -21,6 +21,7 @@ from moorage.containers.model import (
     Device,
     Healthcheck,
     NamedVolume,
+    NetworkAttachment,
     PullPolicy,
     RestartPolicy,
     normalize_capability,
@@ -48,6 +49,9 @@ from moorage.schemas.ports import Ports
 from moorage.schemas.references import reference
 
 _NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
+USER = rf"{_NAME}(?::{_NAME})?"
+USER_RULE = "name or uid, optionally :group or :gid"
+ENV_NAME = matches(r"[^=]+", "a non-empty name without =")
 _HOSTNAME_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 _RESTART = re.compile(r"(no|always|unless-stopped)|on-failure(?::([0-9]{1,9}))?")
 # What DeviceField's parse takes, for the document: absolute paths, the container's optional, permissions of rwm.
@@ -64,6 +68,10 @@ MAX_SYSCTLS = 64
 MAX_CAPABILITIES = 64  # Linux has about 41
 MAX_DEVICES = 64
 MAX_SECURITY_OPTS = 16
+MAX_ALIASES = 32
+MAX_NETWORKS = 16
+# The engine's modes, which share a namespace rather than join a network: network_mode's, not networks'.
+_NAMESPACE_MODES = ("host", "none")
 
 _CAPABILITY = matches(r"[A-Za-z][A-Za-z0-9_]{0,63}", "not a capability name such as NET_ADMIN")
 
@@ -138,7 +146,7 @@ def _mode(*values: str) -> matches:
     return matches("|".join(names.get(v, re.escape(v)) for v in values), "must be one of: " + ", ".join(values))
 
 
-def _text_map(key_rule: Callable[[str], Any], max_entries: int = MAX_MAP_ENTRIES) -> KeyedDict:
+def text_map(key_rule: Callable[[str], Any], max_entries: int = MAX_MAP_ENTRIES) -> KeyedDict:
     return KeyedDict(keys=Text(validate=key_rule), values=Text(), max_entries=max_entries)
 
 
@@ -156,6 +164,33 @@ class VolumeSchema(StrictSchema):
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> BindVolume | NamedVolume:
         return BindVolume(**data) if "host_path" in data else NamedVolume(**data)
+
+
+def _network_name(value: str) -> None:
+    if value.lower() in _NAMESPACE_MODES or value.lower().startswith("container:"):
+        raise ValidationError(f"{value} is a mode, not a network: give it as network_mode")
+    matches(_NAME, "not a network name or id")(value)
+
+
+class NetworkAttachmentSchema(StrictSchema):
+    """An item of `networks`, as `docker network connect [--alias] [--ip]` takes it."""
+
+    name = Text(required=True, validate=_network_name)
+    aliases = CappedList(Text(validate=matches(_NAME, "not a network alias")), MAX_ALIASES)
+    ipv4_address = fields.IPv4()
+
+    @validates_schema
+    def user_defined(self, data: dict[str, Any], **_: Any) -> None:
+        # The engine refuses both on the default bridge (an id of it is looked up: provision.py).
+        if data.get("name") != "bridge":
+            return
+        for field in ("aliases", "ipv4_address"):
+            if data.get(field):
+                raise ValidationError("needs a user-defined network: the default bridge takes none", field)
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> NetworkAttachment:
+        return NetworkAttachment(data["name"], tuple(data.get("aliases", ())), data.get("ipv4_address"))
 
 
 class HealthcheckSchema(StrictSchema):
@@ -185,6 +220,7 @@ class ContainerLimits(StrictSchema):
 
     restart_policy = RestartPolicyField()
     memory = MemorySize()
+    memory_reservation = MemorySize()
     cpus = fields.Float(validate=CPUS)
     pids_limit = fields.Integer(strict=True, validate=validate.Range(1, INT64_MAX))
 
@@ -195,14 +231,16 @@ class ContainerCreateSchema(ContainerLimits):
     name = Text(validate=matches(CONTAINER_NAME, CONTAINER_NAME_RULE))
     image = Text(required=True, validate=reference)
     ports = Ports()
-    environment = _text_map(matches(r"[^=]+", "a non-empty name without ="))
+    environment = text_map(ENV_NAME)
     volumes = CappedList(fields.Nested(VolumeSchema), MAX_VOLUMES)
     command = Argv()
     entrypoint = Argv()
     working_dir = Text(validate=absolute_path)
-    user = Text(validate=matches(rf"{_NAME}(?::{_NAME})?", "name or uid, optionally :group or :gid"))
-    labels = _text_map(validate.Length(min=1))
+    user = Text(validate=matches(USER, USER_RULE))
+    labels = text_map(validate.Length(min=1))
     network = Text(validate=_mode("NAME", "container:NAME"))
+    network_aliases = CappedList(Text(validate=matches(_NAME, "not a network alias")), MAX_ALIASES)
+    networks = CappedList(fields.Nested(NetworkAttachmentSchema), MAX_NETWORKS)
     hostname = Text(
         validate=[validate.Length(max=64), matches(rf"{_HOSTNAME_LABEL}(?:\.{_HOSTNAME_LABEL})*", "not a hostname")]
     )
@@ -217,7 +255,7 @@ class ContainerCreateSchema(ContainerLimits):
     uts_mode = Text(validate=_mode("host"))
     userns_mode = Text(validate=_mode("host"))
     devices = CappedList(DeviceField(), MAX_DEVICES)
-    sysctls = _text_map(matches(r"[a-zA-Z0-9_][a-zA-Z0-9_./-]*", "not a sysctl name"), MAX_SYSCTLS)
+    sysctls = text_map(matches(r"[a-zA-Z0-9_][a-zA-Z0-9_./-]*", "not a sysctl name"), MAX_SYSCTLS)
     runtime = Text(validate=matches(_NAME, "not a runtime name"))
     security_opt = CappedList(Text(), MAX_SECURITY_OPTS)
 
@@ -227,8 +265,54 @@ class ContainerCreateSchema(ContainerLimits):
         if "network" in data and "network_mode" in data:
             raise ValidationError("give network or network_mode, not both", "network_mode")
 
+    @validates_schema
+    def networks_alone(self, data: dict[str, Any], **_: Any) -> None:
+        # networks names the engine's NetworkMode (its first) and every endpoint: nothing else may.
+        if "networks" not in data:
+            return
+        if given := [field for field in ("network", "network_aliases", "network_mode") if field in data]:
+            raise ValidationError(f"give networks or {', '.join(given)}, not both", "networks")
+        if not data["networks"]:
+            raise ValidationError("give at least one network, or leave networks out for the default bridge", "networks")
+
+    @validates_schema
+    def each_network_once(self, data: dict[str, Any], **_: Any) -> None:
+        seen: set[str] = set()
+        for index, attachment in enumerate(data.get("networks", ())):
+            if attachment.name in seen:
+                raise ValidationError("is given twice: each network once", f"networks.{index}.name")
+            seen.add(attachment.name)
+
+    @validates_schema
+    def aliases_on_a_network(self, data: dict[str, Any], **_: Any) -> None:
+        # The engine resolves aliases only on a user-defined network: elsewhere it refuses them at start.
+        network = data.get("network", "")
+        if data.get("network_aliases") and (network in ("", "bridge", "default") or ":" in network):
+            raise ValidationError("aliases need a user-defined network in network", "network_aliases")
+
+    @validates_schema
+    def reservation_within_memory(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("memory_reservation", 0) > data.get("memory", INT64_MAX):
+            raise ValidationError("must not be above memory", "memory_reservation")
+
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> CreateRequest:
         # Tuples, so that the frozen model holds no list that could be changed after the policy's check.
         frozen: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in data.items()}
         return CreateRequest(**frozen)
+
+
+def networks_asked(req: CreateRequest) -> dict[str, Any]:
+    """A create's `networks` as the client gave them, for its audit (a created container has no address yet, and
+    the engine's are not what was asked); nothing when it gave none."""
+    if not req.networks:
+        return {}
+    asked = [
+        {
+            "name": attachment.name,
+            "aliases": list(attachment.aliases),
+            "ipv4_address": None if attachment.ipv4_address is None else str(attachment.ipv4_address),
+        }
+        for attachment in req.networks
+    ]
+    return {"networks": asked}

@@ -16,6 +16,7 @@ from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, 
 
 FORMATS = ("json", "text", "ndjson")
 _UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+_LAST_SECOND = Decimal(2**63 - 1) / 10**9
 _MOMENT_RULE = 'RFC 3339 with a zone, Unix seconds, or a duration back from now such as "10m"'
 
 
@@ -33,7 +34,14 @@ class Moment(fields.Field[Decimal]):
     }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
-        text = valid_text(value).strip()
+        seconds = self._seconds(valid_text(value).strip())
+        # The engine counts in int64 nanoseconds: a moment past 2262 (or before 1970) is its 500, not an answer.
+        if not 0 <= seconds < _LAST_SECOND:
+            raise ValidationError("must be from 1970 to 2262")
+        return seconds
+
+    @staticmethod
+    def _seconds(text: str) -> Decimal:
         if _UNIX.fullmatch(text):
             return Decimal(text)
         if (ago := duration_ns(text)) is not None:
@@ -64,7 +72,9 @@ class Tail(fields.Field[str]):
         raise ValidationError('a number of lines (0 or more) or "all"')
 
 
-class _Window(StrictSchema):
+class TimeWindow(StrictSchema):
+    """`since` and `until`, in the forms `docker logs --since` takes."""
+
     since = Moment()
     until = Moment()
 
@@ -74,7 +84,7 @@ class _Window(StrictSchema):
             raise ValidationError("must not be before since", "until")
 
 
-class LogQuery(_Window):
+class LogQuery(TimeWindow):
     tail = Tail(load_default="all")
     timestamps = fields.Boolean(load_default=False)
     stdout = fields.Boolean(load_default=True)
@@ -94,7 +104,7 @@ class LogQuery(_Window):
         return {"format": "text" if data["follow"] else "json", **data}
 
 
-class EventQuery(_Window):
+class EventQuery(TimeWindow):
     type = fields.List(fields.String(validate=validate.OneOf(("container", "image", "volume", "network"))))
 
 

@@ -8,12 +8,9 @@ from marshmallow import ValidationError, post_load, validates_schema
 
 from moorage.containers.model import ContainerUpdate
 from moorage.schemas.create import ContainerLimits
-from moorage.schemas.fields import MemorySize
 
 
 class ContainerUpdateSchema(ContainerLimits):
-    memory_reservation = MemorySize()
-
     @validates_schema
     def something(self, data: dict[str, Any], **_: Any) -> None:
         if not data:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,12 +24,22 @@ from moorage.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from moorage.settings import ApiKey, Role
+from moorage.settings import ApiKey, Permission
 from moorage.web import responses
 from moorage.web.requests import validation_failed
 from moorage.web.responses import HeadAnswered
-from moorage.web.roles import declared_role, is_public
-from moorage.web.state import AUDIT, AUDIT_DETAIL, LIMITER, PRINCIPAL, REQUEST_ID, TOKENS, VIA_TOKEN, live
+from moorage.web.roles import AUTHENTICATED, declared_permission, is_public
+from moorage.web.state import (
+    AUDIT,
+    AUDIT_DETAIL,
+    KEY_USE,
+    LIMITER,
+    PRINCIPAL,
+    REQUEST_ID,
+    TOKEN_ID,
+    TOKENS,
+    live,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,7 +84,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 err.message,
                 exc_info=err.status == 500,
             )
-        return responses.error(err.status, err.message, err.errors, err.headers)
+        return responses.error(err.status, err.message, err.errors, err.headers, err.data)
 
 
 @web.middleware
@@ -93,22 +105,42 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def _audit(request: web.Request, status: int) -> None:
     if audited(request.method, status):
-        principal = request.get(PRINCIPAL)
-        request.config_dict[AUDIT].write(
-            key=principal.name if principal else None,
-            role=principal.role.value if principal else None,
-            client=request.remote,
-            method=request.method,
-            path=request.path,
-            target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
-            result=status,
-            request_id=request.get(REQUEST_ID),
-            **({"detail": request[AUDIT_DETAIL]} if AUDIT_DETAIL in request else {}),
-        )
+        write_audit(request, status, request.get(AUDIT_DETAIL))
+
+
+def write_audit(request: web.Request, result: int, detail: Mapping[str, Any] | None = None) -> None:
+    """One audit line of the request: the middleware's, of its answer; and a handler's own, of what no answer
+    says (a file read, a session's start and end, a hook's outcome after its 202)."""
+    principal = request.get(PRINCIPAL)
+    needed = declared_permission(request.match_info.handler)
+    request.config_dict[AUDIT].write(
+        key=principal.name if principal else None,
+        role=principal.role.value if principal and principal.role else None,
+        token_id=request.get(TOKEN_ID),
+        permission=needed.value if isinstance(needed, Permission) else None,
+        client=request.remote,
+        method=request.method,
+        path=request.path,
+        target=next((request.match_info[k] for k in _TARGETS if k in request.match_info), None),
+        # The route's operationId (its handler's name); null for a path or method no route has.
+        action=request.match_info.handler.__name__ if request.match_info.http_exception is None else None,
+        result=result,
+        request_id=request.get(REQUEST_ID),
+        **({"detail": detail} if detail is not None else {}),
+    )
 
 
 # Path variables that name the object a call acts on, for the audit line.
-_TARGETS = ("container_id", "image_id", "jti")
+_TARGETS = ("container_id", "image_id", "jti", "name")  # name: a hook's
+
+
+def count_failed_authentication(request: web.Request) -> None:
+    """One more failure for the client's address: a 429 when it was over its limit already (ratelimit.py)."""
+    if (wait := request.config_dict[LIMITER].failed(request.remote)) is not None:
+        raise TooManyRequests(
+            "too many failed authentications from this address: try again later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        ) from None
 
 
 @web.middleware
@@ -122,21 +154,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise
     except Unauthorized:
         # Only now, after the credential was checked: a valid one is never refused for its address's failures.
-        if (wait := request.config_dict[LIMITER].failed(request.remote)) is not None:
-            raise TooManyRequests(
-                "too many failed authentications from this address: try again later",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            ) from None
+        count_failed_authentication(request)
         raise
     request[PRINCIPAL] = key
-    needed = declared_role(route_handler)
+    request.config_dict[KEY_USE].touch(key)
+    needed = declared_permission(route_handler)
     if request.match_info.http_exception is None:
-        if not isinstance(needed, Role):
-            raise Forbidden("this route declares no role and is refused")
-        if not key.role.allows(needed):
+        if not isinstance(needed, Permission) and needed != AUTHENTICATED:
+            raise Forbidden("this route declares no permission and is refused")
+        if isinstance(needed, Permission) and needed not in key.granted:
             raise Forbidden(
-                f"role {needed.value} or higher is required; {key.name!r} has role {key.role.value}",
-                errors=[{"field": "role", "message": f"requires {needed.value}"}],
+                f"permission {needed.value} is required; {key.name!r} does not have it",
+                errors=[{"field": "permission", "message": f"needs {needed.value}"}],
             )
     return await handler(request)
 
@@ -180,9 +209,11 @@ def authenticate(request: web.Request) -> ApiKey:
             errors=[{"field": "X-API-Key", "message": "missing"}],
         )
     if field == "Authorization" and not presented.startswith(KEY_PREFIX):
-        request[VIA_TOKEN] = True
-        return request.config_dict[TOKENS].verify(presented, settings.auth.api_keys)
+        principal, request[TOKEN_ID] = request.config_dict[TOKENS].verify(presented, settings.auth.api_keys)
+        return principal
     key = match_key((k for k in settings.auth.api_keys if not k.disabled), presented)
     if key is None:
         raise Unauthorized("invalid API key", errors=[{"field": field, "message": "not a valid key"}])
+    if key.expired():
+        raise Unauthorized("key expired", errors=[{"field": field, "message": "expired"}])
     return key

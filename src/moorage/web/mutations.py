@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from moorage.access.audit import READS
+from moorage.background import given_grace
 from moorage.web import responses
 from moorage.web.requestctx import HANDLING
 
@@ -41,13 +42,7 @@ class Mutations:
     async def finish(self, _app: web.Application) -> None:
         """on_shutdown: no new mutation; those in flight get the grace, then are cancelled and roll back."""
         self.closing = True
-        if not self._running:
-            return
-        _, late = await asyncio.wait(set(self._running), timeout=self._grace)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=_ROLLBACK_SECONDS)
+        await given_grace(self._running, self._grace, _ROLLBACK_SECONDS)
 
 
 def run_to_end(mutations: Mutations) -> Middleware:

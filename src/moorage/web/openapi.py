@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document, built from the schemas that validate requests and shape responses.
 
-Each handler declares its operation beside it (operations.py), as it declares its role with `@requires`; the
+Each handler declares its operation beside it (operations.py), as it declares its permission with `@requires`; the
 document is built once by walking the router, so a route that declares nothing stops the app from being built
 rather than going undocumented.
 """
@@ -8,6 +8,7 @@ rather than going undocumented.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import re
@@ -22,13 +23,13 @@ from marshmallow import fields
 
 from moorage import __version__
 from moorage.schemas.fields import matches
-from moorage.settings import Role
+from moorage.settings import Permission, Role, least_role
 from moorage.web.operations import TAGS, Operation, SchemaLike, declared_operation, documented
 from moorage.web.responses import JSON, NDJSON, RETRY_LATER
-from moorage.web.roles import declared_role, requires
+from moorage.web.roles import AUTHENTICATED, declared_permission, needs_credential, requires
 
 # Statuses any authenticated call can get: a bad parameter or a credential in the URL, no or a wrong key,
-# too low a role, too many failed authentications from the address.
+# a permission the caller lacks, too many failed authentications from the address.
 _AUTHENTICATED = (400, 401, 403, 429)
 # A call that changes something is refused when its audit line cannot be written.
 _AUDITED = (503,)
@@ -64,8 +65,17 @@ _ERROR = {
             "items": {
                 "type": "object",
                 "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "rule": {"type": "string", "description": "the host-safety policy's rule that refused it"},
+                },
             },
+        },
+        "data": {
+            "type": "object",
+            "description": "Only when a failure did something it must tell: a recreate rolled back (its timeline, "
+            "the new container's last logs and health log).",
         },
     },
 }
@@ -112,24 +122,31 @@ def _media(media_type: str, schema: SchemaLike) -> dict[str, Any]:
     return {"schema": schema}
 
 
+def _enveloped(data: SchemaLike) -> dict[str, Any]:
+    required = {"type": "object", "required": ["data"], "properties": {"data": data}}
+    return {"allOf": [{"$ref": "#/components/schemas/Envelope"}, required]}
+
+
 def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict[str, Any]:
-    role = declared_role(handler)
+    needed = declared_permission(handler)
+    authenticated = needs_credential(handler)
     content: dict[str, Any] = {media_type: _media(media_type, schema) for media_type, schema in doc.raw.items()}
     if doc.data is not None:
-        data = {"type": "object", "required": ["data"], "properties": {"data": doc.data}}
-        enveloped = {"allOf": [{"$ref": "#/components/schemas/Envelope"}, data]}
-        content = {JSON: {"schema": enveloped}, **content}
+        content = {JSON: {"schema": _enveloped(doc.data)}, **content}
     errors = set(doc.errors)
-    if isinstance(role, Role):
+    if authenticated:
         errors.update(_AUTHENTICATED)
         if method != "GET":
             errors.update(_AUDITED)
-    if doc.body is not None:
+    if doc.body is not None or doc.raw_body:
         errors.update(_WITH_BODY)
     responses = {str(doc.status): {"description": HTTPStatus(doc.status).phrase, "content": content}}
+    for status, data in doc.also.items():
+        answered = {JSON: {"schema": _enveloped(data)}}
+        responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": answered}
     responses.update({str(status): _error_response(status) for status in sorted(errors)})
     for status, response in responses.items():
-        response["headers"] = _headers(int(status), isinstance(role, Role))
+        response["headers"] = _headers(int(status), authenticated)
     parameters = [{"in": where, "schema": schema} for where, schema in (("path", doc.path), ("query", doc.query))]
     operation: dict[str, Any] = {
         "operationId": handler.__name__,
@@ -140,12 +157,18 @@ def _operation(method: str, handler: Callable[..., Any], doc: Operation) -> dict
     }
     if handler.__doc__:
         operation["description"] = inspect.cleandoc(handler.__doc__)
-    if isinstance(role, Role):
-        operation["x-moorage-role"] = role.value
+    if isinstance(needed, Permission):
+        operation["x-moorage-permission"] = needed.value
+        operation["x-moorage-role"] = least_role(needed).value
+    elif authenticated:  # any valid key or token: every role
+        operation["x-moorage-role"] = Role.VIEWER.value
     else:
         operation["security"] = []
     if doc.body is not None:
-        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": doc.body}}}
+        operation["requestBody"] = {"required": doc.body_required, "content": {JSON: {"schema": doc.body}}}
+    elif doc.raw_body:
+        content = {media_type: {"schema": schema} for media_type, schema in doc.raw_body.items()}
+        operation["requestBody"] = {"required": doc.body_required, "content": content}
     return operation
 
 
@@ -259,13 +282,16 @@ def _resolve_line_schemas(plugin: MarshmallowPlugin, operation: dict[str, Any]) 
 
 
 def serve_document(app: web.Application, path: str) -> None:
-    """Add the document's route at `path` and build the document, itself included, once all routes are in."""
-    body = b""
+    """Add the document's route at `path`, last: the document, itself included, is built when first asked for
+    (once; the routes are fixed by then), so that an app that is never asked (a test's) does not pay for it."""
 
-    @requires(Role.VIEWER)
+    @functools.cache
+    def body() -> bytes:
+        return json.dumps(build_document(app.router), separators=(",", ":")).encode()
+
+    @requires(AUTHENTICATED)
     @documented("This document", tag="meta", raw={JSON: {"type": "object"}})
     async def get_openapi_document(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type=JSON)
+        return web.Response(body=body(), content_type=JSON)
 
     app.router.add_get(path, get_openapi_document)
-    body = json.dumps(build_document(app.router), separators=(",", ":")).encode()

@@ -30,8 +30,15 @@ TAGS = {
     "logs": "A container's logs: a JSON page, or a stream of text or NDJSON.",
     "events": "The engine's container and image events, as an NDJSON stream.",
     "images": "Images: list, pull (waited for, or its progress streamed as NDJSON), remove.",
+    "volumes": "Named volumes: list, inspect (who mounts one, its size), create and remove, within the host-safety "
+    "policy.",
+    "networks": "Networks: list, inspect, create, remove, connect and disconnect a container.",
+    "system": "The host's Docker as a whole: disk usage, as `docker system df`, and a prune of everything unused.",
+    "policy": "The host-safety policy in force, which creates are judged by (a dry run answers each decision).",
     "metrics": "The host's resources and the containers' metrics, from moorage's samplers; Prometheus.",
     "auth": "Bearer tokens, issued to API keys.",
+    "audit": "The audit log: every change and every denied call, read back newest first.",
+    "hooks": "Deploy hooks: a call signed with the hook's secret, and no API key, recreates its container.",
     "health": "Liveness and readiness probes: public.",
     "meta": "This document.",
 }
@@ -50,6 +57,9 @@ class Operation:
     status: int = 200
     raw: Mapping[str, SchemaLike] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
+    body_required: bool = True
+    raw_body: Mapping[str, SchemaLike] = field(default_factory=dict)
+    also: Mapping[int, SchemaLike] = field(default_factory=dict)
 
 
 def documented(
@@ -63,13 +73,24 @@ def documented(
     status: int = 200,
     raw: Mapping[str, SchemaLike] | None = None,
     errors: Iterable[int] = (),
+    body_required: bool = True,
+    raw_body: Mapping[str, SchemaLike] | None = None,
+    also: Mapping[int, SchemaLike] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare, beside the handler, its parameters and body, its success (`data`: what the envelope's `data`
     holds; `raw`: media types answered as they are, streams among them) and the errors it can answer beyond
-    those every authenticated, audited or body-taking call can. `tag` is one of TAGS: the resource it acts on."""
+    those every authenticated, audited or body-taking call can. `tag` is one of TAGS: the resource it acts on;
+    `body_required=False` for a body whose every field has a default (load_json's `optional`); `raw_body`: the
+    media types of a body that is not JSON (a tar, a file's bytes), read as it is; `also`: other successes, by
+    status, with their `data` (a dry run's 200 beside a create's 201)."""
     if tag not in TAGS:
         raise ValueError(f"{summary!r}: tag {tag!r} is not one of {sorted(TAGS)}")
-    operation = Operation(summary, tag, path, query, body, data, status, dict(raw or {}), tuple(errors))
+    if status in (also or {}):
+        raise ValueError(f"{summary!r}: another success of status {status} is one of `data`'s shapes (any_of)")
+    operation = Operation(
+        summary, tag, path, query, body, data, status, dict(raw or {}), tuple(errors), body_required,
+        dict(raw_body or {}), dict(also or {}),
+    )  # fmt: skip
 
     def mark(handler: Handler) -> Handler:
         setattr(handler, _DOC_ATTR, operation)

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import re
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import IO, Any
 
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields
 
-from moorage.errors import BadRequest, ClientGone, RequestTimeout, UnsupportedMediaType, flatten_errors
+from moorage.errors import (
+    BadRequest,
+    ClientGone,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+    flatten_errors,
+)
 from moorage.web.responses import JSON
 from moorage.web.state import live
 
@@ -82,10 +91,36 @@ def _refuse_constant(name: str) -> None:
 async def read_body(request: web.Request) -> bytes:
     """The whole body within [server] body_timeout, else 408: aiohttp bounds a body's size (413) but not its
     pace, and a client sending a byte a second would hold its handler for as long as it liked."""
+    async with arriving(request):
+        return await request.read()
+
+
+async def copy_body(request: web.Request, into: IO[bytes], limit: int, setting: str) -> None:
+    """The body written to `into` as it comes (a body larger than client_max_size, which `read` would refuse),
+    within `limit` bytes (413 naming `setting`, from the Content-Length before a byte is read when there is one)
+    and [server] body_timeout (408)."""
+    too_large = PayloadTooLarge(
+        f"the body is larger than {setting} ({limit} bytes)",
+        errors=[{"field": "body", "message": f"more than {limit} bytes"}],
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    total = 0
+    async with arriving(request):
+        async for chunk in request.content.iter_any():
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            into.write(chunk)
+
+
+@contextlib.asynccontextmanager
+async def arriving(request: web.Request) -> AsyncIterator[None]:
+    """The reading of a body: 408 past [server] body_timeout, 499 for a client that left."""
     seconds = live(request).server.body_timeout
     try:
         async with asyncio.timeout(seconds):
-            return await request.read()
+            yield
     except TimeoutError:
         raise RequestTimeout(
             f"the request body did not arrive within {seconds:g} s",
@@ -127,9 +162,11 @@ def not_unicode(data: Any) -> str | None:
     return None
 
 
-async def load_json(request: web.Request, schema_class: type[Schema]) -> Any:
+async def load_json(request: web.Request, schema_class: type[Schema], *, optional: bool = False) -> Any:
     """Load a JSON object body: 415 for another type, 413 past client_max_size, 408 past body_timeout, 400 for
-    anything malformed."""
+    anything malformed. An `optional` body may be left out: then it is `{}`, every field its default."""
+    if optional and not request.body_exists:
+        return _load(schema_class, {})
     if request.content_type != JSON:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.content_type}",
@@ -154,6 +191,10 @@ async def load_json(request: web.Request, schema_class: type[Schema]) -> Any:
             f"text in the JSON body is not valid Unicode: {where}",
             errors=[{"field": where, "message": "not valid Unicode (a lone UTF-16 surrogate)"}],
         )
+    return _load(schema_class, data)
+
+
+def _load(schema_class: type[Schema], data: dict[str, Any]) -> Any:
     try:
         return _instance(schema_class).load(data)
     except ValidationError as err:

@@ -34,16 +34,25 @@ def ok(
     return json_response({"code": status, "message": message, "data": data}, status, headers)
 
 
+def paged(found: Sequence[Any], query: Mapping[str, Any], shape: Callable[[Any], Any]) -> web.Response:
+    """The query's page of `found` (filtered and in order) as every list answers: `{total, items}`."""
+    chosen = found[query["offset"] : query["offset"] + query["limit"]]
+    return ok({"total": len(found), "items": [shape(item) for item in chosen]})
+
+
 def error(
     status: int,
     message: str,
     errors: Sequence[Mapping[str, str]] = (),
     headers: Mapping[str, str] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> web.Response:
+    """The error envelope; `data`, when a failure has more to say (what it did and undid), beside `errors`."""
     headers = CIMultiDict(headers or {})
     if status in RETRY_LATER:
         headers.setdefault("Retry-After", RETRY_AFTER)
-    return json_response({"code": status, "message": message, "errors": list(errors)}, status, headers)
+    body = {"code": status, "message": message, "errors": list(errors)}
+    return json_response(body if data is None else {**body, "data": data}, status, headers)
 
 
 def json_response(body: Any, status: int, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -96,10 +105,16 @@ class _StreamResponse(web.StreamResponse):
         await super().write_eof(b"" if self._bodyless else data)
 
 
-def stream_response(content_type: str = NDJSON) -> web.StreamResponse:
-    """A chunked response written as data arrives: no Content-Length, no compression, no proxy buffering."""
+def stream_response(content_type: str = NDJSON, headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """A response written as data arrives: no compression, no proxy buffering, and chunked unless `headers`
+    give its Content-Length (a file whose size is known)."""
     return _StreamResponse(
-        headers={"Content-Type": content_type, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        headers={
+            "Content-Type": content_type,
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            **(headers or {}),
+        }
     )
 
 
@@ -151,13 +166,15 @@ async def serve_stream(
     content_type: str,
     body: AsyncIterator[bytes],
     ndjson: Ndjson | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
-    """The skeleton of every stream: headers out, `body` written as it comes, and an end the client can
-    read. An NDJSON stream also gets a heartbeat line whenever it was quiet for [server] heartbeat_seconds
-    (a proxy's read timeout would cut it otherwise), and a last line saying why it ended: the source's
-    end, a failure (after the headers nothing may reach the error middleware), or moorage's shutdown.
-    A client that left is not written to."""
-    response = stream_response(content_type)
+    """The skeleton of every stream: headers out (`headers` beside the stream's own), `body` written as it
+    comes, and an end the client can read. An NDJSON stream also gets a heartbeat line whenever it was quiet
+    for [server] heartbeat_seconds (a proxy's read timeout would cut it otherwise), and a last line saying why
+    it ended: the source's end, a failure (after the headers nothing may reach the error middleware), or
+    moorage's shutdown. A body of a given Content-Length that fails before its end is cut (the connection
+    closed), so that the client cannot take a short body for the whole. A client that left is not written to."""
+    response = stream_response(content_type, headers)
     await response.prepare(request)
     try:
         async with ended_even_if_cancelled(response, ndjson_line(ndjson.shutdown) if ndjson else b""):
@@ -165,6 +182,9 @@ async def serve_stream(
             if failure is not None and not isinstance(failure, ApiError):
                 engine = isinstance(failure, ENGINE_STREAM_ERRORS)
                 _LOGGER.warning("stream of %s ended by a failure: %s", cut(request.path), failure, exc_info=not engine)
+            if failure is not None and response.content_length is not None:
+                request.protocol.force_close()
+                return response
             await response.write_eof(await _last_line(request, streams, ndjson, failure) if ndjson else b"")
     except ConnectionResetError:
         pass  # the client left

@@ -11,10 +11,12 @@ from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
 
 from moorage.access.audit import AuditLog
+from moorage.access.lastuse import KeyUse
 from moorage.access.ratelimit import FailedAuthLimiter
 from moorage.access.tokens import TokenIssuer
 from moorage.containers.binds import BindLedger
 from moorage.containers.bindwatch import PolicyStops
+from moorage.containers.recreate import Recreates
 from moorage.engine.streams import EngineStreams
 from moorage.images.pulls import PullHub
 from moorage.images.updates import UpdateChecks
@@ -27,6 +29,8 @@ from moorage.web.responses import HeadAnswered
 SETTINGS = web.AppKey("settings", Settings)
 LIVE = web.AppKey("live_settings", LiveSettings)
 DOCKER = web.AppKey("docker", aiodocker.Docker)
+# The engine client of execs, whose connections last as long as their commands: a pool apart from DOCKER's.
+EXEC_DOCKER = web.AppKey("exec_docker", aiodocker.Docker)
 PULLS = web.AppKey("pulls", PullHub)
 STREAMS = web.AppKey("streams", EngineStreams)
 SAMPLER = web.AppKey("sampler", HostSampler)
@@ -35,11 +39,14 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIMITER = web.AppKey("limiter", FailedAuthLimiter)
 AUDIT = web.AppKey("audit", AuditLog)
 TOKENS = web.AppKey("tokens", TokenIssuer)
+KEY_USE = web.AppKey("key_use", KeyUse)
 BIND_LEDGER = web.AppKey("bind_ledger", BindLedger)
 POLICY_STOPS = web.AppKey("policy_stops", PolicyStops)
 UPDATE_CHECKS = web.AppKey("update_checks", UpdateChecks)
+RECREATES = web.AppKey("recreates", Recreates)
 PRINCIPAL = web.RequestKey("principal", ApiKey)
-VIA_TOKEN = web.RequestKey("via_token", bool)
+# The id (jti) of the token the caller presented; absent when it presented a key.
+TOKEN_ID = web.RequestKey("token_id", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 # What a change did, in the handler's words (the container it made, the name it gave): added to its audit line.
 AUDIT_DETAIL = web.RequestKey("audit_detail", dict)
@@ -52,6 +59,10 @@ def live(request: web.Request) -> Settings:
 
 def docker(request: web.Request) -> aiodocker.Docker:
     return request.config_dict[DOCKER]
+
+
+def exec_docker(request: web.Request) -> aiodocker.Docker:
+    return request.config_dict[EXEC_DOCKER]
 
 
 def policy_stops(request: web.Request) -> PolicyStops:
