@@ -253,8 +253,11 @@ class Sandbox:
             options = ["never-started"]  # a followed log ends when its container is not running; no action starts it
         chosen = pick(case.path_parameters, options)
         case.path_parameters["container_id"] = absent("container") if chosen == "absent" else self.kept(chosen)
-        if isinstance(case.query, dict) and isinstance(case.query.get("timeout"), int):
-            case.query["timeout"] = min(case.query["timeout"], MAX_STOP_TIMEOUT)
+        # A stop or restart given no timeout waits the default 10 s for a PID 1 that ignores SIGTERM.
+        query = case.query if isinstance(case.query, dict) else {}
+        if case.operation.path.endswith(("/stop", "/restart")) and isinstance(query.get("timeout", 0), int):
+            query["timeout"] = min(query.get("timeout", MAX_STOP_TIMEOUT), MAX_STOP_TIMEOUT)
+            case.query = query
 
     def own_volume(self, suffix: str) -> str:
         """A volume of this run's own (clean removes it), made if it is not there."""
