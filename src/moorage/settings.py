@@ -1,7 +1,7 @@
 """The settings every layer reads: frozen dataclasses, one per section of config.toml, and nothing else.
 
-A leaf: it imports nothing of moorage, so that any module can be given its slice of the settings without
-importing the file loader (config/), which needs the schemas, which need the domain.
+Nearly a leaf: it imports only the keys' scopes (selectors.py), so that any module can be given its slice of the
+settings without importing the file loader (config/), which needs the schemas, which need the domain.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
+
+from moorage.selectors import Scope
 
 IPNetwork = IPv4Network | IPv6Network
 
@@ -106,6 +108,8 @@ class ApiKey:
     # at load). None: the role's bundle.
     permissions: frozenset[Permission] | None = None
     expires_at: datetime | None = None
+    # What it may see and touch: its selector and name globs (a token's: narrowed by the token's own).
+    scope: Scope = field(default_factory=Scope)
 
     @property
     def granted(self) -> frozenset[Permission]:

@@ -51,6 +51,7 @@ def test_a_used_key_shows_when_after_a_restart_and_an_unused_one_never(
     narrow_toml = (
         f'[[auth.api_keys]]\nname = "{narrow.name}"\nsha256 = "{narrow.sha256}"\n'
         'permissions = ["containers:read", "containers:lifecycle"]\nexpires_at = 2099-01-31T00:00:00Z\n'
+        'selector = "app = web, tier notin (db)"\nnames = ["web-*", "api"]\n'
     )
     config = f'[server]\nstate_dir = "{tmp_path}/state"\n\n{key_toml(used)}\n{key_toml(idle)}\n{narrow_toml}'
     before = int(time.time())
@@ -67,15 +68,21 @@ def test_a_used_key_shows_when_after_a_restart_and_an_unused_one_never(
         ("restarter", None, ["containers:lifecycle", "containers:read"], False),
     ]
     assert [row["expires_at"] for row in listed] == [None, None, "2099-01-31T00:00:00Z"]
+    assert [(row["selector"], row["names"]) for row in listed] == [
+        (None, []), (None, []), ("app=web,tier notin (db)", [["api", "web-*"]])
+    ]  # fmt: skip
     assert listed[1]["last_used"] is None and listed[2]["last_used"] is None
     assert before <= datetime.fromisoformat(listed[0]["last_used"]).timestamp() <= time.time()
 
     table = keys_command(tmp_path / "moorage-0.toml").splitlines()
-    assert table[0].split() == ["name", "role", "permissions", "expires_at", "disabled", "last_used"]
-    assert table[1].split()[:5] == ["deploy-bot", "operator", "bundle", "never", "no"]
-    assert table[2].split() == ["old-script", "viewer", "bundle", "never", "no", "never"]
+    assert table[0].split() == [
+        "name", "role", "permissions", "selector", "names", "expires_at", "disabled", "last_used"
+    ]  # fmt: skip
+    assert table[1].split()[:7] == ["deploy-bot", "operator", "bundle", "-", "-", "never", "no"]
+    assert table[2].split() == ["old-script", "viewer", "bundle", "-", "-", "never", "no", "never"]
     assert table[3].split() == [
-        "restarter", "-", "containers:lifecycle,containers:read", "2099-01-31T00:00:00Z", "no", "never"
+        "restarter", "-", "containers:lifecycle,containers:read", "app=web,tier", "notin", "(db)", "api,web-*",
+        "2099-01-31T00:00:00Z", "no", "never",
     ]  # fmt: skip
     assert (tmp_path / "state" / FILE).stat().st_mode & 0o777 == 0o600
 

@@ -22,6 +22,7 @@ from moorage.access.tokens import ALGORITHM, TokenIssuer
 from moorage.app import create_app
 from moorage.config.loader import key_toml, settings_from_mapping
 from moorage.errors import ConfigError, Forbidden, Unauthorized
+from moorage.selectors import Scope
 from moorage.settings import BUNDLES, ApiKey, Permission, Role, least_role
 from moorage.web.openapi import openapi_path
 from moorage.web.roles import AUTHENTICATED, declared_permission, is_public
@@ -222,7 +223,7 @@ def test_a_token_never_does_more_than_its_key(
     available = key.granted & BUNDLES[role] if role is not None else key.granted
     role_allowed = role is None or (key.role is not None and key.role.allows(role))
     try:
-        issued = issuer.issue(key, role, asked, 60)
+        issued = issuer.issue(key, role, asked, 60, Scope())
     except Forbidden:
         assert not role_allowed or (asked is not None and not asked <= available)
         return
@@ -251,7 +252,7 @@ def test_a_token_is_cut_to_its_keys_expiry(tmp_path: Path) -> None:
     issuer = TokenIssuer(b"s" * 32, tmp_path / "revoked.json")
     soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
     key = ApiKey("k", Role.VIEWER, hash_key("mrg_k"), expires_at=soon)
-    issued = issuer.issue(key, None, None, 3600)
+    issued = issuer.issue(key, None, None, 3600, Scope())
     assert issued["exp"] == int(soon.timestamp())
     assert issuer.verify(issued["token"], [key])[0].expires_at == soon
 
@@ -259,7 +260,7 @@ def test_a_token_is_cut_to_its_keys_expiry(tmp_path: Path) -> None:
 def test_the_tokens_of_a_key_that_has_expired_say_so(tmp_path: Path) -> None:
     issuer = TokenIssuer(b"s" * 32, tmp_path / "revoked.json")
     key = ApiKey("k", Role.VIEWER, hash_key("mrg_k"))
-    issued = issuer.issue(key, None, None, 3600)
+    issued = issuer.issue(key, None, None, 3600, Scope())
     lapsed = replace(key, expires_at=datetime.now(UTC) - timedelta(seconds=1))
     with pytest.raises(Unauthorized, match="key expired"):
         issuer.verify(issued["token"], [lapsed])
@@ -294,6 +295,8 @@ async def test_whoami_says_what_a_key_may_do(keyed: TestClient) -> None:
                 "token_id": None,
                 "role": None,
                 "permissions": ["containers:read", "tokens:issue"],
+                "selector": None,
+                "names": [],
                 "expires_at": None,
             },
         },
@@ -317,6 +320,8 @@ async def test_whoami_of_a_token_names_it_and_its_narrowed_permissions(keyed: Te
         "token_id": issued["jti"],
         "role": "admin",
         "permissions": ["containers:read"],
+        "selector": None,
+        "names": [],
         "expires_at": issued["expires_at"],
     }
 

@@ -3,7 +3,8 @@
 A token carries its key's name (`sub`), a role no higher than the key's and/or a list of permissions, `iat`,
 `exp` and a `jti`. It is honoured only while its key is configured, enabled and not expired, and never with more
 than the key may do now: what it may do is the key's permissions now, cut to the role's bundle and to the list
-(tokens made before lists existed carry a role only). Revoked `jti`s are kept in the state directory until the
+(tokens made before lists existed carry a role only), and its scope is the key's narrowed by the token's own
+`selector` and `names`: a token sees no more than its key. Revoked `jti`s are kept in the state directory until the
 tokens would have expired anyway.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 import jwt
 
 from moorage.errors import Forbidden, Unauthorized
+from moorage.selectors import Scope, SelectorError
 from moorage.settings import BUNDLES, ApiKey, Permission, Role
 
 ALGORITHM = "HS256"
@@ -65,16 +67,30 @@ def grant(key: ApiKey, role: Role | None, asked: frozenset[Permission] | None) -
     return asked
 
 
-def narrowed(key: ApiKey, role: Role | None, listed: frozenset[Permission] | None, expires: datetime) -> ApiKey:
-    """The principal of a token of `key` with `role` and `listed`: never more than the key may do now, whatever
-    the key had when the token was made (its role may have been lowered since, its list cut)."""
+def narrowed(
+    key: ApiKey, role: Role | None, listed: frozenset[Permission] | None, expires: datetime, scope: Scope
+) -> ApiKey:
+    """The principal of a token of `key` with `role`, `listed` and `scope`: never more than the key may do and
+    see now, whatever the key had when the token was made (its role may have been lowered since, its list cut,
+    its selector narrowed)."""
     granted = key.granted
     if role is not None:
         granted &= BUNDLES[role]
     if listed is not None:
         granted &= listed
     acting = role if role is not None and key.role is not None and key.role.allows(role) else key.role
-    return replace(key, role=acting, permissions=granted, expires_at=expires)
+    return replace(key, role=acting, permissions=granted, expires_at=expires, scope=key.scope.narrowed(scope))
+
+
+def _scope(claims: dict[str, Any]) -> Scope:
+    """The token's own selector and globs (ValueError when they do not parse: an invalid token)."""
+    selector, names = claims.get("selector"), claims.get("names")
+    if not isinstance(selector, str | None) or not isinstance(names, list | None):
+        raise ValueError("selector or names of the wrong type")
+    try:
+        return Scope.of(selector, [str(name) for name in names or ()])
+    except SelectorError as err:
+        raise ValueError(str(err)) from None
 
 
 def _listed(claims: dict[str, Any]) -> frozenset[Permission] | None:
@@ -100,11 +116,11 @@ class TokenIssuer:
             self._revoked = {str(k): float(v) for k, v in json.loads(revoked_path.read_text()).items()}
 
     def issue(
-        self, key: ApiKey, role: Role | None, permissions: frozenset[Permission] | None, ttl: int
+        self, key: ApiKey, role: Role | None, permissions: frozenset[Permission] | None, ttl: int, scope: Scope
     ) -> dict[str, Any]:
         """A token of `key` (403 when it asks for more than the key has: `grant`), living `ttl` seconds and never
-        past the key's own expiry. A key without a role gets its list: a token carries one or both. The answer has
-        the claims, `granted` and the token."""
+        past the key's own expiry, seeing what `scope` and the key's own both admit. A key without a role gets its
+        list: a token carries one or both. The answer has the claims, `granted`, `scope` and the token."""
         granted = grant(key, role, permissions)
         now = int(time.time())
         exp = now + ttl
@@ -117,7 +133,17 @@ class TokenIssuer:
             claims["role"] = role.value
         if permissions is not None:
             claims["permissions"] = sorted(permissions)
-        return {**claims, "granted": granted, "token": jwt.encode(claims, self._secret, algorithm=ALGORITHM)}
+        if scope.selector is not None:
+            claims["selector"] = scope.selector
+        if scope.name_globs:
+            claims["names"] = sorted(scope.name_globs[0])
+        effective = key.scope.narrowed(scope)
+        return {
+            **claims,
+            "granted": granted,
+            "scope": effective,
+            "token": jwt.encode(claims, self._secret, algorithm=ALGORITHM),
+        }
 
     def verify(self, token: str, keys: Iterable[ApiKey]) -> tuple[ApiKey, str]:
         """The principal a token stands for, and the token's id; 401 saying expired, revoked or invalid (or that
@@ -126,6 +152,7 @@ class TokenIssuer:
             claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], options={"require": _REQUIRED})
             role = Role(claims["role"]) if "role" in claims else None
             listed = _listed(claims)
+            scope = _scope(claims)
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired", errors=[{"field": "Authorization", "message": "expired"}]) from None
         except (jwt.InvalidTokenError, ValueError):
@@ -139,7 +166,7 @@ class TokenIssuer:
             raise Unauthorized("invalid token", errors=[{"field": "Authorization", "message": "invalid"}])
         if key.expired():
             raise Unauthorized("key expired", errors=[{"field": "Authorization", "message": "its key expired"}])
-        return narrowed(key, role, listed, datetime.fromtimestamp(claims["exp"], UTC)), claims["jti"]
+        return narrowed(key, role, listed, datetime.fromtimestamp(claims["exp"], UTC), scope), claims["jti"]
 
     def revoke(self, jti: str) -> None:
         now = time.time()

@@ -8,6 +8,7 @@ from moorage.api.paths import API_PREFIX
 from moorage.errors import BadRequest, Forbidden
 from moorage.schemas.auth import TokenRef, TokenRequest
 from moorage.schemas.lifecycle import NoQuery
+from moorage.selectors import Scope
 from moorage.settings import Permission
 from moorage.timestamps import rfc3339
 from moorage.web.operations import documented, listing, shape
@@ -20,6 +21,9 @@ routes = web.RouteTableDef()
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _PERMISSIONS = listing({"type": "string", "enum": sorted(Permission)})
+# A scope as the caller is told it: the selector's canonical text, and each set of name globs (the key's, then
+# a token's), a name matching one glob of every set.
+_SCOPE = {"selector": _NULLABLE_STRING, "names": listing(listing({"type": "string"}))}
 
 
 @routes.post(f"{API_PREFIX}/auth/tokens")
@@ -29,7 +33,14 @@ _PERMISSIONS = listing({"type": "string", "enum": sorted(Permission)})
     tag="auth",
     body=TokenRequest,
     status=201,
-    data=shape(token="string", jti="string", role=_NULLABLE_STRING, permissions=_PERMISSIONS, expires_at="string"),
+    data=shape(
+        token="string",
+        jti="string",
+        role=_NULLABLE_STRING,
+        permissions=_PERMISSIONS,
+        **_SCOPE,
+        expires_at="string",
+    ),
 )
 async def issue_token(request: web.Request) -> web.Response:
     """A token for the calling key, at its role or a lower one asked for, with the key's permissions or fewer
@@ -44,13 +55,15 @@ async def issue_token(request: web.Request) -> web.Response:
     ttl = body.get("ttl", settings.token_ttl)
     if ttl > settings.token_max_ttl:
         raise BadRequest("ttl too long", errors=[{"field": "ttl", "message": f"at most {settings.token_max_ttl}"}])
-    issued = request.config_dict[TOKENS].issue(key, role, asked, ttl)
+    scope = Scope.of(body.get("selector"), body.get("names"))
+    issued = request.config_dict[TOKENS].issue(key, role, asked, ttl, scope)
     return ok(
         {
             "token": issued["token"],
             "jti": issued["jti"],
             "role": role.value if role is not None else None,
             "permissions": sorted(issued["granted"]),
+            **issued["scope"].described(),
             "expires_at": rfc3339(issued["exp"]),
         },
         status=201,
@@ -78,6 +91,7 @@ async def revoke_token(request: web.Request) -> web.Response:
         token_id=_NULLABLE_STRING,
         role=_NULLABLE_STRING,
         permissions=_PERMISSIONS,
+        **_SCOPE,
         expires_at=_NULLABLE_STRING,
     ),
 )
@@ -92,6 +106,7 @@ async def get_whoami(request: web.Request) -> web.Response:
             "token_id": request.get(TOKEN_ID),
             "role": principal.role.value if principal.role is not None else None,
             "permissions": sorted(principal.granted),
+            **principal.scope.described(),
             "expires_at": rfc3339(principal.expires_at) if principal.expires_at is not None else None,
         }
     )

@@ -30,9 +30,18 @@ from moorage.schemas.policy import DryRunCreateSchema, DryRunQuery, DryRunSchema
 from moorage.schemas.update import ContainerUpdateSchema
 from moorage.settings import Permission
 from moorage.web.operations import ENGINE, any_of, documented, page, shape
-from moorage.web.requests import load_json, load_path, load_query
+from moorage.web.requests import load_json, load_query
 from moorage.web.responses import ok, paged
 from moorage.web.roles import requires
+from moorage.web.scoping import (
+    check_name,
+    container_ref,
+    created_admitted,
+    inspect_container,
+    listed_containers,
+    scoped_create,
+    with_scope_labels,
+)
 from moorage.web.secrets import for_caller, shown
 from moorage.web.state import AUDIT_DETAIL, BIND_LEDGER, docker, live, policy_stops, pulls
 
@@ -46,8 +55,8 @@ routes = web.RouteTableDef()
 )
 async def list_containers(request: web.Request) -> web.Response:
     query = load_query(request, ContainerListQuery)
-    params = {"all": "1", "filters": engine_filters(query, "status", "name", "label")}
-    found = await engine_json(docker(request), "containers/json", params)
+    params = {"all": "1", "filters": engine_filters(with_scope_labels(request, query), "status", "name", "label")}
+    found = listed_containers(request, await engine_json(docker(request), "containers/json", params))
     found.sort(key=lambda c: c["Created"], reverse=True)
     show = for_caller(request)
     return paged(found, query, lambda c: show(summary(c)))
@@ -70,14 +79,16 @@ async def create_container(request: web.Request) -> web.Response:
     With `dry_run=true`, nothing is pulled or created: 200 with the policy's decision on each field that touches
     the host, and the name and body the engine would be sent."""
     dry_run = load_query(request, DryRunQuery)["dry_run"]
-    req = await load_json(request, ContainerCreateSchema)
+    req = scoped_create(request, await load_json(request, ContainerCreateSchema))
     if dry_run:
         answer = await dry_run_create(docker(request), req, live(request))
         request[AUDIT_DETAIL] = {"name": req.name, **audited(answer)}
         return ok(answer)
     ledger = request.config_dict[BIND_LEDGER]
     container_id = await provision_container(docker(request), pulls(request), req, live(request), ledger)
-    created = detail(await docker(request).containers.container(container_id).show(), None)
+    inspected = await docker(request).containers.container(container_id).show()
+    await created_admitted(request, inspected)
+    created = detail(inspected, None)
     request[AUDIT_DETAIL] = {"id": created["id"], "name": created["name"], **networks_asked(req)}
     return ok(shown(request, created), status=201, headers={"Location": f"{API_PREFIX}/containers/{container_id}"})
 
@@ -88,8 +99,7 @@ async def create_container(request: web.Request) -> web.Response:
     "Inspect a container", tag="containers", path=ContainerRef, data=ContainerDetailSchema, errors=(404, *ENGINE)
 )
 async def get_container(request: web.Request) -> web.Response:
-    ref = load_path(request, ContainerRef)["container_id"]
-    inspected = await engine_json(docker(request), f"containers/{ref}/json")
+    inspected = await inspect_container(request)
     return ok(shown(request, detail(inspected, policy_stops(request))))
 
 
@@ -109,7 +119,7 @@ async def update_container(request: web.Request) -> web.Response:
     restart_policy in the create body's forms, within the policy's maxima (403 naming the field); what the body
     leaves out stays as it is. 200 with the detail; with `dry_run=true`, 200 with the policy's decisions and the
     engine's body, and nothing changed."""
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     dry_run = load_query(request, DryRunQuery)["dry_run"]
     update = await load_json(request, ContainerUpdateSchema)
     decisions = decide_update(update, live(request).policy)
@@ -149,8 +159,9 @@ def _dry_run_answer(request: web.Request, answered: dict[str, Any], container: s
 )
 async def rename_container(request: web.Request) -> web.Response:
     """Like `docker rename`: 409 naming `name` when another container has it; 200 with the detail."""
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     name = (await load_json(request, RenameBody))["name"]
+    check_name(request, name)
     container = docker(request).containers.container(ref)
     try:
         await container.rename(name)
@@ -174,8 +185,7 @@ async def rename_container(request: web.Request) -> web.Response:
 async def delete_container(request: web.Request) -> web.Response:
     """Like `docker rm [-f] [-v]`; a running container without force is the engine's 409."""
     query = load_query(request, DeleteQuery)
-    ref = load_path(request, ContainerRef)["container_id"]
     # Inspect first: the answer names the full id, whatever reference the caller used.
-    container_id = (await docker(request).containers.container(ref).show())["Id"]
+    container_id = (await inspect_container(request))["Id"]
     await docker(request).containers.container(container_id).delete(force=query["force"], v=query["volumes"])
     return ok({"id": container_id})

@@ -13,11 +13,13 @@ from moorage.api.paths import API_PREFIX
 from moorage.schemas.events import EventSchema, HeartbeatSchema, StreamEndSchema
 from moorage.schemas.logs import EventQuery, engine_window
 from moorage.settings import Permission
+from moorage.web.eventscope import EventScope
 from moorage.web.operations import STREAM, any_of, documented
 from moorage.web.requests import load_query
 from moorage.web.responses import NDJSON, Ndjson, ndjson_line, serve_stream
 from moorage.web.roles import requires
-from moorage.web.state import stream_slot, streams
+from moorage.web.scoping import scope_of
+from moorage.web.state import docker, stream_slot, streams
 
 routes = web.RouteTableDef()
 _EVENT = EventSchema()
@@ -48,10 +50,12 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                     return {"end": "done"}
                 return {"end": "engine_gone", "message": str(failure or "the engine ended the event stream")}
 
-            return await serve_stream(request, gate, NDJSON, event_lines(engine), Ndjson(ending))
+            lines = event_lines(engine, EventScope(scope_of(request), docker(request)))
+            return await serve_stream(request, gate, NDJSON, lines, Ndjson(ending))
 
 
-async def event_lines(engine: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def event_lines(engine: aiohttp.ClientResponse, seen: EventScope) -> AsyncIterator[bytes]:
+    """The engine's events the caller may see, in our shape."""
     async for line in engine.content:
-        if line.strip():
-            yield ndjson_line(_EVENT.dump(json.loads(line)))
+        if line.strip() and await seen.admits(event := json.loads(line)):
+            yield ndjson_line(_EVENT.dump(event))

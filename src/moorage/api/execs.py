@@ -23,9 +23,10 @@ from moorage.schemas.execs import (
 )
 from moorage.settings import Permission
 from moorage.web.operations import STREAM, any_of, documented
-from moorage.web.requests import load_json, load_path, load_query
+from moorage.web.requests import load_json, load_query
 from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
+from moorage.web.scoping import container_ref
 from moorage.web.state import AUDIT_DETAIL, docker, exec_docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -59,7 +60,7 @@ async def exec_in_container(request: web.Request) -> web.StreamResponse:
     answer says `timed_out`. Never privileged. `?stream=true` (or `Accept: application/x-ndjson`): NDJSON lines
     `{"stream", "line"}` as they come, then `{"exit_code", "timed_out", "duration"}`; a client that leaves kills
     the command."""
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     stream = load_query(request, ExecQuery)["stream"] or NDJSON in request.headers.get("Accept", "")
     body = await load_json(request, ExecBody)
     req, encoding = exec_request(body, live(request).exec), body["encoding"]

@@ -32,9 +32,10 @@ from moorage.schemas.files import FilesPutQuery, FilesQuery, WrittenSchema
 from moorage.settings import Permission
 from moorage.web.middlewares import write_audit
 from moorage.web.operations import ENGINE, STREAM, documented
-from moorage.web.requests import copy_body, load_path, load_query
+from moorage.web.requests import copy_body, load_query
 from moorage.web.responses import ok, serve_stream
 from moorage.web.roles import requires
+from moorage.web.scoping import container_ref
 from moorage.web.state import AUDIT_DETAIL, docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -74,7 +75,7 @@ async def get_container_files(request: web.Request) -> web.StreamResponse:
     sent; HEAD answers the headers a GET would get, but X-Moorage-File-* of the path's own stat (a symlink's with
     its Link-Target), and no body. A stopped container can be read too. A read is audited: it is root's read of
     the container's files."""
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     path = load_query(request, FilesQuery)["path"]
     container_id, resolved, found = await located(request, ref, path)
     if request.method == hdrs.METH_HEAD:
@@ -146,7 +147,7 @@ async def put_container_files(request: web.Request) -> web.Response:
     link leaving `path`, a device or fifo, a path the policy refuses is a 400 naming the entry (`entries.N`),
     and nothing is written. The engine then extracts the archive as it was checked (written again by moorage),
     into `path` as resolved in the container."""
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     query = load_query(request, FilesPutQuery)
     name = query.get("name")
     media_type(request, name)

@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiodocker
 from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
@@ -31,6 +30,7 @@ from moorage.web.operations import ENGINE, STREAM, any_of, documented, page, sha
 from moorage.web.requests import load_json, load_path, load_query
 from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, paged, serve_stream
 from moorage.web.roles import requires
+from moorage.web.scoping import check_labelled, in_scope, labelled, listed_containers, scope_of
 from moorage.web.state import docker, live, pulls, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -43,17 +43,19 @@ _SHUTDOWN = {"status": "error", "code": 503, "message": "moorage is shutting dow
 _UNTOLD = {"status": "error", "code": 500, "message": "the pull's outcome could not be told: see moorage's log"}
 
 
-async def containers_per_image(client: aiodocker.Docker) -> Counter[str]:
-    """How many containers use each image id: the engine's own count is -1 unless asked for disk usage."""
-    return Counter(c["ImageID"] for c in await client.containers.list(all=True))
+async def containers_per_image(request: web.Request) -> Counter[str]:
+    """How many containers the caller may see use each image id: the engine's own count is -1 unless asked for
+    disk usage, and would count containers outside a scoped caller's view."""
+    found = await engine_json(docker(request), "containers/json", {"all": "1"})
+    return Counter(c["ImageID"] for c in listed_containers(request, found))
 
 
 def summary(image: Mapping[str, Any], counts: Counter[str]) -> dict[str, Any]:
     return _SUMMARY.dump({**image, "Containers": counts[image["Id"]]})
 
 
-async def pulled_item(client: aiodocker.Docker, reference: str) -> dict[str, Any]:
-    image, counts = await asyncio.gather(client.images.inspect(reference), containers_per_image(client))
+async def pulled_item(request: web.Request, reference: str) -> dict[str, Any]:
+    image, counts = await asyncio.gather(docker(request).images.inspect(reference), containers_per_image(request))
     return summary(image, counts)
 
 
@@ -64,7 +66,8 @@ async def list_images(request: web.Request) -> web.Response:
     query = load_query(request, ImageListQuery)
     filters = engine_filters(query, "reference", "dangling")
     listed = engine_json(docker(request), "images/json", {"filters": filters})
-    images, counts = await asyncio.gather(listed, containers_per_image(docker(request)))
+    images, counts = await asyncio.gather(listed, containers_per_image(request))
+    images = in_scope(request, images, labelled)
     images.sort(key=lambda image: image["Created"], reverse=True)
     return paged(images, query, lambda image: summary(image, counts))
 
@@ -95,7 +98,7 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
     reference = body["reference"]
     if not stream:
         await pulls(request).pull(reference, auth)
-        return ok(await pulled_item(docker(request), reference))
+        return ok(await pulled_item(request, reference))
     return await stream_pull(request, reference, auth)
 
 
@@ -115,7 +118,7 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
             async def outcome(failure: Exception | None) -> dict[str, Any]:
                 if failure is None:
                     try:
-                        return {"status": "done", "image": await pulled_item(docker(request), reference)}
+                        return {"status": "done", "image": await pulled_item(request, reference)}
                     except Exception as exc:  # after the headers nothing may reach the error middleware
                         failure = exc
                 err = as_api_error(failure)
@@ -140,5 +143,7 @@ async def delete_image(request: web.Request) -> web.Response:
     """Like `docker rmi`; an image a container uses is the engine's 409, which names the container."""
     query = load_query(request, ImageDeleteQuery)
     ref = load_path(request, ImageRef)["image_id"]
+    if not scope_of(request).unscoped:
+        check_labelled(request, "image", ref, (await docker(request).images.inspect(ref))["Config"].get("Labels"))
     deleted = await docker(request).images.delete(ref, force=query["force"], noprune=query["noprune"])
     return ok(_DELETED.dump(deleted))

@@ -24,9 +24,10 @@ from moorage.schemas.containers import ContainerDetailSchema, ContainerRef, deta
 from moorage.schemas.lifecycle import KillQuery, NoQuery, StopQuery, WaitedSchema, WaitQuery
 from moorage.settings import Permission
 from moorage.web.operations import ENGINE, STREAM, documented
-from moorage.web.requests import load_path, load_query
+from moorage.web.requests import load_query
 from moorage.web.responses import JSON, ok
 from moorage.web.roles import requires
+from moorage.web.scoping import container_ref
 from moorage.web.secrets import shown
 from moorage.web.state import SETTINGS, docker, live, policy_stops, stream_slot, streams
 
@@ -67,7 +68,7 @@ def action_handler(
     )
     async def handle(request: web.Request) -> web.Response:
         query = load_query(request, schema)
-        container = docker(request).containers.container(load_path(request, ContainerRef)["container_id"])
+        container = docker(request).containers.container(await container_ref(request))
         if name in STARTS:
             await recheck(container, live(request))
         await action(container, query, grace_timeout(request, query.get("timeout", 0)))
@@ -99,7 +100,7 @@ async def wait_container(request: web.Request) -> web.Response:
     """Like `docker wait`, with a condition and a limit: past `timeout` seconds a 504, and the container is left
     as it was. The wait holds an engine connection as long as it lasts, so it counts as one of the caller's
     streams ([server] max_streams_per_key), and ends when its client leaves or moorage stops."""
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     query = load_query(request, WaitQuery)
     condition, seconds = query["condition"], query["timeout"]
     with stream_slot(request, JSON):

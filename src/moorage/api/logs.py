@@ -17,9 +17,10 @@ from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
 from moorage.schemas.logs import LogLineSchema, LogQuery, engine_window
 from moorage.settings import LogsSettings, Permission
 from moorage.web.operations import STREAM, any_of, documented, listing, shape
-from moorage.web.requests import load_path, load_query
+from moorage.web.requests import load_query
 from moorage.web.responses import JSON, NDJSON, Ndjson, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
+from moorage.web.scoping import container_ref
 from moorage.web.state import docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -60,7 +61,7 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
     quiet for [server] heartbeat_seconds and ends with `{"end": reason}`; text has neither, so behind a proxy
     with a read timeout follow in NDJSON. HEAD answers the headers only and opens no stream."""
     query = load_query(request, LogQuery)
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     # Inspect first: an unknown container is a 404 before any header goes out, and TTY decides the framing.
     inspected = await docker(request).containers.container(ref).show()
     gate = streams(request)

@@ -5,21 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from moorage.api.paths import API_PREFIX
 from moorage.engine.shapes import inspected_name
 from moorage.errors import EngineUnavailable, ServiceUnavailable
 from moorage.metrics.containers import idle
+from moorage.metrics.prometheus import ContainerCollector
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
 from moorage.settings import Permission
 from moorage.timestamps import age_seconds
 from moorage.web.operations import ENGINE, documented, listing, page, shape
-from moorage.web.requests import load_path, load_query
+from moorage.web.requests import load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires
-from moorage.web.state import CONTAINER_STATS, REGISTRY, SAMPLER, docker
+from moorage.web.scoping import container_ref, scope_of
+from moorage.web.state import CONTAINER_STATS, PRINCIPAL, REGISTRY, SAMPLER, docker
 
 routes = web.RouteTableDef()
 _RESOURCES = HostResourcesSchema()
@@ -62,7 +64,14 @@ async def get_host_resources_history(request: web.Request) -> web.Response:
 @requires(Permission.METRICS_READ, public_when=lambda settings: settings.metrics.public_prometheus)
 @documented("Prometheus metrics", tag="metrics", raw={"text/plain": {"type": "string"}})
 async def get_prometheus_metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.config_dict[REGISTRY])
+    """The text exposition of every series; a scoped caller's has its containers' series only (the host's and
+    moorage's own tell of the whole host)."""
+    registry = request.config_dict[REGISTRY]
+    principal = request.get(PRINCIPAL)  # none when [metrics] public_prometheus opens the route to all
+    if principal is not None and not principal.scope.unscoped:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(ContainerCollector(request.config_dict[CONTAINER_STATS], principal.scope))
+    body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -83,7 +92,7 @@ async def list_container_metrics(request: web.Request) -> web.Response:
     stats = request.config_dict[CONTAINER_STATS]
     if not stats.connected:
         raise EngineUnavailable("the Docker engine is not reachable: container metrics are unknown")
-    readings = sorted(stats.running(), key=lambda r: r["name"])
+    readings = sorted(stats.running(scope_of(request)), key=lambda r: r["name"])
     return ok({"total": len(readings), "items": _CONTAINER.dump([aged(r) for r in readings], many=True)})
 
 
@@ -94,7 +103,7 @@ async def list_container_metrics(request: web.Request) -> web.Response:
 )
 async def get_container_metrics(request: web.Request) -> web.Response:
     """A running container's latest reading (no engine call when the watcher knows it); zeros when stopped."""
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     stats = request.config_dict[CONTAINER_STATS]
     found = stats.find(ref)
     if found is None:

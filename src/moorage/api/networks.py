@@ -40,6 +40,16 @@ from moorage.web.operations import ENGINE, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
 from moorage.web.responses import ok, paged
 from moorage.web.roles import requires
+from moorage.web.scoping import (
+    check_labelled,
+    container_ref,
+    in_scope,
+    labelled,
+    listed_containers,
+    scope_of,
+    stamped_labels,
+    with_scope_labels,
+)
 from moorage.web.state import AUDIT_DETAIL, docker, live
 
 routes = web.RouteTableDef()
@@ -56,8 +66,15 @@ async def _name_taken(request: web.Request, name: str) -> bool:
 
 
 async def _inspect(request: web.Request) -> dict[str, Any]:
+    """The network the path names, 404 outside a scoped caller's view; its `Containers` those the caller may see."""
     ref = load_path(request, NetworkRef)["network_id"]
     inspected: dict[str, Any] = await engine_json(docker(request), f"networks/{ref}")
+    check_labelled(request, "network", ref, inspected.get("Labels"))
+    if not scope_of(request).unscoped and inspected.get("Containers"):
+        filters = json.dumps({"network": [inspected["Id"]]})
+        found = await engine_json(docker(request), "containers/json", {"all": "1", "filters": filters})
+        visible = {c["Id"] for c in listed_containers(request, found)}
+        inspected["Containers"] = {cid: c for cid, c in inspected["Containers"].items() if cid in visible}
     return inspected
 
 
@@ -67,8 +84,8 @@ async def _inspect(request: web.Request) -> dict[str, Any]:
 async def list_networks(request: web.Request) -> web.Response:
     """Like `docker network ls`, by name; the engine filters, moorage pages."""
     query = load_query(request, NetworkListQuery)
-    filters = engine_filters(query, "name", "label", "driver")
-    found = await engine_json(docker(request), "networks", {"filters": filters})
+    filters = engine_filters(with_scope_labels(request, query), "name", "label", "driver")
+    found = in_scope(request, await engine_json(docker(request), "networks", {"filters": filters}), labelled)
     found.sort(key=lambda n: n["Name"])
     return paged(found, query, summary)
 
@@ -99,6 +116,8 @@ async def create_network(request: web.Request) -> web.Response:
     `dry_run=true`, nothing is created: 200 with the policy's decisions and the engine's body, or the same 409."""
     dry_run = load_query(request, DryRunQuery)["dry_run"]
     req = await load_json(request, NetworkCreateSchema)
+    if not scope_of(request).unscoped:
+        req = {**req, "labels": stamped_labels(request, req.get("labels") or {})}
     ipam = req.get("ipam")
     decisions = decide_create(req["driver"], ipam["subnet"] if ipam else None, live(request).policy)
     if dry_run:
@@ -142,8 +161,10 @@ async def delete_network(request: web.Request) -> web.Response:
     # One never started knows its network by name only (its NetworkID is empty).
     filters = json.dumps({"network": [inspected["Id"], inspected["Name"]]})
     if users := await engine_json(docker(request), "containers/json", {"all": "1", "filters": filters}):
-        names = ", ".join(sorted(listed_name(c) for c in users))
-        raise Conflict(f"network {inspected['Name']} is in use by {names}")
+        told = sorted(listed_name(c) for c in listed_containers(request, users))
+        hidden = len(users) - len(told)
+        told += [f"{hidden} container{'s' if hidden > 1 else ''} outside the caller's scope"] if hidden else []
+        raise Conflict(f"network {inspected['Name']} is in use by {', '.join(told)}")
     try:
         await (await docker(request).networks.get(inspected["Id"])).delete()
     except DockerError as err:
@@ -179,6 +200,7 @@ async def connect_network(request: web.Request) -> web.Response:
     """Like `docker network connect [--alias] [--ip]`; a container connected already is 409. The host's and the
     none network are 403, as at create."""
     req = await load_json(request, ConnectSchema)
+    req = {**req, "container": await container_ref(request, req["container"])}
     request[AUDIT_DETAIL] = {
         "network": request.match_info["network_id"],
         "container": req["container"],
@@ -201,6 +223,7 @@ async def connect_network(request: web.Request) -> web.Response:
 async def disconnect_network(request: web.Request) -> web.Response:
     """Like `docker network disconnect [-f]`; a container that is not connected is 409."""
     req = await load_json(request, DisconnectSchema)
+    req = {**req, "container": await container_ref(request, req["container"])}
     request[AUDIT_DETAIL] = {
         "network": request.match_info["network_id"],
         "container": req["container"],

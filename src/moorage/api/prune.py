@@ -30,6 +30,7 @@ from moorage.web.operations import ENGINE, documented
 from moorage.web.requests import load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires
+from moorage.web.scoping import check_scoped_host_wide
 from moorage.web.state import AUDIT_DETAIL, docker
 
 routes = web.RouteTableDef()
@@ -50,6 +51,7 @@ async def _run(
 ) -> web.Response:
     """Read the query, prune (or not), audit what was asked and what went, answer in the route's shape."""
     query = load_query(request, query_schema)
+    check_scoped_host_wide(request, "a prune")
     prune = Prune(docker(request), prune_filters(query), dangling=query.get("dangling", True))
     report = {"dry_run": query["dry_run"], **await run(prune, query["dry_run"], query)}
     asked = {**query, "until": prune.filters.until} if "until" in query else query

@@ -34,9 +34,10 @@ from moorage.schemas.recreate import (
 )
 from moorage.settings import Permission
 from moorage.web.operations import ENGINE, any_of, documented
-from moorage.web.requests import load_json, load_path, load_query
+from moorage.web.requests import load_json, load_query
 from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
+from moorage.web.scoping import container_ref
 from moorage.web.secrets import shown, shown_dry_run
 from moorage.web.state import AUDIT_DETAIL, BIND_LEDGER, RECREATES, docker, live, policy_stops, pulls, streams
 
@@ -65,7 +66,7 @@ async def recreate_container(request: web.Request) -> web.StreamResponse:
     timeout) with the timeline, the new container's last logs and its health log in `data`. With `dry_run=true`,
     nothing is pulled, stopped or made: 200 with the policy's decisions on the rebuilt create and its engine body.
     """
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     query = load_query(request, RecreateQuery)
     options = await load_json(request, RecreateBody, optional=True)
     if query["dry_run"]:

@@ -34,8 +34,9 @@ from moorage.schemas.session import SessionQuery, terminal_size
 from moorage.settings import Permission
 from moorage.web.middlewares import write_audit
 from moorage.web.operations import STREAM, documented
-from moorage.web.requests import load_path, load_query
+from moorage.web.requests import load_query
 from moorage.web.roles import requires
+from moorage.web.scoping import container_ref
 from moorage.web.state import AUDIT, docker, exec_docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -91,7 +92,7 @@ async def open_exec_session(request: web.Request) -> web.StreamResponse:
     then the close. A client that leaves ends the session, and what it ran in the container is killed. The
     session is one of the key's streams ([server] max_streams_per_key). Audited when it starts and ends."""
     wanted = load_query(request, SessionQuery)
-    ref = load_path(request, ContainerRef)["container_id"]
+    ref = await container_ref(request)
     container_id = await running_container(docker(request), ref)
     with stream_slot(request, "application/octet-stream"):
         ws = web.WebSocketResponse(heartbeat=streams(request).heartbeat, timeout=_CLOSE_SECONDS)

@@ -6,16 +6,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
-from moorage.engine.client import engine_json
 from moorage.images.updates import image_update
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.lifecycle import NoQuery
 from moorage.schemas.updates import ImageUpdateItemSchema, ImageUpdateSchema
 from moorage.settings import Permission
 from moorage.web.operations import ENGINE, documented, page
-from moorage.web.requests import load_path, load_query
+from moorage.web.requests import load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires
+from moorage.web.scoping import inspect_container, seen
 from moorage.web.state import UPDATE_CHECKS, docker, live
 
 routes = web.RouteTableDef()
@@ -33,8 +33,7 @@ routes = web.RouteTableDef()
 async def check_image_update(request: web.Request) -> web.Response:
     """The registry's digest for the container's reference (with `[[registries]]` credentials) beside the digest
     of the image it runs: nothing is pulled. 409 for a container made from an image id or pinned by digest."""
-    ref = load_path(request, ContainerRef)["container_id"]
-    inspected = await engine_json(docker(request), f"containers/{ref}/json")
+    inspected = await inspect_container(request)
     return ok(await image_update(docker(request), inspected, live(request).registries))
 
 
@@ -52,5 +51,5 @@ async def list_image_updates(request: web.Request) -> web.Response:
     registry's digest is kept [updates] cache_seconds. A container that cannot be checked (an unreachable
     registry, an image id) is an item with its `error`, not a failed list."""
     load_query(request, NoQuery)
-    items = await request.config_dict[UPDATE_CHECKS].check_all(docker(request), live(request).registries)
+    items = await request.config_dict[UPDATE_CHECKS].check_all(docker(request), live(request).registries, seen(request))
     return ok({"total": len(items), "items": items})

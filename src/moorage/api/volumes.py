@@ -30,14 +30,20 @@ from moorage.web.operations import ENGINE, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
 from moorage.web.responses import ok, paged
 from moorage.web.roles import requires
+from moorage.web.scoping import check_labelled, in_scope, labelled, scope_of, seen, stamped_labels, with_scope_labels
 from moorage.web.state import AUDIT_DETAIL, docker, live
 
 routes = web.RouteTableDef()
 
 
-def _in_use(name: str, users: list[dict[str, str]]) -> Conflict:
-    named = ", ".join(f"{user['name']} ({user['id'][:12]})" for user in users)
-    return Conflict(f"volume {name} is in use by {named}", data={"containers": users})
+async def _in_use(request: web.Request, name: str, users: list[dict[str, str]]) -> Conflict:
+    """The 409 of a volume in use: the users the caller may see by name, the others (a scoped caller's) counted,
+    since they keep the volume too."""
+    told = users if scope_of(request).unscoped else await volume_users(docker(request), name, seen(request))
+    named = [f"{user['name']} ({user['id'][:12]})" for user in told]
+    hidden = len(users) - len(told)
+    named += [f"{hidden} container{'s' if hidden > 1 else ''} outside the caller's scope"] if hidden else []
+    return Conflict(f"volume {name} is in use by {', '.join(named)}", data={"containers": told})
 
 
 @routes.get(f"{API_PREFIX}/volumes")
@@ -45,8 +51,9 @@ def _in_use(name: str, users: list[dict[str, str]]) -> Conflict:
 @documented("List volumes", tag="volumes", query=VolumeListQuery, data=page(VolumeSummarySchema), errors=ENGINE)
 async def list_volumes(request: web.Request) -> web.Response:
     query = load_query(request, VolumeListQuery)
-    filters = engine_filters(query, "name", "label", "dangling", "driver")
+    filters = engine_filters(with_scope_labels(request, query), "name", "label", "dangling", "driver")
     found = (await engine_json(docker(request), "volumes", {"filters": filters}))["Volumes"] or []
+    found = in_scope(request, found, labelled)
     # Newest first, as containers are (CreatedAt is in the engine's zone: compared in UTC); the name orders
     # volumes made in the same second.
     found.sort(key=lambda v: v["Name"])
@@ -70,7 +77,8 @@ async def get_volume(request: web.Request) -> web.Response:
     name = load_path(request, VolumeRef)["name"]
     query = load_query(request, VolumeDetailQuery)
     inspected = await engine_json(docker(request), f"volumes/{name}")
-    users = await volume_users(docker(request), name)
+    check_labelled(request, "volume", name, inspected.get("Labels"))
+    users = await volume_users(docker(request), name, seen(request))
     size = await volume_size(docker(request), name) if query["size"] else None
     return ok({**volume(inspected), "containers": users, "size": size})
 
@@ -93,6 +101,8 @@ async def create_volume(request: web.Request) -> web.Response:
     created: 200 with the policy's decisions and the engine's body."""
     dry_run = load_query(request, DryRunQuery)["dry_run"]
     req = await load_json(request, VolumeCreateSchema)
+    if not scope_of(request).unscoped:
+        req = {**req, "labels": stamped_labels(request, req["labels"])}
     decisions = volume_decisions(req["driver"], req["driver_opts"], live(request).policy)
     if not dry_run and (violations := denials(decisions)):
         raise refusal(violations)
@@ -128,15 +138,16 @@ async def delete_volume(request: web.Request) -> web.Response:
     """Like `docker volume rm [-f]`: a volume that a container mounts, running or not, is a 409 naming them."""
     name = load_path(request, VolumeRef)["name"]
     force = load_query(request, VolumeDeleteQuery)["force"]
-    await engine_json(docker(request), f"volumes/{name}")  # 404 before anything else
+    inspected = await engine_json(docker(request), f"volumes/{name}")  # 404 before anything else
+    check_labelled(request, "volume", name, inspected.get("Labels"))
     if users := await volume_users(docker(request), name):
-        raise _in_use(name, users)
+        raise await _in_use(request, name, users)
     try:
         await DockerVolume(docker(request), name).delete(force=force)
     except DockerError as err:
         # A container that took the volume since: name it too.
         if err.status == 409 and (users := await volume_users(docker(request), name)):
-            raise _in_use(name, users) from err
+            raise await _in_use(request, name, users) from err
         raise
     request[AUDIT_DETAIL] = {"name": name, "force": force}
     return ok({"name": name})

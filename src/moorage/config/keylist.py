@@ -12,7 +12,7 @@ from moorage.config.keystore import GENERATED_KEY_FILE, generated_admin_key
 from moorage.settings import ApiKey, Settings
 from moorage.timestamps import rfc3339
 
-_COLUMNS = ("name", "role", "permissions", "expires_at", "disabled", "last_used")
+_COLUMNS = ("name", "role", "permissions", "selector", "names", "expires_at", "disabled", "last_used")
 
 
 def listed_keys(settings: Settings) -> tuple[ApiKey, ...]:
@@ -36,6 +36,7 @@ def key_rows(settings: Settings) -> list[dict[str, Any]]:
                 "name": key.name,
                 "role": key.role.value if key.role is not None else None,
                 "permissions": None if key.permissions is None else sorted(key.permissions),
+                **key.scope.described(),
                 "expires_at": None if key.expires_at is None else rfc3339(key.expires_at),
                 "disabled": key.disabled,
                 "last_used": None if used is None else rfc3339(used),
@@ -54,6 +55,8 @@ def keys_text(rows: list[dict[str, Any]], as_json: bool) -> str:
             row["name"],
             row["role"] or "-",
             "bundle" if row["permissions"] is None else ",".join(row["permissions"]) or "-",
+            row["selector"] or "-",
+            " & ".join(",".join(globs) for globs in row["names"]) or "-",
             row["expires_at"] or "never",
             "yes" if row["disabled"] else "no",
             row["last_used"] or "never",

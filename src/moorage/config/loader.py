@@ -6,6 +6,7 @@ raises on unknown keys and the CLI turns `ConfigError` into exit status `EXIT_CO
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -23,7 +24,8 @@ from moorage.config.policy import PolicySchema
 from moorage.config.registries import RegistrySchema
 from moorage.errors import ConfigError, flatten_errors
 from moorage.schemas.common import StrictSchema
-from moorage.schemas.fields import ABSOLUTE_PATH, matches
+from moorage.schemas.fields import ABSOLUTE_PATH, matches, name_glob, selector_text
+from moorage.selectors import Scope
 from moorage.settings import (
     BUNDLES,
     HEADERS,
@@ -176,6 +178,13 @@ class ApiKeySchema(_Section):
         validate=validate.Length(min=1, error="lists no permission: leave it out for the role's bundle"),
     )
     expires_at = Moment(load_default=None)
+    # Its scope: a label selector (Kubernetes' syntax) and container-name globs; left out, the whole host.
+    selector = fields.String(load_default=None, validate=selector_text)
+    names = fields.List(
+        fields.String(validate=name_glob),
+        load_default=None,
+        validate=validate.Length(min=1, error="lists no glob: leave it out for every name"),
+    )
 
     @validates_schema
     def within_role(self, data: dict[str, Any], **_: Any) -> None:
@@ -203,6 +212,7 @@ class ApiKeySchema(_Section):
             disabled=data["disabled"],
             permissions=frozenset(Permission(p) for p in listed) if listed is not None else None,
             expires_at=data["expires_at"],
+            scope=Scope.of(data["selector"], data["names"]),
         )
 
 
@@ -405,4 +415,8 @@ def key_toml(key: ApiKey) -> str:
         lines.append("permissions = [" + ", ".join(f'"{p}"' for p in sorted(key.permissions)) + "]")
     if key.expires_at is not None:
         lines.append(f'expires_at = "{key.expires_at.isoformat()}"')
+    if key.scope.selector is not None:
+        lines.append(f"selector = {json.dumps(key.scope.selector)}")
+    if key.scope.name_globs:
+        lines.append("names = [" + ", ".join(f'"{glob}"' for glob in sorted(key.scope.name_globs[0])) + "]")
     return "[[auth.api_keys]]\n" + "".join(f"{line}\n" for line in lines)

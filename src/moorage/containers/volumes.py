@@ -18,7 +18,7 @@ import aiodocker
 from moorage.containers.diskusage import engine_disk_usage
 from moorage.containers.policy import Decision, bind_judgement, judged
 from moorage.engine.client import engine_json
-from moorage.engine.shapes import listed_name
+from moorage.engine.shapes import Seen, all_seen, listed_name
 from moorage.settings import PolicySettings
 
 
@@ -53,9 +53,10 @@ def _reaches_host(options: Mapping[str, str]) -> bool:
     return options.get("device", "").startswith("/")
 
 
-async def volume_users(docker: aiodocker.Docker, name: str) -> list[dict[str, str]]:
-    """The containers (any state) that mount the volume, as {id, name}, by name."""
-    found = await engine_json(docker, "containers/json", {"all": "1", "filters": json.dumps({"volume": [name]})})
+async def volume_users(docker: aiodocker.Docker, name: str, seen: Seen = all_seen) -> list[dict[str, str]]:
+    """The containers (any state) that mount the volume, as {id, name}, by name; those of the engine's list items
+    `seen` keeps (a scoped caller's)."""
+    found = seen(await engine_json(docker, "containers/json", {"all": "1", "filters": json.dumps({"volume": [name]})}))
     users = [{"id": c["Id"], "name": listed_name(c)} for c in found if _mounts(c.get("Mounts"), name)]
     return sorted(users, key=lambda user: user["name"])
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
 def listed_name(c: Any) -> str:
     """A container's name from an item of the engine's list (a mapping, or aiodocker's container, which reads
-    as one by key only): `Names`, each with a leading slash."""
-    return str((c["Names"] or ["/"])[0]).lstrip("/")
+    as one by key only): `Names`, each with a leading slash; its own is the one of one segment, where a link's
+    (`/app/db`) may come first."""
+    names = [str(name) for name in c["Names"] or ["/"]]
+    return next((name for name in names if name.count("/") == 1), names[0]).lstrip("/")
 
 
 def inspected_name(inspected: Mapping[str, Any]) -> str:
@@ -22,3 +24,20 @@ def restart_policy(policy: Mapping[str, Any] | None) -> str:
     name = (policy or {}).get("Name") or "no"
     retries = (policy or {}).get("MaximumRetryCount") or 0
     return f"{name}:{retries}" if name == "on-failure" and retries else name
+
+
+# Which of the engine's list items a caller may see: all of them, or a scoped caller's (web/scoping.py).
+Seen = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def all_seen(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return found
+
+
+# The attributes of a container's event that are the event's own, not the container's labels.
+_EVENT_ATTRIBUTES = frozenset({"name", "image", "exitCode", "signal", "execID", "execDuration"})
+
+
+def event_labels(attributes: Mapping[str, str]) -> dict[str, str]:
+    """A container's labels from one of its events, whose attributes are its labels and the event's own."""
+    return {key: value for key, value in attributes.items() if key not in _EVENT_ATTRIBUTES}

@@ -98,8 +98,10 @@ class EngineStreams:
             return
         if len(self._open) >= self.cap:
             raise TooManyRequests(f"{self.cap} streams are open already ([server] max_streams); try again later")
-        if key is not None and key.granted >= BUNDLES[Role.ADMIN]:
-            return  # an admin's: every permission (an admin key narrowed, or its narrowed token, is a script's)
+        if key is not None and key.granted >= BUNDLES[Role.ADMIN] and key.scope.unscoped:
+            # An admin's: every permission over the whole host (an admin key narrowed by permissions or a scope,
+            # or its narrowed token, is a script's).
+            return
         if len(self._open) >= self.cap - self.admin_reserved:
             raise TooManyRequests(
                 f"{len(self._open)} streams are open: the rest of [server] max_streams ({self.cap}) is kept for"

@@ -14,7 +14,7 @@ import aiodocker
 
 from moorage.engine.client import engine_json
 from moorage.engine.errors import as_api_error
-from moorage.engine.shapes import listed_name
+from moorage.engine.shapes import Seen, all_seen, listed_name
 from moorage.errors import ApiError, Conflict
 from moorage.images.references import with_default_tag
 from moorage.images.registries import pull_auth
@@ -119,8 +119,11 @@ class UpdateChecks:
             item["error"] = {"code": failure.status, "message": failure.message}
         return item
 
-    async def check_all(self, docker: aiodocker.Docker, registries: Iterable[Registry]) -> list[dict[str, Any]]:
+    async def check_all(
+        self, docker: aiodocker.Docker, registries: Iterable[Registry], seen: Seen = all_seen
+    ) -> list[dict[str, Any]]:
+        """Every container of the engine's list that `seen` keeps (a scoped caller's), checked."""
         now = time.time()
         self._remote = {ref: kept for ref, kept in self._remote.items() if now - kept[0] < self._ttl}
-        containers = await engine_json(docker, "containers/json", {"all": "1"})
+        containers = seen(await engine_json(docker, "containers/json", {"all": "1"}))
         return list(await asyncio.gather(*(self._item(docker, c, registries) for c in containers)))

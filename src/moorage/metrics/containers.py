@@ -21,8 +21,9 @@ from aiodocker.exceptions import DockerError
 
 from moorage.background import again_and_again, cancel_and_wait
 from moorage.engine.errors import ENGINE_STREAM_ERRORS
-from moorage.engine.shapes import listed_name
+from moorage.engine.shapes import event_labels, listed_name
 from moorage.engine.streams import EngineStreams
+from moorage.selectors import UNSCOPED, Scope
 from moorage.settings import DockerSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class ContainerStats:
         self._engine = EngineStreams(docker)
         self.connected = False
         self._latest: dict[str, Reading] = {}
+        self._labels: dict[str, Mapping[str, str]] = {}  # of each watched container, for scoped callers
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._arrived = asyncio.Event()  # set (and cleared) at each reading, for first_reading's waiters
 
@@ -113,8 +115,11 @@ class ContainerStats:
                     await self._arrived.wait()
         return self._latest.get(container_id)
 
-    def running(self) -> list[Reading]:
-        return list(self._latest.values())
+    def running(self, scope: Scope = UNSCOPED) -> list[Reading]:
+        """The readings of the running containers `scope` admits."""
+        if scope.unscoped:
+            return list(self._latest.values())
+        return [r for r in self._latest.values() if scope.admits(self._labels.get(r["id"]), r["name"])]
 
     async def run(self) -> None:
         """Follow the engine for as long as the app runs, starting over whenever the engine comes back."""
@@ -129,27 +134,28 @@ class ContainerStats:
         async with self._engine.request("GET", "/events", params) as events:
             # Events first, then the list: a container started in between is seen at least once.
             listed = await self._list_running()
-            for container_id, name in listed.items():
-                self._watch(container_id, name)
+            for container_id, (name, labels) in listed.items():
+                self._watch(container_id, name, labels)
             self.connected = True
             async for line in events.content:
                 if not line.strip():
                     continue
                 event = json.loads(line)
                 container_id = (event.get("Actor") or {}).get("ID") or event.get("id")
-                name = ((event.get("Actor") or {}).get("Attributes") or {}).get("name", "")
+                attributes = (event.get("Actor") or {}).get("Attributes") or {}
                 if event.get("Action") in ("start", "unpause"):
-                    self._watch(container_id, name)
+                    self._watch(container_id, attributes.get("name", ""), event_labels(attributes))
                 else:
                     self._forget(container_id)
 
-    async def _list_running(self) -> dict[str, str]:
+    async def _list_running(self) -> dict[str, tuple[str, Mapping[str, str]]]:
         params = {"filters": json.dumps({"status": ["running"]})}
         async with self._engine.request("GET", "/containers/json", params) as response:
             listed = await response.json(content_type=None)
-        return {c["Id"]: listed_name(c) for c in listed}
+        return {c["Id"]: (listed_name(c), c.get("Labels") or {}) for c in listed}
 
-    def _watch(self, container_id: str, name: str) -> None:
+    def _watch(self, container_id: str, name: str, labels: Mapping[str, str]) -> None:
+        self._labels[container_id] = labels
         if container_id not in self._streams:
             self._streams[container_id] = asyncio.create_task(self._stream(container_id, name), name=f"stats {name}")
 
@@ -158,6 +164,7 @@ class ContainerStats:
         if task:
             task.cancel()
         self._latest.pop(container_id, None)
+        self._labels.pop(container_id, None)
 
     def _stop_all(self) -> None:
         for container_id in list(self._streams):

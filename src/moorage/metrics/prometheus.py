@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from moorage.metrics.containers import ContainerStats
 from moorage.metrics.host import HostSampler
+from moorage.selectors import UNSCOPED, Scope
 from moorage.timestamps import age_seconds
 
 
@@ -79,11 +80,12 @@ class ContainerCollector(Collector):
         ("moorage_container_pids", "Processes and threads", ("pids",)),
     )
 
-    def __init__(self, stats: ContainerStats) -> None:
+    def __init__(self, stats: ContainerStats, scope: Scope = UNSCOPED) -> None:
         self._stats = stats
+        self._scope = scope  # a scoped caller's collector has its containers' series only
 
     def collect(self) -> Iterator[Metric]:
-        readings = self._stats.running()
+        readings = self._stats.running(self._scope)
         for name, documentation, path in self._GAUGES:
             family = GaugeMetricFamily(name, documentation, labels=["id", "name"])
             for reading in readings:

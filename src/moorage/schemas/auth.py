@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from moorage.schemas.common import StrictSchema
-from moorage.schemas.fields import matches
+from moorage.schemas.fields import matches, name_glob, selector_text
 from moorage.settings import Permission, Role
 
 
@@ -14,6 +14,9 @@ class TokenRequest(StrictSchema):
     # A subset of the key's permissions (and of the role's bundle when a role is asked for too).
     permissions = fields.List(fields.Enum(Permission, by_value=True), validate=validate.Length(min=1))
     ttl = fields.Integer(strict=True, validate=validate.Range(min=1))
+    # Added to the key's own scope: the token sees what both admit.
+    selector = fields.String(validate=selector_text)
+    names = fields.List(fields.String(validate=name_glob), validate=validate.Length(min=1, max=64))
 
 
 class TokenRef(StrictSchema):

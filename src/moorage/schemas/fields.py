@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, validate
 
+from moorage.selectors import SelectorError, check_glob, parse_selector
+
 JsonSchema = dict[str, Any]
 
 # Docker's own floor (linuxMinMemory): the engine refuses less.
@@ -52,6 +54,24 @@ class matches(validate.Regexp):
         if len(value) > self.max_length or not self.regex.fullmatch(value):
             raise ValidationError(self._format_error(value))
         return value
+
+
+def selector_text(value: str) -> None:
+    """A label selector in Kubernetes' syntax (selectors.py), at most _MAX_TEXT long."""
+    try:
+        if len(value) > _MAX_TEXT:
+            raise SelectorError(f"longer than {_MAX_TEXT} characters")
+        parse_selector(value)
+    except SelectorError as err:
+        raise ValidationError(str(err)) from None
+
+
+def name_glob(value: str) -> None:
+    """A container-name glob (`web-*`)."""
+    try:
+        check_glob(value)
+    except SelectorError as err:
+        raise ValidationError(str(err)) from None
 
 
 # A path in the config (the token secret, the audit log, the disks to sample): absolute, no NUL.
