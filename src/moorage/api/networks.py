@@ -48,6 +48,7 @@ from moorage.web.scoping import (
     listed_containers,
     scope_of,
     stamped_labels,
+    unseen_users,
     with_scope_labels,
 )
 from moorage.web.state import AUDIT_DETAIL, docker, live
@@ -162,8 +163,7 @@ async def delete_network(request: web.Request) -> web.Response:
     filters = json.dumps({"network": [inspected["Id"], inspected["Name"]]})
     if users := await engine_json(docker(request), "containers/json", {"all": "1", "filters": filters}):
         told = sorted(listed_name(c) for c in listed_containers(request, users))
-        hidden = len(users) - len(told)
-        told += [f"{hidden} container{'s' if hidden > 1 else ''} outside the caller's scope"] if hidden else []
+        told += unseen_users(len(users), len(told))
         raise Conflict(f"network {inspected['Name']} is in use by {', '.join(told)}")
     try:
         await (await docker(request).networks.get(inspected["Id"])).delete()

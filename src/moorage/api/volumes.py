@@ -30,7 +30,16 @@ from moorage.web.operations import ENGINE, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
 from moorage.web.responses import ok, paged
 from moorage.web.roles import requires
-from moorage.web.scoping import check_labelled, in_scope, labelled, scope_of, seen, stamped_labels, with_scope_labels
+from moorage.web.scoping import (
+    check_labelled,
+    in_scope,
+    labelled,
+    scope_of,
+    seen,
+    stamped_labels,
+    unseen_users,
+    with_scope_labels,
+)
 from moorage.web.state import AUDIT_DETAIL, docker, live
 
 routes = web.RouteTableDef()
@@ -40,9 +49,7 @@ async def _in_use(request: web.Request, name: str, users: list[dict[str, str]]) 
     """The 409 of a volume in use: the users the caller may see by name, the others (a scoped caller's) counted,
     since they keep the volume too."""
     told = users if scope_of(request).unscoped else await volume_users(docker(request), name, seen(request))
-    named = [f"{user['name']} ({user['id'][:12]})" for user in told]
-    hidden = len(users) - len(told)
-    named += [f"{hidden} container{'s' if hidden > 1 else ''} outside the caller's scope"] if hidden else []
+    named = [f"{user['name']} ({user['id'][:12]})" for user in told] + unseen_users(len(users), len(told))
     return Conflict(f"volume {name} is in use by {', '.join(named)}", data={"containers": told})
 
 

@@ -143,6 +143,12 @@ def scoped_create(request: web.Request, req: CreateRequest) -> CreateRequest:
     return dataclasses.replace(req, labels=stamped_labels(request, req.labels))
 
 
+def unseen_users(every: int, told: int) -> list[str]:
+    """What an in-use 409 says of the users a scoped caller may not see: how many (they keep the object too)."""
+    hidden = every - told
+    return [f"{hidden} container{'s' if hidden > 1 else ''} outside the caller's scope"] if hidden else []
+
+
 def check_scoped_host_wide(request: web.Request, what: str) -> None:
     """A 403 for a scoped caller on a route that acts on, or tells of, the whole host."""
     if not scope_of(request).unscoped:
