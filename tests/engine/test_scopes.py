@@ -56,10 +56,14 @@ class Host:
         return docker_cli(*verb, "--network", "none", "--name", name, *flags, TEST_IMAGE, "sleep", "600")
 
     def clean(self) -> None:
-        for kind, listing in (("container", ["ps", "-aq"]), ("volume", ["volume", "ls", "-q"])):
+        removals = (
+            (["ps", "-aq"], ["rm", "-f", "-v"]),
+            (["volume", "ls", "-q"], ["volume", "rm", "-f"]),
+            (["network", "ls", "-q"], ["network", "rm"]),
+        )
+        for listing, rm in removals:
             found = docker_cli(*listing, "--filter", f"label={TEST_LABEL}={self.case}").split()
             if found:
-                rm = ["rm", "-f", "-v"] if kind == "container" else ["volume", "rm", "-f"]
                 subprocess.run(["docker", *rm, *found], capture_output=True, check=False)
 
 
@@ -211,6 +215,58 @@ def test_creates_are_stamped_and_cannot_leave_the_scope(scoped: Daemon, host: Ho
     for prune in ("/api/v1/containers/prune", "/api/v1/system/prune"):
         assert call(scoped, "POST", prune, params={"dry_run": "true"}).status_code == 403
     assert call(scoped, "GET", "/api/v1/system/df").status_code == 403
+
+
+def test_a_scoped_create_reaches_only_volumes_networks_and_containers_in_scope(scoped: Daemon, host: Host) -> None:
+    case = host.case
+    docker_cli("volume", "create", "--label", f"{TEST_LABEL}={case}", f"other-{case}")
+    docker_cli("network", "create", "--label", f"{TEST_LABEL}={case}", f"other-{case}")
+    host.run(f"blog-{case}", {"app": "blog"})
+    own = call(scoped, "POST", "/api/v1/volumes", json={"name": f"shop-{case}-data"})
+    assert own.status_code == 201, own.text
+    base = {"image": TEST_IMAGE, "name": f"shop-{case}-a"}
+    reaching = {
+        "volumes.0.volume": {"volumes": [{"volume": f"other-{case}", "container_path": "/data"}]},
+        "networks.0.name": {"networks": [{"name": f"other-{case}"}]},
+        "network_mode": {"network_mode": f"other-{case}"},
+        "pid_mode": {"pid_mode": f"container:blog-{case}"},
+    }
+    for field, body in reaching.items():
+        hidden = call(scoped, "POST", "/api/v1/containers", json={**base, **body})
+        assert hidden.status_code == 404 and [e["field"] for e in hidden.json()["errors"]] == [field], hidden.text
+        absent = json.loads(json.dumps({**base, **body}).replace(f"other-{case}", f"none-{case}"))
+        absent = json.loads(json.dumps(absent).replace(f"blog-{case}", f"none-{case}"))
+        missing = call(scoped, "POST", "/api/v1/containers", json=absent)
+        assert missing.json() == json.loads(
+            hidden.text.replace(f"other-{case}", f"none-{case}").replace(f"blog-{case}", f"none-{case}")
+        ), (missing.text, hidden.text)
+        dry = call(scoped, "POST", "/api/v1/containers", params={"dry_run": "true"}, json={**base, **body})
+        assert dry.status_code == 404 and dry.json() == hidden.json()
+    assert docker_cli("ps", "-a", "-q", "--filter", f"name=shop-{case}-a") == ""
+    assert f"none-{case}" not in docker_cli("volume", "ls", "-q")
+    mounted = call(scoped, "POST", "/api/v1/containers", json={
+        **base, "volumes": [{"volume": f"shop-{case}-data", "container_path": "/data"}], "network_mode": "none"
+    })  # fmt: skip
+    assert mounted.status_code == 201, mounted.text
+
+
+def test_a_recreate_onto_an_image_whose_labels_leave_the_scope_is_refused(scoped: Daemon, host: Host) -> None:
+    old = host.run(f"shop-{host.case}-web", {"app": "shop"})
+    image = f"moorage-test/relabelled:{host.case}"
+    docker_cli("commit", "--change", "LABEL legacy=yes", old, image)
+    token = call(scoped, "POST", "/api/v1/auth/tokens", key="case", json={"selector": "!legacy"}).json()["data"]
+    try:
+        resp = requests.post(
+            f"{scoped.url}/api/v1/containers/{old}/recreate",
+            json={"image": image, "pull": "never", "wait": "none"},
+            headers={"Authorization": f"Bearer {token['token']}"},
+            timeout=60,
+        )
+        assert resp.status_code == 403 and resp.json()["errors"][0]["field"] == "image", resp.text
+        states = docker_cli("ps", "-a", "--format", "{{.ID}} {{.State}}", "--filter", f"label={TEST_LABEL}={host.case}")
+        assert states.split() == [old[:12], "running"]
+    finally:
+        subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
 
 
 def test_a_token_narrows_its_keys_scope(scoped: Daemon, host: Host) -> None:

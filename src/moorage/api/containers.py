@@ -79,7 +79,7 @@ async def create_container(request: web.Request) -> web.Response:
     With `dry_run=true`, nothing is pulled or created: 200 with the policy's decision on each field that touches
     the host, and the name and body the engine would be sent."""
     dry_run = load_query(request, DryRunQuery)["dry_run"]
-    req = scoped_create(request, await load_json(request, ContainerCreateSchema))
+    req = await scoped_create(request, await load_json(request, ContainerCreateSchema))
     if dry_run:
         answer = await dry_run_create(docker(request), req, live(request))
         request[AUDIT_DETAIL] = {"name": req.name, **audited(answer)}

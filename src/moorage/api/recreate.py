@@ -37,7 +37,7 @@ from moorage.web.operations import ENGINE, any_of, documented
 from moorage.web.requests import load_json, load_query
 from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
-from moorage.web.scoping import container_ref
+from moorage.web.scoping import container_ref, scope_of
 from moorage.web.secrets import shown, shown_dry_run
 from moorage.web.state import AUDIT_DETAIL, BIND_LEDGER, RECREATES, docker, live, policy_stops, pulls, streams
 
@@ -200,7 +200,7 @@ async def recreated(
     try:
         done: Recreated = await run_recreate(
             docker(request), pulls(request), request.config_dict[BIND_LEDGER], live(request),
-            request.config_dict[RECREATES], old, req, options, timeline,
+            request.config_dict[RECREATES], old, req, options, timeline, scope_of(request),
         )  # fmt: skip
     except ApiError as err:
         if err.data is not None:

@@ -29,10 +29,12 @@ from moorage.containers.journal import RecreateJournal, RecreateRecord
 from moorage.containers.model import CreateRequest, PullPolicy
 from moorage.containers.provision import ensure_image, provision_container
 from moorage.containers.rebuild import host_differences, refuse_unexpressed
+from moorage.containers.scoped import image_outside
 from moorage.engine.errors import ENGINE_CALL_ERRORS, as_api_error, start_failure
 from moorage.errors import ApiError, Conflict, EngineTimeout
 from moorage.images.pulls import PullHub
 from moorage.images.updates import local_digest, repository_of
+from moorage.selectors import Scope
 from moorage.settings import Settings
 from moorage.timestamps import rfc3339
 
@@ -162,9 +164,12 @@ async def run_recreate(
     req: CreateRequest,
     options: RecreateOptions,
     timeline: Timeline,
+    scope: Scope,
 ) -> Recreated:
     """`req` is the old container's create body, rebuilt (rebuild.py), loaded and passed by the policy's check of
-    the request (before any pull; the create checks again, the engine's side too); the caller holds the claim."""
+    the request (before any pull; the create checks again, the engine's side too); the caller holds the claim.
+    A new container whose image's labels take it out of the caller's `scope` is removed before the old is
+    touched."""
     old_id, name = old["Id"], old["Name"].lstrip("/")
     image = await ensure_image(docker, hub, req.image, options.pull, settings.registries)
     timeline.add(
@@ -198,7 +203,11 @@ async def run_recreate(
     run.new = docker.containers.container(record.new_id)
     run.save()
     timeline.add("created", id=record.new_id, name=record.temp_name)
-    if differences := host_differences(old["HostConfig"], (await run.new.show())["HostConfig"]):
+    made = await run.new.show()
+    if not scope.labels_admit(labels := made["Config"].get("Labels")):
+        await to_the_end(_discarded(run))
+        raise image_outside(scope, labels)
+    if differences := host_differences(old["HostConfig"], made["HostConfig"]):
         await to_the_end(_discarded(run))
         raise refuse_unexpressed(differences, name)
     try:

@@ -15,11 +15,12 @@ from aiodocker.exceptions import DockerError
 from aiohttp import web
 
 from moorage.containers.model import CreateRequest
+from moorage.containers.scoped import check_reach, container_admitted, image_outside, outside
 from moorage.engine.client import engine_json
 from moorage.engine.shapes import Seen, all_seen, listed_name
 from moorage.errors import Forbidden, NotFound
 from moorage.schemas.containers import ContainerRef
-from moorage.selectors import Scope
+from moorage.selectors import UNSCOPED, Scope
 from moorage.web.requests import load_path
 from moorage.web.state import PRINCIPAL, docker
 
@@ -35,15 +36,13 @@ _ABSENT: dict[str, Callable[[str], str]] = {
 
 
 def scope_of(request: web.Request) -> Scope:
-    return request[PRINCIPAL].scope
+    """The caller's scope; a deploy hook, which the operator configured and which has no key, has none."""
+    principal = request.get(PRINCIPAL)
+    return UNSCOPED if principal is None else principal.scope
 
 
 def absent(kind: str, ref: str) -> NotFound:
     return NotFound(_ABSENT[kind](ref))
-
-
-def container_admitted(scope: Scope, inspected: Mapping[str, Any]) -> bool:
-    return scope.admits(inspected["Config"].get("Labels"), inspected["Name"])
 
 
 async def container_ref(request: web.Request, ref: str | None = None) -> str:
@@ -121,9 +120,9 @@ def stamped_labels(request: web.Request, labels: Mapping[str, str]) -> dict[str,
     merged = dict(labels)
     for key, value in scope.stamped().items():
         if merged.setdefault(key, value) != value:
-            raise _outside(f"labels.{key}", f"the key's selector fixes it to {value!r}")
+            raise outside(f"labels.{key}", f"the key's selector fixes it to {value!r}")
     for requirement in scope.unmet(merged):
-        raise _outside(f"labels.{requirement.key}", f"the key's selector requires {requirement.text()}")
+        raise outside(f"labels.{requirement.key}", f"the key's selector requires {requirement.text()}")
     return merged
 
 
@@ -132,15 +131,19 @@ def check_name(request: web.Request, name: str | None) -> None:
     scope = scope_of(request)
     if scope.name_globs and (name is None or not scope.name_admits(name)):
         globs = " and ".join("one of " + ", ".join(sorted(globs)) for globs in scope.name_globs)
-        raise _outside("name", f"the key's names are {globs}")
+        raise outside("name", f"the key's names are {globs}")
 
 
-def scoped_create(request: web.Request, req: CreateRequest) -> CreateRequest:
-    """A create as a scoped caller may make it: its name within the globs, the scope's labels stamped on."""
-    if scope_of(request).unscoped:
+async def scoped_create(request: web.Request, req: CreateRequest) -> CreateRequest:
+    """A create as a scoped caller may make it: its name within the globs, the scope's labels stamped on, and
+    only volumes, networks and containers in its scope named."""
+    scope = scope_of(request)
+    if scope.unscoped:
         return req
     check_name(request, req.name)
-    return dataclasses.replace(req, labels=stamped_labels(request, req.labels))
+    stamped = dataclasses.replace(req, labels=stamped_labels(request, req.labels))
+    await check_reach(docker(request), stamped, scope)
+    return stamped
 
 
 def unseen_users(every: int, told: int) -> list[str]:
@@ -155,10 +158,6 @@ def check_scoped_host_wide(request: web.Request, what: str) -> None:
         raise Forbidden(f"{what} is of the whole host: a key or token with a selector or names has no part in it")
 
 
-def _outside(field: str, message: str) -> Forbidden:
-    return Forbidden(f"{field}: outside the caller's scope: {message}", errors=[{"field": field, "message": message}])
-
-
 async def created_admitted(request: web.Request, inspected: Mapping[str, Any]) -> None:
     """A container a scoped caller just made whose image's labels took it out of its scope is removed again: a
     403 naming `image` (its labels are the image's with the body's over them)."""
@@ -170,5 +169,4 @@ async def created_admitted(request: web.Request, inspected: Mapping[str, Any]) -
     except DockerError as err:
         if err.status != 404:
             raise
-    unmet = ", ".join(r.text() for r in scope.unmet(inspected["Config"].get("Labels") or {}))
-    raise _outside("image", f"the image's labels do not meet {unmet}")
+    raise image_outside(scope, inspected["Config"].get("Labels"))
