@@ -224,3 +224,16 @@ async def until(check: Callable[[], bool], what: str, seconds: float = 5.0) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {seconds} s: {what}")
         await asyncio.sleep(0.05)
+
+
+# Healthchecks that pass, or fail, at once and run every 200 ms: their exec events come within a test.
+HEALTHY = {"Test": ["CMD", "true"], "Interval": 200_000_000, "StartPeriod": 0, "Retries": 1}
+FAILING = {"Test": ["CMD", "false"], "Interval": 200_000_000, "StartPeriod": 0, "Retries": 1}
+
+
+async def until_health(docker: aiodocker.Docker, container_id: str, wanted: str) -> None:
+    for _ in range(100):
+        if (await docker.containers.container(container_id).show())["State"]["Health"]["Status"] == wanted:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{container_id[:12]} never became {wanted}")

@@ -117,7 +117,8 @@ def test_every_operation_documents_its_path_variables(document: dict[str, Any]) 
 def test_query_parameters_and_bodies_come_from_the_request_schemas(document: dict[str, Any]) -> None:
     ops = operations(document)
     listing = {p["name"]: p for p in ops["GET", "/api/v1/containers"]["parameters"]}
-    assert set(listing) == {"status", "name", "label", "limit", "offset"}
+    assert set(listing) == {"status", "health", "name", "label", "limit", "offset"}
+    assert set(listing["health"]["schema"]["enum"]) == {"healthy", "unhealthy", "starting", "none"}
     assert listing["limit"]["schema"] == {"type": "integer", "default": 100, "minimum": 1, "maximum": 1000}
     assert listing["label"]["schema"]["type"] == "array"  # repeatable
     assert "running" in listing["status"]["schema"]["enum"]

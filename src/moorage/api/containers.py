@@ -55,7 +55,8 @@ routes = web.RouteTableDef()
 )
 async def list_containers(request: web.Request) -> web.Response:
     query = load_query(request, ContainerListQuery)
-    params = {"all": "1", "filters": engine_filters(with_scope_labels(request, query), "status", "name", "label")}
+    filters = engine_filters(with_scope_labels(request, query), "status", "health", "name", "label")
+    params = {"all": "1", "filters": filters}
     found = listed_containers(request, await engine_json(docker(request), "containers/json", params))
     found.sort(key=lambda c: c["Created"], reverse=True)
     show = for_caller(request)

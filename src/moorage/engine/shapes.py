@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+# The engine's list item tells a container's health and last exit only in its `Status` text (API 1.52 adds a
+# `Health` object): "Up 5 minutes (healthy)", "Up 2 seconds (health: starting)", "Exited (137) 3 seconds ago".
+_LISTED_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)$")
+_LISTED_EXIT = re.compile(r"(?:Exited|Restarting) \((-?[0-9]+)\)")
 
 
 def listed_name(c: Any) -> str:
@@ -12,6 +18,20 @@ def listed_name(c: Any) -> str:
     (`/app/db`) may come first."""
     names = [str(name) for name in c["Names"] or ["/"]]
     return next((name for name in names if name.count("/") == 1), names[0]).lstrip("/")
+
+
+def listed_health(c: Mapping[str, Any]) -> str | None:
+    """healthy, unhealthy or starting, as `docker ps --filter health=` names them; None without a healthcheck."""
+    if health := (c.get("Health") or {}).get("Status"):
+        return None if health == "none" else str(health)
+    found = _LISTED_HEALTH.search(c["Status"]) if c["Status"].endswith(")") else None
+    return None if found is None else found[1].removeprefix("health: ")
+
+
+def listed_exit_code(c: Mapping[str, Any]) -> int | None:
+    """The exit code of an exited container, or of the last run of a restarting one; None otherwise."""
+    found = _LISTED_EXIT.match(c["Status"])
+    return None if found is None else int(found[1])
 
 
 def inspected_name(inspected: Mapping[str, Any]) -> str:

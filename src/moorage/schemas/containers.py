@@ -14,13 +14,14 @@ from marshmallow import Schema, fields, validate
 
 from moorage.containers.bindwatch import PolicyStops
 from moorage.containers.ownership import POLICY_LABEL
-from moorage.engine.shapes import inspected_name, listed_name, restart_policy
+from moorage.engine.shapes import inspected_name, listed_exit_code, listed_health, listed_name, restart_policy
 from moorage.schemas.common import PageQuery, StrictSchema, docker_time
 from moorage.schemas.fields import WHITESPACE, matches
 
 # The first character of a label filter: not "=" and not whitespace.
 _LABEL_START = f"[^={WHITESPACE}]"
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+HEALTHS = ("starting", "healthy", "unhealthy")
 # Docker's rule for container names; ids are hex, so one pattern admits both references. Unanchored:
 # use it with `fields.matches`, which matches the whole string.
 CONTAINER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
@@ -34,6 +35,9 @@ PortMap = dict[str, list[dict[str, Any]]]
 
 class ContainerListQuery(PageQuery):
     status = fields.String(validate=validate.OneOf(STATUSES))
+    health = fields.String(
+        validate=validate.OneOf((*HEALTHS, "none")), metadata={"description": "none: no healthcheck"}
+    )
     name = fields.String(validate=matches(r"[a-zA-Z0-9_.-]{1,128}", "letters, digits, _ . - only (a part of a name)"))
     label = fields.List(fields.String(validate=LABEL_FILTER))
 
@@ -117,6 +121,8 @@ def summary(c: Mapping[str, Any]) -> dict[str, Any]:
         "name": listed_name(c),
         "status": c["State"],
         "status_text": c["Status"],
+        "health": listed_health(c),
+        "exit_code": listed_exit_code(c),
         "image": c["Image"],
         "image_id": c["ImageID"],
         "created_at": docker_time(c["Created"]),
@@ -186,12 +192,14 @@ def detail(c: Mapping[str, Any], stops: PolicyStops | None) -> dict[str, Any]:
     }
 
 
-def _labels_without_secrets(labels: Mapping[str, str], secret_labels: Sequence[str]) -> dict[str, str | None] | None:
+def _labels_without_secrets(
+    labels: Mapping[str, str] | None, secret_labels: Sequence[str]
+) -> dict[str, str | None] | None:
     """The labels with the values of those `secret_labels` names (names or globs) null; None when none is secret."""
-    secret = {name for name in labels if any(fnmatch.fnmatchcase(name, pattern) for pattern in secret_labels)}
+    secret = {name for name in labels or () if any(fnmatch.fnmatchcase(name, pattern) for pattern in secret_labels)}
     if not secret:
         return None
-    return {name: None if name in secret else value for name, value in labels.items()}
+    return {name: None if name in secret else value for name, value in (labels or {}).items()}
 
 
 def without_secrets(item: Mapping[str, Any], secret_labels: Sequence[str]) -> dict[str, Any]:
@@ -237,7 +245,7 @@ def _port_map(**kwargs: Any) -> fields.Dict:
 
 
 # What an answer withheld from a key that may not read secrets.
-_REDACTED = fields.List(
+REDACTED = fields.List(
     fields.String(validate=validate.OneOf(("environment", "labels"))),
     required=True,
     metadata={"description": "what was withheld: environment values, secret labels' values"},
@@ -251,6 +259,15 @@ class ContainerSummarySchema(Schema):
     name = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     status_text = fields.String(required=True, metadata={"description": "as `docker ps` shows it: Up 5 minutes"})
+    health = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf(HEALTHS),
+        metadata={"description": "null: no healthcheck"},
+    )
+    exit_code = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "an exited or restarting container's last exit code"}
+    )
     image = fields.String(required=True)
     image_id = fields.String(required=True)
     created_at = fields.DateTime(required=True, allow_none=True)
@@ -261,7 +278,7 @@ class ContainerSummarySchema(Schema):
         required=True,
         metadata={"description": "null: a secret label's value, withheld (see redacted)"},
     )
-    redacted = _REDACTED
+    redacted = REDACTED
 
 
 class MountSchema(Schema):
@@ -362,4 +379,4 @@ class ContainerDetailSchema(Schema):
             "policy, dockerd's restart) with a bind that no longer passed the policy; null otherwise"
         },
     )
-    redacted = _REDACTED
+    redacted = REDACTED
