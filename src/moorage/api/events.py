@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
-from moorage.schemas.events import EventSchema, HeartbeatSchema, StreamEndSchema
+from moorage.engine.filters import engine_filters
+from moorage.schemas.events import EventSchema, HeartbeatSchema, StreamEndSchema, event_item
 from moorage.schemas.logs import EventQuery, engine_window
 from moorage.settings import Permission
 from moorage.web.eventscope import EventScope
@@ -19,10 +21,10 @@ from moorage.web.requests import load_query
 from moorage.web.responses import NDJSON, Ndjson, ndjson_line, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import scope_of
+from moorage.web.secrets import Shown, for_caller
 from moorage.web.state import docker, stream_slot, streams
 
 routes = web.RouteTableDef()
-_EVENT = EventSchema()
 
 
 @routes.get(f"{API_PREFIX}/events")
@@ -39,7 +41,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     and a last `{"end": reason}` line (done, shutdown, engine_gone)."""
     query = load_query(request, EventQuery)
     params = engine_window(query)
-    params["filters"] = json.dumps({"type": query.get("type") or ["container", "image"]})
+    asked = {"type": query.get("type") or ["container", "image"], "event": query.get("action")}
+    params["filters"] = engine_filters({**query, **asked}, "type", "container", "label", "event")
     gate = streams(request)
     with stream_slot(request, NDJSON):
         async with gate.request("GET", "/events", params) as engine:
@@ -50,12 +53,41 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                     return {"end": "done"}
                 return {"end": "engine_gone", "message": str(failure or "the engine ended the event stream")}
 
-            lines = event_lines(engine, EventScope(scope_of(request), docker(request)))
+            wanted = EventFilter(
+                frozenset(query.get("action") or ()), query["exclude_exec"], tuple(query.get("container") or ())
+            )
+            lines = event_lines(engine, wanted, EventScope(scope_of(request), docker(request)), for_caller(request))
             return await serve_stream(request, gate, NDJSON, lines, Ndjson(ending))
 
 
-async def event_lines(engine: aiohttp.ClientResponse, seen: EventScope) -> AsyncIterator[bytes]:
-    """The engine's events the caller may see, in our shape."""
+@dataclass(frozen=True)
+class EventFilter:
+    """What the engine's filters cannot say: an action as moorage names it (the engine's `event` filter matches
+    `health_status` only loosely), no exec events, and a container by its whole name (the engine's filter takes
+    any name it begins, `web` for `web-db`) or a prefix of its id."""
+
+    actions: frozenset[str]
+    exclude_exec: bool
+    containers: tuple[str, ...]
+
+    def admits(self, item: Mapping[str, Any]) -> bool:
+        action = item["action"]
+        if self.exclude_exec and action.startswith("exec_"):
+            return False
+        if self.containers and not any(
+            item["name"] == ref or (item["id"] or "").startswith(ref) for ref in self.containers
+        ):
+            return False
+        return not self.actions or action in self.actions
+
+
+async def event_lines(
+    engine: aiohttp.ClientResponse, wanted: EventFilter, seen: EventScope, show: Shown
+) -> AsyncIterator[bytes]:
+    """The engine's events the caller asked for and may see, in our shape, secret labels withheld."""
     async for line in engine.content:
-        if line.strip() and await seen.admits(event := json.loads(line)):
-            yield ndjson_line(_EVENT.dump(event))
+        if not line.strip():
+            continue
+        event = orjson.loads(line)
+        if wanted.admits(item := event_item(event)) and await seen.admits(event):
+            yield ndjson_line(show(item))

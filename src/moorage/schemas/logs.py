@@ -12,7 +12,8 @@ from marshmallow import Schema, ValidationError, fields, missing, post_load, val
 
 from moorage.engine.frames import CutLogLine
 from moorage.schemas.common import StrictSchema
-from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, valid_text
+from moorage.schemas.containers import CONTAINER_NAME, LABEL_FILTER
+from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, matches, valid_text
 
 FORMATS = ("json", "text", "ndjson")
 _UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
@@ -105,7 +106,28 @@ class LogQuery(TimeWindow):
 
 
 class EventQuery(TimeWindow):
+    """`docker events --filter`'s filters, and whether healthchecks' exec events are left out (they are, unless
+    asked for: a healthcheck every few seconds floods the stream)."""
+
     type = fields.List(fields.String(validate=validate.OneOf(("container", "image", "volume", "network"))))
+    container = fields.List(
+        fields.String(validate=matches(CONTAINER_NAME, "not a container id or name")),
+        metadata={"description": "a name or id; only that container's events"},
+    )
+    label = fields.List(fields.String(validate=LABEL_FILTER), metadata={"description": "KEY or KEY=VALUE"})
+    action = fields.List(
+        fields.String(validate=matches(r"[a-z_]{1,64}", "an action, such as die or health_status")),
+        metadata={"description": "as events name it, without what follows a colon: health_status, exec_start"},
+    )
+    exclude_exec = fields.Boolean(
+        metadata={"description": "leave out exec_* events; default true, false when `action` names one"}
+    )
+
+    @post_load
+    def exec_default(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if "exclude_exec" not in data:
+            data["exclude_exec"] = not any(action.startswith("exec_") for action in data.get("action", ()))
+        return data
 
 
 class CutMark(fields.Boolean):
