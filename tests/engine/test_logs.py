@@ -190,6 +190,14 @@ async def test_follow_in_ndjson(client: TestClient, make_container: MakeContaine
         ("stdout=false&stderr=false", "stdout"),
         ("timestamps=perhaps", "timestamps"),
         ("lines=5", "lines"),
+        ("grep=(unclosed", "grep"),
+        ("grep=a(?=b)", "grep"),  # lookahead: not RE2's
+        ("grep=", "grep"),
+        ("grep_invert=true", "grep_invert"),
+        ("grep_ignore_case=true", "grep_ignore_case"),
+        ("count=true&follow=true", "count"),
+        ("count=true&format=text", "count"),
+        ("count=maybe", "count"),
     ],
 )
 async def test_bad_parameters_are_a_400_naming_them(

@@ -11,6 +11,7 @@ from aiohttp import web
 from moorage.api.paths import API_PREFIX
 from moorage.engine.errors import ENGINE_STREAM_ERRORS
 from moorage.engine.frames import LogLine, first_line, fitting, split_lines, whole_lines
+from moorage.engine.grep import LineGrep, grepped
 from moorage.engine.streams import batched
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
@@ -52,7 +53,7 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
     tag="logs",
     path=ContainerRef,
     query=LogQuery,
-    data=shape(items=listing(LogLineSchema), truncated="boolean"),
+    data=any_of(shape(items=listing(LogLineSchema), truncated="boolean"), shape(count="integer")),
     raw={"text/plain": {"type": "string"}, NDJSON: any_of(LogLineSchema, HeartbeatSchema, StreamEndSchema)},
     errors=(404, *STREAM),
 )
@@ -70,9 +71,31 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
         async with gate.request("GET", f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
             tty = inspected["Config"]["Tty"]
             runs = whole_lines(batched(engine.content), tty, stamped(query), limits.max_line_bytes)
+            if "grep" in query:
+                runs = grepped(runs, log_grep(query, tty))
+            if query["count"]:
+                return ok({"count": await counted(runs)})
             if query["format"] == "json":
                 return ok(await first_lines(runs, limits))
             return await stream_lines(request, runs, query, inspected["Id"])
+
+
+def log_grep(query: dict[str, Any], tty: bool) -> LineGrep:
+    return LineGrep.of(
+        query["grep"],
+        ignore_case=query["grep_ignore_case"],
+        invert=query["grep_invert"],
+        stamped=stamped(query),
+        tty=tty,
+    )
+
+
+async def counted(runs: AsyncIterator[tuple[int, bytes]]) -> int:
+    """How many lines: the whole log's (or its window's), read to its end and never held."""
+    total = 0
+    async for _, run in runs:
+        total += run.count(b"\n")
+    return total
 
 
 async def first_lines(runs: AsyncIterator[tuple[int, bytes]], limits: LogsSettings) -> dict[str, Any]:

@@ -11,11 +11,13 @@ from typing import Any, ClassVar
 from marshmallow import Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from moorage.engine.frames import CutLogLine
+from moorage.engine.grep import LineGrep, PatternError
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.containers import CONTAINER_NAME, LABEL_FILTER
 from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, matches, valid_text
 
 FORMATS = ("json", "text", "ndjson")
+MAX_PATTERN = 4096
 _UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _LAST_SECOND = Decimal(2**63 - 1) / 10**9
 _MOMENT_RULE = 'RFC 3339 with a zone, Unix seconds, or a duration back from now such as "10m"'
@@ -85,6 +87,13 @@ class TimeWindow(StrictSchema):
             raise ValidationError("must not be before since", "until")
 
 
+def _pattern(value: str) -> None:
+    try:
+        LineGrep.of(value, ignore_case=False, invert=False, stamped=False, tty=False)
+    except PatternError as err:
+        raise ValidationError(f"not a regular expression RE2 takes: {err}") from None
+
+
 class LogQuery(TimeWindow):
     tail = Tail(load_default="all")
     timestamps = fields.Boolean(load_default=False)
@@ -92,6 +101,13 @@ class LogQuery(TimeWindow):
     stderr = fields.Boolean(load_default=True)
     follow = fields.Boolean(load_default=False)
     format = fields.String(validate=validate.OneOf(FORMATS))
+    grep = fields.String(
+        validate=[validate.Length(min=1, max=MAX_PATTERN), _pattern],
+        metadata={"description": "only the lines this regular expression (RE2's syntax) finds a match in"},
+    )
+    grep_ignore_case = fields.Boolean(load_default=False)
+    grep_invert = fields.Boolean(load_default=False, metadata={"description": "the lines grep does not match"})
+    count = fields.Boolean(load_default=False, metadata={"description": "only how many lines: data = {count}"})
 
     @validates_schema
     def coherent(self, data: dict[str, Any], **_: Any) -> None:
@@ -99,6 +115,11 @@ class LogQuery(TimeWindow):
             raise ValidationError("at least one of stdout and stderr must be true", "stdout")
         if data["follow"] and data.get("format") == "json":
             raise ValidationError("a followed log is a stream: use text or ndjson", "format")
+        if data["count"] and (data["follow"] or data.get("format", "json") != "json"):
+            raise ValidationError("a count is a JSON answer of a log that ends: no follow, no format", "count")
+        for flag in ("grep_ignore_case", "grep_invert"):
+            if data[flag] and "grep" not in data:
+                raise ValidationError("only with grep", flag)
 
     @post_load
     def default_format(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
