@@ -18,6 +18,14 @@ def rfc3339(moment: datetime | float | None = None, *, milliseconds: bool = Fals
     return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
+def compact(moment: datetime | float) -> str:
+    """`moment` to the second in UTC with no separators (`20261204T100000Z`): for file names, which a colon breaks
+    on some systems."""
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(float(moment), UTC)
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 def age_seconds(moment: float) -> float:
     """Seconds since `moment` (Unix seconds), to the millisecond; never below 0 when the clock stepped back."""
     return round(max(0.0, time.time() - moment), 3)

@@ -198,6 +198,11 @@ async def test_follow_in_ndjson(client: TestClient, make_container: MakeContaine
         ("count=true&follow=true", "count"),
         ("count=true&format=text", "count"),
         ("count=maybe", "count"),
+        ("parse=yaml", "parse.0"),
+        ("parse=json&format=text", "parse"),
+        ("download=perhaps", "download"),
+        ("download=true&follow=true", "download"),
+        ("download=true&format=json", "download"),
     ],
 )
 async def test_bad_parameters_are_a_400_naming_them(

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moorage.engine.frames import CUT_MARK, CutLine
-from moorage.engine.grep import LineGrep, PatternError
+from moorage.logs.grep import LineGrep, PatternError
 
 STAMP = "2026-12-02T10:00:00.123456789Z"
 # Pieces of patterns RE2 and Python's re (ASCII) read alike: anchors, classes, alternation, repeats, boundaries.

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from moorage.engine.streams import EngineStreams
 from moorage.settings import DockerSettings
+from moorage.web.compression import gzipped_if_accepted
 from moorage.web.responses import NDJSON, SHUTDOWN, UNTOLD, Ndjson, ndjson_line, serve_stream
 
 
@@ -83,6 +84,32 @@ async def test_a_download_that_fails_short_of_its_length_is_cut(aiohttp_client: 
     async with client.get("/file") as resp:
         assert resp.status == 200 and resp.headers["Content-Length"] == "200"
         # Not cut, the client would wait for the rest until its timeout: this bound only keeps the test from hanging.
+        async with asyncio.timeout(10):
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
+
+
+@pytest.mark.parametrize("gzip", [False, True], ids=["plain", "gzip"])
+async def test_a_chunked_download_that_fails_is_cut_not_ended(
+    aiohttp_client: Any, gate: EngineStreams, gzip: bool
+) -> None:
+    """A log download has no length to fall short of: ending its chunked body cleanly would pass half a log off
+    as the whole, gzipped or not."""
+
+    async def half() -> AsyncIterator[bytes]:
+        yield b"line\n" * 1000
+        raise ValueError("the engine closed the log stream")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body, headers = gzipped_if_accepted(request, half(), {"Content-Disposition": "attachment"})
+        return await serve_stream(request, gate, "text/plain", body, headers=headers, whole=True)
+
+    app = web.Application()
+    app.router.add_get("/file", handler)
+    client = await aiohttp_client(app)
+    async with client.get("/file", headers={"Accept-Encoding": "gzip" if gzip else "identity"}) as resp:
+        assert resp.status == 200 and "Content-Length" not in resp.headers
+        assert resp.headers.get("Content-Encoding") == ("gzip" if gzip else None)
         async with asyncio.timeout(10):
             with pytest.raises(aiohttp.ClientPayloadError):
                 await resp.read()

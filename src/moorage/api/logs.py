@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from aiodocker.exceptions import DockerError
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from moorage.api.paths import API_PREFIX
 from moorage.engine.errors import ENGINE_STREAM_ERRORS
 from moorage.engine.frames import LogLine, first_line, fitting, split_lines, whole_lines
-from moorage.engine.grep import LineGrep, grepped
 from moorage.engine.streams import batched
+from moorage.logs.fields import LineFields
+from moorage.logs.grep import LineGrep, grepped
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
 from moorage.schemas.logs import LogLineSchema, LogQuery, engine_window
 from moorage.settings import LogsSettings, Permission
+from moorage.timestamps import compact
+from moorage.web.compression import gzipped_if_accepted
 from moorage.web.operations import STREAM, any_of, documented, listing, shape
 from moorage.web.requests import load_query
 from moorage.web.responses import JSON, NDJSON, Ndjson, ndjson_line, ok, serve_stream
@@ -76,8 +81,13 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
             if query["count"]:
                 return ok({"count": await counted(runs)})
             if query["format"] == "json":
-                return ok(await first_lines(runs, limits))
-            return await stream_lines(request, runs, query, inspected["Id"])
+                return ok(await first_lines(runs, limits, line_fields(query)))
+            return await stream_lines(request, runs, query, inspected)
+
+
+def line_fields(query: dict[str, Any]) -> LineFields:
+    asked = query.get("parse", ())
+    return LineFields(json="json" in asked, level="level" in asked)
 
 
 def log_grep(query: dict[str, Any], tty: bool) -> LineGrep:
@@ -98,7 +108,9 @@ async def counted(runs: AsyncIterator[tuple[int, bytes]]) -> int:
     return total
 
 
-async def first_lines(runs: AsyncIterator[tuple[int, bytes]], limits: LogsSettings) -> dict[str, Any]:
+async def first_lines(
+    runs: AsyncIterator[tuple[int, bytes]], limits: LogsSettings, parsed: LineFields
+) -> dict[str, Any]:
     """Up to max_lines lines and max_page_bytes bytes of them (as the engine sent them, stamps included; at
     least one line), oldest first; reading stops there, and `truncated` says the log went on."""
     items: list[LogLine] = []
@@ -110,35 +122,56 @@ async def first_lines(runs: AsyncIterator[tuple[int, bytes]], limits: LogsSettin
         items.extend(split_lines(stream, kept, timestamps=True))
         room -= len(kept)
         if len(items) > limits.max_lines or len(kept) < len(run):
-            return {"items": _LINE.dump(items[: limits.max_lines], many=True), "truncated": True}
-    return {"items": _LINE.dump(items, many=True), "truncated": False}
+            return {"items": dumped(items[: limits.max_lines], parsed), "truncated": True}
+    return {"items": dumped(items, parsed), "truncated": False}
+
+
+def dumped(lines: list[LogLine], parsed: LineFields) -> list[dict[str, Any]]:
+    """The lines as items, with the fields asked of them."""
+    items = _LINE.dump(lines, many=True)
+    return [parsed.added(item) for item in items] if parsed else items
 
 
 async def stream_lines(
-    request: web.Request, runs: AsyncIterator[tuple[int, bytes]], query: dict[str, Any], container_id: str
+    request: web.Request, runs: AsyncIterator[tuple[int, bytes]], query: dict[str, Any], inspected: dict[str, Any]
 ) -> web.StreamResponse:
     """Each run of lines is written as it arrives; `write` waits for a slow client, so memory stays flat.
-    NDJSON ends with a line saying why (the container stopped, the log is complete, the engine broke it)."""
+    NDJSON ends with a line saying why (the container stopped, the log is complete, the engine broke it).
+    A download is the file alone: no heartbeats, no last line, and cut if it fails, so a short file is not
+    taken for the whole."""
     fmt = query["format"]
+    body = write_runs(runs, fmt, line_fields(query))
+    if query["download"]:
+        attachment = {hdrs.CONTENT_DISPOSITION: f'attachment; filename="{download_name(inspected, query)}"'}
+        body, headers = gzipped_if_accepted(request, body, attachment)
+        return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], body, headers=headers, whole=True)
     ndjson = None
     if fmt == "ndjson":
 
         async def ending(failure: Exception | None) -> dict[str, Any]:
-            return await log_ended(request, container_id, query, failure)
+            return await log_ended(request, inspected["Id"], query, failure)
 
         ndjson = Ndjson(ending)
-    return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], write_runs(runs, fmt), ndjson)
+    return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], body, ndjson)
 
 
-async def write_runs(runs: AsyncIterator[tuple[int, bytes]], fmt: str) -> AsyncIterator[bytes]:
+def download_name(inspected: dict[str, Any], query: dict[str, Any]) -> str:
+    """`<name>-<since>-<until>.log` (`.ndjson`): the window the file holds, from the container's creation to now
+    when the query leaves either end open."""
+    since = compact(query["since"]) if "since" in query else compact(datetime.fromisoformat(inspected["Created"]))
+    until = compact(query.get("until", time.time()))
+    suffix = "ndjson" if query["format"] == "ndjson" else "log"
+    return f"{inspected['Name'].lstrip('/')}-{since}-{until}.{suffix}"
+
+
+async def write_runs(runs: AsyncIterator[tuple[int, bytes]], fmt: str, parsed: LineFields) -> AsyncIterator[bytes]:
     """Each run of lines as the bytes the client is sent, in the stream's format."""
     for_text = fmt == "text"
     async for stream, run in runs:
         if for_text:
             yield run.decode("utf-8", "replace").encode()
         else:
-            lines = split_lines(stream, run, timestamps=True)
-            yield b"".join(ndjson_line(_LINE.dump(line)) for line in lines)
+            yield b"".join(ndjson_line(item) for item in dumped(split_lines(stream, run, timestamps=True), parsed))
 
 
 async def log_ended(

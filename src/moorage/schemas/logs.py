@@ -11,12 +11,14 @@ from typing import Any, ClassVar
 from marshmallow import Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from moorage.engine.frames import CutLogLine
-from moorage.engine.grep import LineGrep, PatternError
+from moorage.logs.fields import LEVELS
+from moorage.logs.grep import LineGrep, PatternError
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.containers import CONTAINER_NAME, LABEL_FILTER
 from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, matches, valid_text
 
 FORMATS = ("json", "text", "ndjson")
+PARSED = ("json", "level")
 MAX_PATTERN = 4096
 _UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _LAST_SECOND = Decimal(2**63 - 1) / 10**9
@@ -108,22 +110,40 @@ class LogQuery(TimeWindow):
     grep_ignore_case = fields.Boolean(load_default=False)
     grep_invert = fields.Boolean(load_default=False, metadata={"description": "the lines grep does not match"})
     count = fields.Boolean(load_default=False, metadata={"description": "only how many lines: data = {count}"})
+    parse = fields.List(
+        fields.String(validate=validate.OneOf(PARSED)),
+        metadata={"description": "fields read from each line: json (its object, or null), level (or null)"},
+    )
+    download = fields.Boolean(
+        load_default=False,
+        metadata={"description": "a file (text, or ndjson): Content-Disposition, gzip when accepted; never followed"},
+    )
 
     @validates_schema
     def coherent(self, data: dict[str, Any], **_: Any) -> None:
+        fmt = data.get("format") or _default_format(data)
         if not (data["stdout"] or data["stderr"]):
             raise ValidationError("at least one of stdout and stderr must be true", "stdout")
-        if data["follow"] and data.get("format") == "json":
+        if data["follow"] and fmt == "json":
             raise ValidationError("a followed log is a stream: use text or ndjson", "format")
-        if data["count"] and (data["follow"] or data.get("format", "json") != "json"):
+        if data["count"] and (data["follow"] or fmt != "json"):
             raise ValidationError("a count is a JSON answer of a log that ends: no follow, no format", "count")
+        if data["download"] and (data["follow"] or fmt not in ("text", "ndjson")):
+            raise ValidationError("a download is a text or ndjson file of a log that ends: no follow", "download")
+        if data.get("parse") and fmt == "text":
+            raise ValidationError("text lines have no fields: use json or ndjson", "parse")
         for flag in ("grep_ignore_case", "grep_invert"):
             if data[flag] and "grep" not in data:
                 raise ValidationError("only with grep", flag)
 
     @post_load
     def default_format(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        return {"format": "text" if data["follow"] else "json", **data}
+        return {"format": _default_format(data), **data}
+
+
+def _default_format(data: dict[str, Any]) -> str:
+    """Text for a followed log and a download (`docker logs -f`, a .log file), else the JSON page."""
+    return "text" if data["follow"] or data["download"] else "json"
 
 
 class EventQuery(TimeWindow):
@@ -165,6 +185,12 @@ class LogLineSchema(Schema):
     timestamp = fields.String(allow_none=True)
     line = fields.String()
     cut = CutMark(metadata={"description": "present, and true, on a line cut at [logs] max_line_bytes"})
+    json = fields.Dict(allow_none=True, metadata={"description": "parse=json: the line's object; null if not one"})
+    level = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(LEVELS),
+        metadata={"description": "parse=level: the level the line names in a common form, or null"},
+    )
 
 
 def engine_window(query: dict[str, Any]) -> dict[str, str]:

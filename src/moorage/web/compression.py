@@ -1,4 +1,5 @@
-"""gzip of JSON answers for clients that accept it; streams never (they are written as they come).
+"""gzip of JSON answers for clients that accept it, and of downloads; other streams never (they are written as they
+come, and a gzip stream holds bytes back until it has enough to pack).
 
 aiohttp's own `enable_compression` always uses zlib's default level, four times the CPU of level 1 for a
 tenth fewer bytes on a large list, and reads Accept-Encoding without its q-values (`gzip;q=0` would get gzip).
@@ -7,7 +8,9 @@ tenth fewer bytes on a large list, and reads Accept-Encoding without its q-value
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -63,3 +66,23 @@ def _qvalue(text: str) -> float:
         return float(text)
     except ValueError:
         return 0.0
+
+
+def gzipped_if_accepted(
+    request: web.Request, chunks: AsyncIterator[bytes], headers: Mapping[str, str]
+) -> tuple[AsyncIterator[bytes], dict[str, str]]:
+    """A download's body and headers: gzipped as it is written when the client accepts gzip. A file of any size
+    is packed a chunk at a time, so memory stays flat."""
+    varied = {**headers, hdrs.VARY: hdrs.ACCEPT_ENCODING}
+    if not accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, "")):
+        return chunks, varied
+    return _gzipped(chunks), {**varied, hdrs.CONTENT_ENCODING: "gzip"}
+
+
+async def _gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    packer = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            if packed := packer.compress(chunk):
+                yield packed
+    yield packer.flush()

@@ -167,13 +167,15 @@ async def serve_stream(
     body: AsyncIterator[bytes],
     ndjson: Ndjson | None = None,
     headers: Mapping[str, str] | None = None,
+    whole: bool = False,
 ) -> web.StreamResponse:
     """The skeleton of every stream: headers out (`headers` beside the stream's own), `body` written as it
     comes, and an end the client can read. An NDJSON stream also gets a heartbeat line whenever it was quiet
     for [server] heartbeat_seconds (a proxy's read timeout would cut it otherwise), and a last line saying why
     it ended: the source's end, a failure (after the headers nothing may reach the error middleware), or
-    moorage's shutdown. A body of a given Content-Length that fails before its end is cut (the connection
-    closed), so that the client cannot take a short body for the whole. A client that left is not written to."""
+    moorage's shutdown. A body of a given Content-Length, or one that must come `whole` (a download), that fails
+    before its end is cut (the connection closed), so that the client cannot take a short body for the whole.
+    A client that left is not written to."""
     response = stream_response(content_type, headers)
     await response.prepare(request)
     try:
@@ -182,7 +184,7 @@ async def serve_stream(
             if failure is not None and not isinstance(failure, ApiError):
                 engine = isinstance(failure, ENGINE_STREAM_ERRORS)
                 _LOGGER.warning("stream of %s ended by a failure: %s", cut(request.path), failure, exc_info=not engine)
-            if failure is not None and response.content_length is not None:
+            if failure is not None and (whole or response.content_length is not None):
                 request.protocol.force_close()
                 return response
             await response.write_eof(await _last_line(request, streams, ndjson, failure) if ndjson else b"")
