@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from ..helpers import MakeContainer, finished, inspected
 
 LINES = 20_000
-SCRIPT = f"i=0; while [ $i -lt {LINES} ]; do echo \"line $i of the log\"; i=$((i+1)); done"
+SCRIPT = f'i=0; while [ $i -lt {LINES} ]; do echo "line $i of the log"; i=$((i+1)); done'
 COMPACT = r"[0-9]{8}T[0-9]{6}Z"
 
 
@@ -55,7 +55,8 @@ async def test_a_download_is_the_whole_log_named_for_its_window_gzipped_when_acc
     name = details["Name"].lstrip("/")
     disposition = header(head, "Content-Disposition")
     assert disposition is not None
-    assert re.fullmatch(rf'attachment; filename="{re.escape(name)}-{compact(details["Created"])}-{COMPACT}\.log"', disposition)
+    named = rf'attachment; filename="{re.escape(name)}-{compact(details["Created"])}-{COMPACT}\.log"'
+    assert re.fullmatch(named, disposition)
     head, body = await curl(client, api_key, path, tmp_path)
     assert header(head, "Content-Encoding") is None
     assert body == docker_logs(container)
