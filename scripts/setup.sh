@@ -4,7 +4,7 @@
 # holding the test image (busybox-static, `docker import`ed: nothing is pulled from the internet),
 # a second registry with basic auth on 127.0.0.1:5001 holding it too (user moorage-test, password
 # in $WORK/auth-registry/password), the project's virtualenv in .venv, and the tools the tests run besides
-# Python (redocly's OpenAPI linter, in .venv/node).
+# Python (redocly's OpenAPI linter, and playwright-core to drive Debian's Chromium, in .venv/node).
 #
 #   scripts/setup.sh            everything
 #   scripts/setup.sh engine     packages, engine, registries, image and the tools (what the engine tests call)
@@ -20,10 +20,15 @@ AUTH_REGISTRY=127.0.0.1:5001
 AUTH_USER=moorage-test
 TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
 # systemd: systemd-analyze, to check the unit; python3-seccomp: its sandbox, rebuilt where systemd is not PID 1;
-# nginx: the proxy that tests/engine/test_proxy_streams.py runs in front of moorage (started by the test, not as a service).
-APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk nginx)
+# nginx: the proxy that tests/engine/test_proxy_streams.py runs in front of moorage (started by the test, not as a service);
+# chromium: the headless browser of tests/browser.py (Debian's build: nothing may download one of its own).
+APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk nginx chromium)
 # The OpenAPI linter that tests/test_openapi_contract.py runs (redocly's recommended rules), from npm.
 REDOCLY_VERSION=2.77.0
+# What drives that chromium (tests/browser.py): only the driver, no browser download. Playwright speaks the
+# DevTools protocol of the Chromium it bundles, so this is the release whose Chromium has the major that Debian
+# ships (`chromium --version`: 156 in bookworm-security; 1.64 bundles 156): raise both together.
+PLAYWRIGHT_VERSION=1.64.1
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -147,16 +152,23 @@ venv() {
 }
 
 tools() {
-    local prefix=$ROOT/.venv/node
-    [ "$("$prefix/node_modules/.bin/redocly" --version 2>/dev/null)" = "$REDOCLY_VERSION" ] && return
+    local prefix=$ROOT/.venv/node wanted=()
+    [ "$("$prefix/node_modules/.bin/redocly" --version 2>/dev/null)" = "$REDOCLY_VERSION" ] ||
+        wanted+=("@redocly/cli@$REDOCLY_VERSION")
+    # Its package.json, not its CLI: node reads it in a few milliseconds, where the CLI loads the whole driver.
+    [ "$(node -p "require('$prefix/node_modules/playwright-core/package.json').version" 2>/dev/null)" = \
+        "$PLAYWRIGHT_VERSION" ] || wanted+=("playwright-core@$PLAYWRIGHT_VERSION")
+    ((${#wanted[@]} == 0)) && return
     if ! command -v npm >/dev/null; then
         log "installing nodejs and npm"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
     fi
-    log "installing @redocly/cli $REDOCLY_VERSION into $prefix"
-    npm install --prefix "$prefix" --no-audit --no-fund --silent "@redocly/cli@$REDOCLY_VERSION" >/dev/null
+    log "installing ${wanted[*]} into $prefix"
+    # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: playwright-core downloads nothing today; should a release start to, it must
+    # not (the network has none to give), and the tests launch /usr/bin/chromium anyway.
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$prefix" --no-audit --no-fund --silent "${wanted[@]}" >/dev/null
 }
 
 case "${1:-all}" in

@@ -26,6 +26,19 @@ def compact(moment: datetime | float) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def rfc3339_ns(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time in UTC with up to nine digits of fraction, as the engine
+    stamps log lines (RFC3339Nano, trailing zeros dropped); a datetime would keep only six. ValueError if not."""
+    whole, dot, rest = text.partition(".")
+    fraction = rest.removesuffix("Z") if dot else ""
+    if dot and not (rest.endswith("Z") and fraction.isdigit() and len(fraction) <= 9):
+        raise ValueError(f"not an RFC 3339 time in UTC: {text!r}")
+    moment = datetime.fromisoformat(whole + ("Z" if dot else ""))
+    if moment.tzinfo is None or moment.utcoffset():
+        raise ValueError(f"not an RFC 3339 time in UTC: {text!r}")
+    return int(moment.timestamp()) * 10**9 + int(fraction.ljust(9, "0"))
+
+
 def age_seconds(moment: float) -> float:
     """Seconds since `moment` (Unix seconds), to the millisecond; never below 0 when the clock stepped back."""
     return round(max(0.0, time.time() - moment), 3)

@@ -112,9 +112,34 @@ async def test_a_key_that_may_not_read_secrets_gets_secret_labels_null(
         ("container=../x", "container.0"),
         ("label==x", "label.0"),
         ("exclude_exec=maybe", "exclude_exec"),
+        ("format=json", "format"),
     ],
 )
 async def test_bad_event_filters_are_a_400_naming_them(client: TestClient, query: str, field: str) -> None:
     resp = await client.get(f"/api/v1/events?{query}", headers=key_headers("viewer-key"))
     assert resp.status == 400
     assert [e["field"] for e in (await resp.json())["errors"]] == [field]
+
+
+def sse_events(body: str) -> list[dict[str, str]]:
+    blocks = [dict(line.split(": ", 1) for line in block.splitlines()) for block in body.strip().split("\n\n")]
+    return [block for block in blocks if "event" in block]
+
+
+async def test_events_as_sse_are_named_for_their_type_and_resume_after_an_id(
+    client: TestClient, happened: dict[str, Any]
+) -> None:
+    query = f"since={happened['since']:.3f}&until={time.time():.3f}&label={happened['case']}"
+    resp = await client.get(
+        f"/api/v1/events?{query}", headers={**key_headers("admin-key"), "Accept": "text/event-stream"}
+    )
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+    *whole, end = sse_events(await resp.text())
+    assert (end["event"], json.loads(end["data"])) == ("end", {"end": "done"})
+    assert len(whole) > 5 and {e["event"] for e in whole} == {"container"}
+    assert [json.loads(e["data"])["type"] for e in whole] == ["container"] * len(whole)
+    assert [e["id"].split(":")[0] for e in whole] == [str(json.loads(e["data"])["time_nano"]) for e in whole]
+    for cut in (0, len(whole) // 2, len(whole) - 1):
+        headers = {**key_headers("admin-key"), "Last-Event-ID": whole[cut]["id"]}
+        again = await client.get(f"/api/v1/events?format=sse&{query}", headers=headers)
+        assert [e["id"] for e in sse_events(await again.text())[:-1]] == [e["id"] for e in whole[cut + 1 :]]

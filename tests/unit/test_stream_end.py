@@ -16,7 +16,7 @@ from aiohttp import web
 from moorage.engine.streams import EngineStreams
 from moorage.settings import DockerSettings
 from moorage.web.compression import gzipped_if_accepted
-from moorage.web.responses import NDJSON, SHUTDOWN, UNTOLD, Ndjson, ndjson_line, serve_stream
+from moorage.web.responses import NDJSON, SHUTDOWN, UNTOLD, Framed, ndjson_line, serve_stream
 
 
 async def one_line() -> AsyncIterator[bytes]:
@@ -36,7 +36,7 @@ async def gate() -> AsyncIterator[EngineStreams]:
 
 async def read_stream(aiohttp_client: Any, gate: EngineStreams) -> list[dict[str, Any]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await serve_stream(request, gate, NDJSON, one_line(), Ndjson(unexplained))
+        return await serve_stream(request, gate, NDJSON, one_line(), Framed(unexplained))
 
     async def ping(request: web.Request) -> web.Response:
         return web.Response(text="pong")

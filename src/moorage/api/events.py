@@ -18,10 +18,11 @@ from moorage.settings import Permission
 from moorage.web.eventscope import EventScope
 from moorage.web.operations import STREAM, any_of, documented
 from moorage.web.requests import load_query
-from moorage.web.responses import NDJSON, Ndjson, ndjson_line, serve_stream
+from moorage.web.responses import NDJSON, Framed, ndjson_line, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import scope_of
 from moorage.web.secrets import Shown, for_caller
+from moorage.web.sse import SSE, Places, resumed_from, sse_event, sse_framed, wants_sse
 from moorage.web.state import docker, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -33,18 +34,27 @@ routes = web.RouteTableDef()
     "Engine events",
     tag="events",
     query=EventQuery,
-    raw={NDJSON: any_of(EventSchema, HeartbeatSchema, StreamEndSchema)},
+    raw={
+        NDJSON: any_of(EventSchema, HeartbeatSchema, StreamEndSchema),
+        SSE: {"type": "string", "description": "`event: <type>` (data: an event), `event: end` (data: why)"},
+    },
     errors=STREAM,
 )
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """NDJSON, endless unless `until` is given: `{"heartbeat": time}` when quiet for [server] heartbeat_seconds,
-    and a last `{"end": reason}` line (done, shutdown, engine_gone)."""
-    query = load_query(request, EventQuery)
+    and a last `{"end": reason}` line (done, shutdown, engine_gone). As Server-Sent Events (format=sse, or
+    Accept: text/event-stream) each event is named for its type, and Last-Event-ID resumes after it."""
+    query = load_query(request, EventQuery, {"format": "sse"} if wants_sse(request) else None)
+    sse = query["format"] == "sse"
+    resumed = resumed_from(request) if sse else None
+    if resumed is not None:
+        query = {**query, "since": resumed.since}
     params = engine_window(query)
     asked = {"type": query.get("type") or ["container", "image"], "event": query.get("action")}
     params["filters"] = engine_filters({**query, **asked}, "type", "container", "label", "event")
     gate = streams(request)
-    with stream_slot(request, NDJSON):
+    media = SSE if sse else NDJSON
+    with stream_slot(request, media):
         async with gate.request("GET", "/events", params) as engine:
 
             async def ending(failure: Exception | None) -> dict[str, Any]:
@@ -56,8 +66,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             wanted = EventFilter(
                 frozenset(query.get("action") or ()), query["exclude_exec"], tuple(query.get("container") or ())
             )
-            lines = event_lines(engine, wanted, EventScope(scope_of(request), docker(request)), for_caller(request))
-            return await serve_stream(request, gate, NDJSON, lines, Ndjson(ending))
+            seen = EventScope(scope_of(request), docker(request))
+            lines = event_lines(engine, wanted, seen, for_caller(request), Places(resumed) if sse else None)
+            return await serve_stream(request, gate, media, lines, sse_framed(ending) if sse else Framed(ending))
 
 
 @dataclass(frozen=True)
@@ -82,12 +93,17 @@ class EventFilter:
 
 
 async def event_lines(
-    engine: aiohttp.ClientResponse, wanted: EventFilter, seen: EventScope, show: Shown
+    engine: aiohttp.ClientResponse, wanted: EventFilter, seen: EventScope, show: Shown, places: Places | None
 ) -> AsyncIterator[bytes]:
-    """The engine's events the caller asked for and may see, in our shape, secret labels withheld."""
+    """The engine's events the caller asked for and may see, in our shape, secret labels withheld: NDJSON
+    lines, or with `places` events named for their type, whose ids are their timeNano and place there."""
     async for line in engine.content:
         if not line.strip():
             continue
         event = orjson.loads(line)
-        if wanted.admits(item := event_item(event)) and await seen.admits(event):
+        if not (wanted.admits(item := event_item(event)) and await seen.admits(event)):
+            continue
+        if places is None:
             yield ndjson_line(show(item))
+        elif (index := places.place(str(event["timeNano"]), event["timeNano"])) is not None:
+            yield sse_event(item["type"], show(item), f"{event['timeNano']}:{index}")

@@ -24,7 +24,7 @@ from moorage.schemas.execs import (
 from moorage.settings import Permission
 from moorage.web.operations import STREAM, any_of, documented
 from moorage.web.requests import load_json, load_query
-from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, serve_stream
+from moorage.web.responses import NDJSON, Framed, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import container_ref
 from moorage.web.state import AUDIT_DETAIL, docker, exec_docker, live, stream_slot, streams
@@ -156,7 +156,7 @@ async def _streamed(
     with stream_slot(request, NDJSON):
         task = asyncio.ensure_future(produce())
         try:
-            return await serve_stream(request, streams(request), NDJSON, body(), Ndjson(ending))
+            return await serve_stream(request, streams(request), NDJSON, body(), Framed(ending))
         finally:
             if not task.done():
                 task.cancel()

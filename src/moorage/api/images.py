@@ -28,7 +28,7 @@ from moorage.schemas.images import (
 from moorage.settings import Permission
 from moorage.web.operations import ENGINE, STREAM, any_of, documented, page, shape
 from moorage.web.requests import load_json, load_path, load_query
-from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, paged, serve_stream
+from moorage.web.responses import NDJSON, Framed, ndjson_line, ok, paged, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import check_labelled, in_scope, labelled, listed_containers, scope_of
 from moorage.web.state import docker, live, pulls, stream_slot, streams
@@ -125,7 +125,7 @@ async def stream_pull(request: web.Request, reference: str, auth: str | None) ->
                 return {"status": "error", "code": err.status, "message": err.message}
 
             # Leaving the subscription (the client left, or moorage stops) lets the pull go if it was the last.
-            ending = Ndjson(outcome, shutdown=_SHUTDOWN, untold=_UNTOLD)
+            ending = Framed(outcome, shutdown=_SHUTDOWN, untold=_UNTOLD)
             return await serve_stream(request, streams(request), NDJSON, progress(), ending)
 
 

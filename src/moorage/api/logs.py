@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -24,14 +24,15 @@ from moorage.timestamps import compact
 from moorage.web.compression import gzipped_if_accepted
 from moorage.web.operations import STREAM, any_of, documented, listing, shape
 from moorage.web.requests import load_query
-from moorage.web.responses import JSON, NDJSON, Ndjson, ndjson_line, ok, serve_stream
+from moorage.web.responses import JSON, NDJSON, Framed, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import container_ref
+from moorage.web.sse import SSE, Places, Position, resumed_from, sse_event, sse_framed, wants_sse
 from moorage.web.state import docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
 _LINE = LogLineSchema()
-MEDIA_TYPES = {"json": JSON, "text": "text/plain; charset=utf-8", "ndjson": NDJSON}
+MEDIA_TYPES = {"json": JSON, "text": "text/plain; charset=utf-8", "ndjson": NDJSON, "sse": SSE}
 
 
 def stamped(query: dict[str, Any]) -> bool:
@@ -59,14 +60,23 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
     path=ContainerRef,
     query=LogQuery,
     data=any_of(shape(items=listing(LogLineSchema), truncated="boolean"), shape(count="integer")),
-    raw={"text/plain": {"type": "string"}, NDJSON: any_of(LogLineSchema, HeartbeatSchema, StreamEndSchema)},
+    raw={
+        "text/plain": {"type": "string"},
+        NDJSON: any_of(LogLineSchema, HeartbeatSchema, StreamEndSchema),
+        SSE: {"type": "string", "description": "`event: line` (data: a line's item), `event: end` (data: why)"},
+    },
     errors=(404, *STREAM),
 )
 async def get_container_logs(request: web.Request) -> web.StreamResponse:
-    """A JSON page, or a stream as text or NDJSON. An NDJSON stream sends `{"heartbeat": time}` when it was
-    quiet for [server] heartbeat_seconds and ends with `{"end": reason}`; text has neither, so behind a proxy
-    with a read timeout follow in NDJSON. HEAD answers the headers only and opens no stream."""
-    query = load_query(request, LogQuery)
+    """A JSON page, or a stream as text, NDJSON or Server-Sent Events (format=sse, or Accept: text/event-stream).
+    An NDJSON stream sends `{"heartbeat": time}` when it was quiet for [server] heartbeat_seconds and ends with
+    `{"end": reason}`; SSE sends a comment and `event: end`; text has neither, so behind a proxy with a read
+    timeout follow in NDJSON or SSE. An SSE client's Last-Event-ID resumes after the line it names (and `tail`
+    no longer applies). HEAD answers the headers only and opens no stream."""
+    query = load_query(request, LogQuery, {"format": "sse"} if wants_sse(request) else None)
+    resumed = resumed_from(request) if query["format"] == "sse" else None
+    if resumed is not None:
+        query = {**query, "since": resumed.since, "tail": "all"}
     ref = await container_ref(request)
     # Inspect first: an unknown container is a 404 before any header goes out, and TTY decides the framing.
     inspected = await docker(request).containers.container(ref).show()
@@ -82,7 +92,7 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
                 return ok({"count": await counted(runs)})
             if query["format"] == "json":
                 return ok(await first_lines(runs, limits, line_fields(query)))
-            return await stream_lines(request, runs, query, inspected)
+            return await stream_lines(request, runs, query, inspected, resumed)
 
 
 def line_fields(query: dict[str, Any]) -> LineFields:
@@ -133,26 +143,28 @@ def dumped(lines: list[LogLine], parsed: LineFields) -> list[dict[str, Any]]:
 
 
 async def stream_lines(
-    request: web.Request, runs: AsyncIterator[tuple[int, bytes]], query: dict[str, Any], inspected: dict[str, Any]
+    request: web.Request,
+    runs: AsyncIterator[tuple[int, bytes]],
+    query: dict[str, Any],
+    inspected: dict[str, Any],
+    resumed: Position | None,
 ) -> web.StreamResponse:
     """Each run of lines is written as it arrives; `write` waits for a slow client, so memory stays flat.
     NDJSON ends with a line saying why (the container stopped, the log is complete, the engine broke it).
     A download is the file alone: no heartbeats, no last line, and cut if it fails, so a short file is not
     taken for the whole."""
     fmt = query["format"]
-    body = write_runs(runs, fmt, line_fields(query))
+    body = write_runs(runs, fmt, line_fields(query), Places(resumed))
     if query["download"]:
         attachment = {hdrs.CONTENT_DISPOSITION: f'attachment; filename="{download_name(inspected, query)}"'}
         body, headers = gzipped_if_accepted(request, body, attachment)
         return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], body, headers=headers, whole=True)
-    ndjson = None
-    if fmt == "ndjson":
 
-        async def ending(failure: Exception | None) -> dict[str, Any]:
-            return await log_ended(request, inspected["Id"], query, failure)
+    async def ending(failure: Exception | None) -> dict[str, Any]:
+        return await log_ended(request, inspected["Id"], query, failure)
 
-        ndjson = Ndjson(ending)
-    return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], body, ndjson)
+    framed = {"ndjson": Framed(ending), "sse": sse_framed(ending)}.get(fmt)
+    return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], body, framed)
 
 
 def download_name(inspected: dict[str, Any], query: dict[str, Any]) -> str:
@@ -164,14 +176,27 @@ def download_name(inspected: dict[str, Any], query: dict[str, Any]) -> str:
     return f"{inspected['Name'].lstrip('/')}-{since}-{until}.{suffix}"
 
 
-async def write_runs(runs: AsyncIterator[tuple[int, bytes]], fmt: str, parsed: LineFields) -> AsyncIterator[bytes]:
+async def write_runs(
+    runs: AsyncIterator[tuple[int, bytes]], fmt: str, parsed: LineFields, places: Places
+) -> AsyncIterator[bytes]:
     """Each run of lines as the bytes the client is sent, in the stream's format."""
-    for_text = fmt == "text"
     async for stream, run in runs:
-        if for_text:
+        if fmt == "text":
             yield run.decode("utf-8", "replace").encode()
+            continue
+        items = dumped(split_lines(stream, run, timestamps=True), parsed)
+        if fmt == "sse":
+            yield b"".join(line_events(items, places))
         else:
-            yield b"".join(ndjson_line(item) for item in dumped(split_lines(stream, run, timestamps=True), parsed))
+            yield b"".join(ndjson_line(item) for item in items)
+
+
+def line_events(items: list[dict[str, Any]], places: Places) -> Iterator[bytes]:
+    """Each line as `event: line`, its id its timestamp and place there; those a resumed client has, skipped."""
+    for item in items:
+        stamp = item["timestamp"] or ""
+        if (index := places.place(stamp)) is not None:
+            yield sse_event("line", item, f"{stamp}:{index}")
 
 
 async def log_ended(

@@ -35,7 +35,7 @@ from moorage.schemas.recreate import (
 from moorage.settings import Permission
 from moorage.web.operations import ENGINE, any_of, documented
 from moorage.web.requests import load_json, load_query
-from moorage.web.responses import NDJSON, Ndjson, ndjson_line, ok, serve_stream
+from moorage.web.responses import NDJSON, Framed, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import container_ref, scope_of
 from moorage.web.secrets import shown, shown_dry_run
@@ -106,7 +106,7 @@ async def answer_recreate(request: web.Request, ref: str, options: RecreateOptio
         except ApiError as err:
             return {"end": "failed", "code": err.status, "message": err.message, "errors": err.errors, "data": err.data}
 
-    response = await serve_stream(request, streams(request), NDJSON, lines(), Ndjson(ending))
+    response = await serve_stream(request, streams(request), NDJSON, lines(), Framed(ending))
     # The client may have left: the recreate ran on, and its audit line says how it ended.
     await asyncio.wait({task})
     return response

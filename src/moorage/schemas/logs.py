@@ -17,7 +17,7 @@ from moorage.schemas.common import StrictSchema
 from moorage.schemas.containers import CONTAINER_NAME, LABEL_FILTER
 from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, matches, valid_text
 
-FORMATS = ("json", "text", "ndjson")
+FORMATS = ("json", "text", "ndjson", "sse")
 PARSED = ("json", "level")
 MAX_PATTERN = 4096
 _UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
@@ -125,13 +125,13 @@ class LogQuery(TimeWindow):
         if not (data["stdout"] or data["stderr"]):
             raise ValidationError("at least one of stdout and stderr must be true", "stdout")
         if data["follow"] and fmt == "json":
-            raise ValidationError("a followed log is a stream: use text or ndjson", "format")
+            raise ValidationError("a followed log is a stream: use text, ndjson or sse", "format")
         if data["count"] and (data["follow"] or fmt != "json"):
             raise ValidationError("a count is a JSON answer of a log that ends: no follow, no format", "count")
         if data["download"] and (data["follow"] or fmt not in ("text", "ndjson")):
             raise ValidationError("a download is a text or ndjson file of a log that ends: no follow", "download")
         if data.get("parse") and fmt == "text":
-            raise ValidationError("text lines have no fields: use json or ndjson", "parse")
+            raise ValidationError("text lines have no fields: use json, ndjson or sse", "parse")
         for flag in ("grep_ignore_case", "grep_invert"):
             if data[flag] and "grep" not in data:
                 raise ValidationError("only with grep", flag)
@@ -163,11 +163,16 @@ class EventQuery(TimeWindow):
     exclude_exec = fields.Boolean(
         metadata={"description": "leave out exec_* events; default true, false when `action` names one"}
     )
+    format = fields.String(
+        validate=validate.OneOf(("ndjson", "sse")),
+        metadata={"description": "ndjson, or sse (the default when Accept names text/event-stream)"},
+    )
 
     @post_load
     def exec_default(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         if "exclude_exec" not in data:
             data["exclude_exec"] = not any(action.startswith("exec_") for action in data.get("action", ()))
+        data.setdefault("format", "ndjson")
         return data
 
 

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import IO, Any
 
 from aiohttp import web
@@ -37,10 +37,11 @@ def _instance(schema: type[Schema]) -> Schema:
     return schema()
 
 
-def load_query(request: web.Request, schema_class: type[Schema]) -> Any:
-    """Load the query string; a parameter given twice is an error unless its field is a List."""
+def load_query(request: web.Request, schema_class: type[Schema], defaults: Mapping[str, str] | None = None) -> Any:
+    """Load the query string; a parameter given twice is an error unless its field is a List. `defaults` stand
+    for parameters the query does not give, from what the request says otherwise (an Accept header)."""
     schema = _instance(schema_class)
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = dict(defaults or {})
     problems: dict[str, Any] = {}
     for name in dict.fromkeys(request.query):
         values = request.query.getall(name)

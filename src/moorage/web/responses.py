@@ -147,17 +147,27 @@ class HeadAnswered(Exception):
         self.response = stream_response(content_type)
 
 
-# The last line of an NDJSON stream, from the failure that ended it (None: the source came to its end).
+# The last item of a framed stream, from the failure that ended it (None: the source came to its end).
 Ending = Callable[[Exception | None], Awaitable[Mapping[str, Any]]]
 
 
+def heartbeat() -> bytes:
+    """The line a quiet NDJSON stream sends: the time, so that a reader can also tell how late it is."""
+    return ndjson_line({"heartbeat": rfc3339(milliseconds=True)})
+
+
 @dataclass(frozen=True)
-class Ndjson:
-    """An NDJSON stream: heartbeats while it is quiet, and a last line that says why it ended."""
+class Framed:
+    """A stream of items (NDJSON lines, or Server-Sent Events): heartbeats while it is quiet, and a last item
+    that says why it ended. `frame` writes that last item and `beat` a heartbeat, as the stream's format does;
+    `opening` goes out first (an event stream's reconnection delay)."""
 
     ending: Ending
     shutdown: Mapping[str, Any] = field(default_factory=lambda: SHUTDOWN)
     untold: Mapping[str, Any] = field(default_factory=lambda: UNTOLD)
+    frame: Callable[[Mapping[str, Any]], bytes] = ndjson_line
+    beat: Callable[[], bytes] = heartbeat
+    opening: bytes = b""
 
 
 async def serve_stream(
@@ -165,13 +175,13 @@ async def serve_stream(
     streams: EngineStreams,
     content_type: str,
     body: AsyncIterator[bytes],
-    ndjson: Ndjson | None = None,
+    framed: Framed | None = None,
     headers: Mapping[str, str] | None = None,
     whole: bool = False,
 ) -> web.StreamResponse:
     """The skeleton of every stream: headers out (`headers` beside the stream's own), `body` written as it
-    comes, and an end the client can read. An NDJSON stream also gets a heartbeat line whenever it was quiet
-    for [server] heartbeat_seconds (a proxy's read timeout would cut it otherwise), and a last line saying why
+    comes, and an end the client can read. A framed stream (NDJSON, SSE) also gets a heartbeat whenever it was quiet
+    for [server] heartbeat_seconds (a proxy's read timeout would cut it otherwise), and a last item saying why
     it ended: the source's end, a failure (after the headers nothing may reach the error middleware), or
     moorage's shutdown. A body of a given Content-Length, or one that must come `whole` (a download), that fails
     before its end is cut (the connection closed), so that the client cannot take a short body for the whole.
@@ -179,28 +189,30 @@ async def serve_stream(
     response = stream_response(content_type, headers)
     await response.prepare(request)
     try:
-        async with ended_even_if_cancelled(response, ndjson_line(ndjson.shutdown) if ndjson else b""):
-            failure = await _copied(response, with_heartbeats(body, streams.heartbeat) if ndjson else body)
+        async with ended_even_if_cancelled(response, framed.frame(framed.shutdown) if framed else b""):
+            if framed and framed.opening:
+                await response.write(framed.opening)
+            failure = await _copied(response, with_heartbeats(body, streams.heartbeat, framed.beat) if framed else body)
             if failure is not None and not isinstance(failure, ApiError):
                 engine = isinstance(failure, ENGINE_STREAM_ERRORS)
                 _LOGGER.warning("stream of %s ended by a failure: %s", cut(request.path), failure, exc_info=not engine)
             if failure is not None and (whole or response.content_length is not None):
                 request.protocol.force_close()
                 return response
-            await response.write_eof(await _last_line(request, streams, ndjson, failure) if ndjson else b"")
+            await response.write_eof(await _last_line(request, streams, framed, failure) if framed else b"")
     except ConnectionResetError:
         pass  # the client left
     return response
 
 
-async def _last_line(request: web.Request, streams: EngineStreams, ndjson: Ndjson, failure: Exception | None) -> bytes:
-    """The line saying why the stream ended; whatever making it raised, a line (shutdown, or `untold`) and
+async def _last_line(request: web.Request, streams: EngineStreams, framed: Framed, failure: Exception | None) -> bytes:
+    """The item saying why the stream ended; whatever making it raised, an item (shutdown, or `untold`) and
     the log: the headers are out, and a failure escaping now would cut the connection mid-body."""
     try:
-        return ndjson_line(await ndjson.ending(failure))
+        return framed.frame(await framed.ending(failure))
     except Exception:
         _LOGGER.exception("stream of %s: why it ended could not be told", cut(request.path))
-        return ndjson_line(ndjson.shutdown if streams.ending_all else ndjson.untold)
+        return framed.frame(framed.shutdown if streams.ending_all else framed.untold)
 
 
 async def _copied(response: web.StreamResponse, chunks: AsyncIterator[bytes]) -> Exception | None:
@@ -216,13 +228,10 @@ async def _copied(response: web.StreamResponse, chunks: AsyncIterator[bytes]) ->
     return None
 
 
-def heartbeat() -> bytes:
-    """The line a quiet NDJSON stream sends: the time, so that a reader can also tell how late it is."""
-    return ndjson_line({"heartbeat": rfc3339(milliseconds=True)})
-
-
-async def with_heartbeats(chunks: AsyncIterator[bytes], every: float) -> AsyncIterator[bytes]:
-    """The chunks as they come, and a heartbeat line whenever none came for `every` seconds.
+async def with_heartbeats(
+    chunks: AsyncIterator[bytes], every: float, beat: Callable[[], bytes] = heartbeat
+) -> AsyncIterator[bytes]:
+    """The chunks as they come, and a heartbeat whenever none came for `every` seconds.
 
     The next chunk is awaited in a task of its own, so that the wait can time out without cancelling the
     source: a cancelled async generator is ended, not paused."""
@@ -232,7 +241,7 @@ async def with_heartbeats(chunks: AsyncIterator[bytes], every: float) -> AsyncIt
         while True:
             done, _ = await asyncio.wait((upcoming,), timeout=every)
             if not done:
-                yield heartbeat()
+                yield beat()
                 continue
             try:
                 chunk = upcoming.result()
