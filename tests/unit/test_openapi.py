@@ -198,16 +198,21 @@ def test_success_envelopes_require_their_data(document: dict[str, Any]) -> None:
 def test_streams_are_text_to_a_generator_with_each_line_described(document: dict[str, Any]) -> None:
     """A generator that reads NDJSON as JSON would wait for the end of an endless stream and fail on its second
     line: a stream is a string, the schema of its lines is beside it."""
-    streams = 0
+    streams = events = 0
     for (method, path), op in operations(document).items():
         for media_type, media in op["responses"].get("200", {}).get("content", {}).items():
             if media_type == "application/x-ndjson":
                 assert media["schema"]["type"] == "string", (method, path)
                 assert media["x-itemSchema"]["anyOf"], (method, path)
                 streams += 1
+            elif media_type == "text/event-stream":
+                assert set(media["schema"]["required"]) == {"event", "data"}, (method, path)
+                assert media["x-itemSchema"]["anyOf"], (method, path)
+                events += 1
             elif media_type.startswith("text/"):
-                assert media["schema"]["type"] == "string", (method, path)
+                assert media["schema"] == {"type": "string"}, (method, path)
     assert streams == 5  # logs, events, pull, recreate, exec
+    assert events == 2  # logs, events
 
 
 # The operationIds are what generated clients call their functions: verbs on the resource, unique.

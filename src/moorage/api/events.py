@@ -36,7 +36,7 @@ routes = web.RouteTableDef()
     query=EventQuery,
     raw={
         NDJSON: any_of(EventSchema, HeartbeatSchema, StreamEndSchema),
-        SSE: {"type": "string", "description": "`event: <type>` (data: an event), `event: end` (data: why)"},
+        SSE: any_of(EventSchema, StreamEndSchema),
     },
     errors=STREAM,
 )

@@ -63,7 +63,7 @@ def engine_params(query: dict[str, Any]) -> dict[str, str]:
     raw={
         "text/plain": {"type": "string"},
         NDJSON: any_of(LogLineSchema, HeartbeatSchema, StreamEndSchema),
-        SSE: {"type": "string", "description": "`event: line` (data: a line's item), `event: end` (data: why)"},
+        SSE: any_of(LogLineSchema, StreamEndSchema),
     },
     errors=(404, *STREAM),
 )

@@ -27,6 +27,7 @@ from moorage.settings import Permission, Role, least_role
 from moorage.web.operations import TAGS, Operation, SchemaLike, declared_operation, documented
 from moorage.web.responses import JSON, NDJSON, RETRY_LATER
 from moorage.web.roles import AUTHENTICATED, declared_permission, needs_credential, requires
+from moorage.web.sse import SSE
 
 # Statuses any authenticated call can get: a bad parameter or a credential in the URL, no or a wrong key,
 # a permission the caller lacks, too many failed authentications from the address.
@@ -43,8 +44,20 @@ _LICENSE = {"name": "MIT", "identifier": "MIT"}
 _OPERATION_ID = re.compile(r"[a-z]+(?:_[a-z]+)+")
 # A stream is text to a generator: it reads no NDJSON, and would otherwise try to read the whole stream as one
 # JSON value. The schema of one line is in `x-itemSchema`, what OpenAPI 3.2 calls a media type's `itemSchema`.
+# An event stream's `schema` is one event as EventSource reads it (so OpenAPI before 3.2 has it), its data JSON.
 _STREAMED = {
     NDJSON: {"type": "string", "description": "One JSON value a line, each as `x-itemSchema` says."},
+    SSE: {
+        "type": "object",
+        "description": "One event; its `data` is one JSON value, as `x-itemSchema` says.",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string"},
+            "data": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    },
 }
 
 
@@ -116,7 +129,7 @@ def _headers(status: int, authenticated: bool) -> dict[str, Any]:
 
 
 def _media(media_type: str, schema: SchemaLike) -> dict[str, Any]:
-    """A media type answered as it is; a stream is text, its line's schema beside it (_STREAMED)."""
+    """A media type answered as it is; a stream is text or events, its item's schema beside it (_STREAMED)."""
     if media_type in _STREAMED:
         return {"schema": _STREAMED[media_type], "x-itemSchema": schema}
     return {"schema": schema}
