@@ -17,12 +17,11 @@ from moorage.schemas.logs import EventQuery, engine_window
 from moorage.settings import Permission
 from moorage.web.eventscope import EventScope
 from moorage.web.operations import STREAM, any_of, documented
-from moorage.web.requests import load_query
 from moorage.web.responses import NDJSON, Framed, ndjson_line, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import scope_of
 from moorage.web.secrets import Shown, for_caller
-from moorage.web.sse import SSE, Places, resumed_from, sse_event, sse_framed, wants_sse
+from moorage.web.sse import SSE, Places, load_stream_query, sse_event, sse_framed
 from moorage.web.state import docker, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -44,11 +43,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     """NDJSON, endless unless `until` is given: `{"heartbeat": time}` when quiet for [server] heartbeat_seconds,
     and a last `{"end": reason}` line (done, shutdown, engine_gone). As Server-Sent Events (format=sse, or
     Accept: text/event-stream) each event is named for its type, and Last-Event-ID resumes after it."""
-    query = load_query(request, EventQuery, {"format": "sse"} if wants_sse(request) else None)
+    query, resumed = load_stream_query(request, EventQuery)
     sse = query["format"] == "sse"
-    resumed = resumed_from(request) if sse else None
-    if resumed is not None:
-        query = {**query, "since": resumed.since}
     params = engine_window(query)
     asked = {"type": query.get("type") or ["container", "image"], "event": query.get("action")}
     params["filters"] = engine_filters({**query, **asked}, "type", "container", "label", "event")

@@ -23,11 +23,10 @@ from moorage.settings import LogsSettings, Permission
 from moorage.timestamps import compact
 from moorage.web.compression import gzipped_if_accepted
 from moorage.web.operations import STREAM, any_of, documented, listing, shape
-from moorage.web.requests import load_query
 from moorage.web.responses import JSON, NDJSON, Framed, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import container_ref
-from moorage.web.sse import SSE, Places, Position, resumed_from, sse_event, sse_framed, wants_sse
+from moorage.web.sse import SSE, Places, Position, load_stream_query, sse_event, sse_framed
 from moorage.web.state import docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -73,10 +72,9 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
     `{"end": reason}`; SSE sends a comment and `event: end`; text has neither, so behind a proxy with a read
     timeout follow in NDJSON or SSE. An SSE client's Last-Event-ID resumes after the line it names (and `tail`
     no longer applies). HEAD answers the headers only and opens no stream."""
-    query = load_query(request, LogQuery, {"format": "sse"} if wants_sse(request) else None)
-    resumed = resumed_from(request) if query["format"] == "sse" else None
+    query, resumed = load_stream_query(request, LogQuery)
     if resumed is not None:
-        query = {**query, "since": resumed.since, "tail": "all"}
+        query["tail"] = "all"
     ref = await container_ref(request)
     # Inspect first: an unknown container is a 404 before any header goes out, and TTY decides the framing.
     inspected = await docker(request).containers.container(ref).show()

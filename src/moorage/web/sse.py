@@ -16,9 +16,11 @@ from decimal import Decimal
 from typing import Any
 
 from aiohttp import hdrs, web
+from marshmallow import Schema
 
 from moorage.errors import BadRequest
 from moorage.timestamps import rfc3339, rfc3339_ns
+from moorage.web.requests import load_query
 from moorage.web.responses import SHUTDOWN, UNTOLD, Ending, Framed, dumps
 
 SSE = "text/event-stream"
@@ -52,9 +54,15 @@ def sse_framed(ending: Ending, shutdown: Mapping[str, Any] = SHUTDOWN, untold: M
     )
 
 
-def wants_sse(request: web.Request) -> bool:
-    """Whether the client asked for an event stream by its Accept header (EventSource always does)."""
-    return SSE in request.headers.get(hdrs.ACCEPT, "")
+def load_stream_query(request: web.Request, schema_class: type[Schema]) -> tuple[dict[str, Any], Position | None]:
+    """A stream's query: `format=sse` when it names no format and the Accept header asks for events (EventSource
+    always does); an event stream resumed by its Last-Event-ID read again from that moment (`since`), and where."""
+    wants_sse = SSE in request.headers.get(hdrs.ACCEPT, "")
+    query: dict[str, Any] = load_query(request, schema_class, {"format": "sse"} if wants_sse else None)
+    resumed = resumed_from(request) if query["format"] == "sse" else None
+    if resumed is not None:
+        query = {**query, "since": resumed.since}
+    return query, resumed
 
 
 @dataclass(frozen=True)
