@@ -4,6 +4,7 @@ RSS sampling and side-by-side latency figures. No scenario lives here."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import statistics
 import subprocess
@@ -175,6 +176,18 @@ class Latency:
         ordered = sorted(self.samples)
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         return {"p50_ms": round(statistics.median(ordered), 3), "p99_ms": round(p99, 3), "calls": len(ordered)}
+
+
+def seconds(samples: list[float]) -> dict[str, Any]:
+    """Median, p90 (nearest rank) and max of a side's rounds, in seconds."""
+    ordered = sorted(samples)
+    p90 = ordered[math.ceil(0.9 * len(ordered)) - 1]
+    return {
+        "p50_s": round(statistics.median(ordered), 4),
+        "p90_s": round(p90, 4),
+        "max_s": round(ordered[-1], 4),
+        "rounds": [round(sample, 4) for sample in samples],
+    }
 
 
 async def side_by_side(calls: dict[str, tuple[Call, int]]) -> dict[str, dict[str, float]]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import statistics
 import time
 import uuid
 from typing import Any
 
-from .harness import Bench, fetch
+from .harness import Bench, fetch, seconds
 from .report import Row
 
 TARGET = "<= 1.1"
@@ -21,18 +20,6 @@ TARGET = "<= 1.1"
 STOPS_ON_TERM = ["sh", "-c", 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done']
 # moorage's timeline steps, in order; the script's steps are named after them.
 STEPS = ("inspected", "pulled", "created", "old_stopped", "new_started", "running", "old_removed", "renamed")
-
-
-def seconds(samples: list[float]) -> dict[str, Any]:
-    """Median, p90 (nearest rank) and max of a side's rounds, in seconds."""
-    ordered = sorted(samples)
-    p90 = ordered[math.ceil(0.9 * len(ordered)) - 1]
-    return {
-        "p50_s": round(statistics.median(ordered), 4),
-        "p90_s": round(p90, 4),
-        "max_s": round(ordered[-1], 4),
-        "rounds": [round(sample, 4) for sample in samples],
-    }
 
 
 def step_medians(rounds: list[dict[str, float]]) -> dict[str, float]:

@@ -43,7 +43,8 @@ def figure(figures: dict[str, Any]) -> str:
     if "p50_ms" in figures:
         return f"{figures['p50_ms']:.2f} / {figures['p99_ms']:.2f} ms"
     if "p50_s" in figures:
-        return f"{figures['p50_s']:.3f} / {figures['max_s']:.3f} s"
+        cell = f"{figures['p50_s']:.3f} / {figures['max_s']:.3f} s"
+        return f"{cell}, {figures['lines_per_s']:,.0f} lines/s" if "lines_per_s" in figures else cell
     for key, unit in (("lines_per_s", "lines/s"), ("requests_per_s", "req/s"), ("rss_mb", "MB")):
         if key in figures:
             return f"{figures[key]:,.0f} {unit}" if figures[key] >= 100 else f"{figures[key]:,.1f} {unit}"
@@ -72,5 +73,7 @@ def markdown(rows: list[Row]) -> str:
         else:
             measured, target, met = figure(row.moorage), row.target, "yes" if row.met else "**no**"
         cells = (row.scenario, measured, f"{row.baseline}: {figure(row.reference)}", ratio_cell(row), target, met)
-        lines.append(f"| {' | '.join(cells)} |")
+        # A pipe inside a cell (a shell pipeline named as a baseline) would end the cell: markdown escapes it.
+        escaped = [cell.replace("|", "\\|") for cell in cells]
+        lines.append(f"| {' | '.join(escaped)} |")
     return "\n".join(lines)

@@ -6,8 +6,8 @@ Sets up the engine and test image, starts `moorage serve` with a bench config, m
 and networks (labelled moorage.bench=RUN), measures every scenario against its baseline in the same run (the engine's
 socket with the same client library, keep-alive on both; Glances; a bare aiohttp handler), samples the
 RSS of moorage and Glances throughout, prints a table, writes it as JSON, and removes all it made.
---only SCENARIO (repeatable) runs a few: list, detail, cycle, logs, follow, metrics, host, recreate, exec,
-volumes, networks; --profile DIR records moorage with py-spy in each scenario (which costs it a little: not for
+--only SCENARIO (repeatable) runs a few: list, detail, cycle, logs, follow, grep, metrics, host, recreate,
+exec, volumes, networks; --profile DIR records moorage with py-spy in each scenario (which costs it a little: not for
 the figures of record).
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import aiodocker
 
-from . import execs, hostload, latency, objects, recreate, streams
+from . import execs, grep, hostload, latency, objects, recreate, streams
 from .harness import Bench, Containers, RssPeaks, sessions, setup_engine, start_moorage, stop
 from .profile import profiled
 from .report import Row, markdown
@@ -42,6 +42,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "cycle": latency.cycle,
     "logs": streams.dump,
     "follow": streams.follow,
+    "grep": grep.search,
     "metrics": latency.metrics,
     "host": hostload.host_load,
     "recreate": recreate.recreate,
@@ -132,6 +133,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--requests", type=int, default=200, help="calls per participant in a latency scenario")
     parser.add_argument("--log-lines", type=int, default=2_000_000)
     parser.add_argument("--log-rounds", type=int, default=3, help="dumps per side")
+    parser.add_argument("--grep-rounds", type=positive, default=3, help="greps of the --log-lines log per side")
+    parser.add_argument("--grep-seconds", type=float, default=90.0, help="no grep round begins after this")
     parser.add_argument("--followers", type=int, default=100, help="concurrent follow streams (per side)")
     parser.add_argument("--follow-rate", type=int, default=100, help="lines a second each followed container writes")
     parser.add_argument("--follow-seconds", type=float, default=10.0)

@@ -23,6 +23,7 @@ SCENARIOS = {
     "exec",
     "volumes",
     "networks",
+    "grep",
     "rss",
 }
 
@@ -32,6 +33,7 @@ def test_the_benchmark_runs_every_scenario_and_leaves_nothing_it_made(tmp_path: 
     results_path = tmp_path / "bench.json"
     tiny = "--sizes 2 --requests 20 --log-lines 2000 --log-rounds 1 --followers 3 --follow-seconds 1"
     tiny += " --metrics-containers 2 --load-seconds 1 --recreate-rounds 1 --exec-rounds 2 --objects 2 --no-glances"
+    tiny += " --grep-rounds 1"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", *tiny.split(), "--json", str(results_path)],
         cwd=ROOT,
