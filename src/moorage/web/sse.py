@@ -28,6 +28,8 @@ LAST_EVENT_ID = "Last-Event-ID"
 # How long a browser waits before it reconnects (its own default is 3 s): a stream cut by a proxy or a restart
 # comes back within a second.
 RETRY_MS = 1000
+# The engine counts time in int64 nanoseconds: a `since` past 2262 would be its 500, as the query's Moment says.
+_LAST_NS = 2**63
 _ID = re.compile(r"(?P<moment>[0-9]{1,19}|[0-9T:.Z-]{20,30}):(?P<index>[0-9]{1,9})")
 
 
@@ -89,6 +91,8 @@ def resumed_from(request: web.Request) -> Position | None:
             raise ValueError(text)
         moment = found["moment"]
         ns = int(moment) if moment.isdigit() else rfc3339_ns(moment)
+        if ns >= _LAST_NS:
+            raise ValueError(text)
     except ValueError:
         raise BadRequest(
             f"invalid header: {LAST_EVENT_ID}",
