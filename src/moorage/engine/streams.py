@@ -58,7 +58,8 @@ class EngineStreams:
         self.per_key = per_key
         self.admin_reserved = admin_reserved
         self.heartbeat = heartbeat
-        self._open: dict[asyncio.Task[object], str | None] = {}  # handler task: the key name it streams for
+        # What holds each open stream (a handler's task, or a merged log's part): the key name it streams for.
+        self._open: dict[object, str | None] = {}
         self._ending_all = False  # moorage is stopping
         self._per_key: Counter[str | None] = Counter()
 
@@ -72,19 +73,20 @@ class EngineStreams:
         return len(self._open)
 
     @contextlib.contextmanager
-    def slot(self, key: ApiKey | None) -> Iterator[None]:
-        """Count the calling task as an open stream of `key` for as long as it runs; 429 beyond a cap.
-        A key's tokens stream as the key (the principal is the key)."""
+    def slot(self, key: ApiKey | None, holder: object | None = None) -> Iterator[None]:
+        """Count the calling task (or `holder`: one of the engine streams a merged log reads for that task) as an
+        open stream of `key` for as long as it runs; 429 beyond a cap. A key's tokens stream as the key (the
+        principal is the key)."""
         name = key.name if key else None
         self._refuse_beyond_caps(key, name)
-        task = asyncio.current_task()
-        assert task is not None
-        self._open[task] = name
+        holder = holder if holder is not None else asyncio.current_task()
+        assert holder is not None
+        self._open[holder] = name
         self._per_key[name] += 1
         try:
             yield
         finally:
-            del self._open[task]
+            del self._open[holder]
             self._per_key[name] -= 1
             if not self._per_key[name]:
                 del self._per_key[name]
@@ -143,9 +145,10 @@ class EngineStreams:
             raise EngineLate(f"the Docker engine did not answer in time: {late}") from None
 
     async def end_all(self) -> None:
-        """End every open stream (on shutdown): their handlers are cancelled and close their responses."""
+        """End every open stream (on shutdown): their handlers are cancelled and close their responses (and with
+        them the streams they hold for their parts)."""
         self._ending_all = True
-        tasks = list(self._open.keys())
+        tasks = [holder for holder in self._open if isinstance(holder, asyncio.Task)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
