@@ -166,6 +166,8 @@ class LogsSettings:
     max_page_bytes: int = 4 * 1024 * 1024
     # Bytes of one line in every format; the rest of a longer line is dropped, and the line marked as cut.
     max_line_bytes: int = 256 * 1024
+    # How long a merged log that is followed holds a line back for a container that may still send an earlier one.
+    merge_window_ms: int = 250
 
 
 @dataclass(frozen=True)

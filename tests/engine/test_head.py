@@ -33,6 +33,12 @@ QUERIES = {
         "?follow=true&format=ndjson": NDJSON,
         "?format=text&timestamps=true": TEXT,
     },
+    "/api/v1/logs": {
+        f"?label={TEST_LABEL}=head": NDJSON,
+        f"?label={TEST_LABEL}=head&format=text": TEXT,
+        f"?label={TEST_LABEL}=head&follow=true&format=sse": "text/event-stream",
+        f"?label={TEST_LABEL}=head&download=zip": "application/zip",
+    },
     "/api/v1/events": {"": NDJSON, "?since=10m&until={now}": NDJSON, "?type=container": NDJSON},
     "/api/v1/containers/{container_id}/files": {
         "?path=/etc/hostname": "application/octet-stream",

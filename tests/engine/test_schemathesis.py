@@ -209,6 +209,13 @@ class Sandbox:
             self.safe_volume_case(case)
         elif path.startswith("/api/v1/networks"):
             self.safe_network(case)
+        elif path == "/api/v1/logs" and isinstance(case.query, dict):
+            # This run's containers only, and a window that ends now, as for events: a followed label never ends.
+            if case.query.get("container"):
+                case.query["container"] = [self.kept("stopped")]
+            if case.query.get("label"):
+                case.query["label"] = [self.label]
+            case.query["until"] = "0s"
         elif path == "/api/v1/events" and isinstance(case.query, dict):
             case.query["until"] = "0s"  # now: a later end, or none, keeps the stream open that long
 

@@ -51,6 +51,7 @@ VALID_RAW = {
         "headers": {"Content-Type": "application/octet-stream"},
     },
     ("GET", "/api/v1/containers/x1/exec/ws"): {"params": {"command": "sh"}},
+    ("GET", "/api/v1/logs"): {"params": {"container": "x1"}},
 }
 
 

@@ -211,8 +211,8 @@ def test_streams_are_text_to_a_generator_with_each_line_described(document: dict
                 events += 1
             elif media_type.startswith("text/"):
                 assert media["schema"] == {"type": "string"}, (method, path)
-    assert streams == 5  # logs, events, pull, recreate, exec
-    assert events == 2  # logs, events
+    assert streams == 6  # logs, merged logs, events, pull, recreate, exec
+    assert events == 3  # logs, merged logs, events
 
 
 # The operationIds are what generated clients call their functions: verbs on the resource, unique.
@@ -244,6 +244,7 @@ OPERATION_IDS = {
     ("GET", "/api/v1/containers/{container_id}/files"): "get_container_files",
     ("PUT", "/api/v1/containers/{container_id}/files"): "put_container_files",
     ("GET", "/api/v1/events"): "stream_events",
+    ("GET", "/api/v1/logs"): "get_merged_logs",
     ("GET", "/api/v1/images"): "list_images",
     ("POST", "/api/v1/images/pull"): "pull_image",
     ("DELETE", "/api/v1/images/{image_id}"): "delete_image",

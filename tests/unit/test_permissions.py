@@ -58,6 +58,7 @@ ROLE_BEFORE = {
     ("POST", "/api/v1/containers/{container_id}/unpause"): "operator",
     ("POST", "/api/v1/containers/{container_id}/wait"): "viewer",
     ("GET", "/api/v1/events"): "viewer",
+    ("GET", "/api/v1/logs"): "viewer",
     ("POST", "/api/v1/hooks/{name}"): "public",
     ("GET", "/api/v1/image-updates"): "viewer",
     ("GET", "/api/v1/images"): "viewer",

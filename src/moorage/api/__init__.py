@@ -16,6 +16,7 @@ from moorage.api import (
     images,
     lifecycle,
     logs,
+    mergedlogs,
     metrics,
     networks,
     policy,
@@ -48,6 +49,7 @@ def setup_routes(app: web.Application) -> None:
         system,
         policy,
         logs,
+        mergedlogs,
         events,
         metrics,
     )

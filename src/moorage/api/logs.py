@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from aiodocker.exceptions import DockerError
 from aiohttp import hdrs, web
 
 from moorage.api.paths import API_PREFIX
-from moorage.engine.errors import ENGINE_STREAM_ERRORS
 from moorage.engine.frames import LogLine, first_line, fitting, split_lines, whole_lines
 from moorage.engine.streams import batched
 from moorage.logs.fields import LineFields
-from moorage.logs.grep import LineGrep, grepped
+from moorage.logs.grep import grepped
+from moorage.logs.sources import stop_reason
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
-from moorage.schemas.logs import LogLineSchema, LogQuery, engine_window
+from moorage.schemas.logs import LogLineSchema, LogQuery, engine_params, line_fields, line_grep
 from moorage.settings import LogsSettings, Permission
 from moorage.timestamps import compact
 from moorage.web.compression import gzipped_if_accepted
@@ -26,7 +25,7 @@ from moorage.web.operations import STREAM, any_of, documented, listing, shape
 from moorage.web.responses import JSON, NDJSON, Framed, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import container_ref
-from moorage.web.sse import SSE, Places, Position, load_stream_query, sse_event, sse_framed
+from moorage.web.sse import SSE, Places, Position, line_event, load_stream_query, sse_framed
 from moorage.web.state import docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
@@ -37,18 +36,6 @@ MEDIA_TYPES = {"json": JSON, "text": "text/plain; charset=utf-8", "ndjson": NDJS
 def stamped(query: dict[str, Any]) -> bool:
     """JSON and NDJSON items always carry a timestamp; text shows them only when asked, as `docker logs -t`."""
     return bool(query["timestamps"] or query["format"] != "text")
-
-
-def engine_params(query: dict[str, Any]) -> dict[str, str]:
-    params = {
-        "stdout": str(query["stdout"]).lower(),
-        "stderr": str(query["stderr"]).lower(),
-        "follow": str(query["follow"]).lower(),
-        "timestamps": str(stamped(query)).lower(),
-        "tail": query["tail"],
-    }
-    params.update(engine_window(query))
-    return params
 
 
 @routes.get(f"{API_PREFIX}/containers/{{container_id}}/logs")
@@ -81,31 +68,17 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
     gate = streams(request)
     limits = live(request).logs
     with stream_slot(request, MEDIA_TYPES[query["format"]]):
-        async with gate.request("GET", f"/containers/{inspected['Id']}/logs", engine_params(query)) as engine:
+        params = engine_params(query, stamped(query))
+        async with gate.request("GET", f"/containers/{inspected['Id']}/logs", params) as engine:
             tty = inspected["Config"]["Tty"]
             runs = whole_lines(batched(engine.content), tty, stamped(query), limits.max_line_bytes)
             if "grep" in query:
-                runs = grepped(runs, log_grep(query, tty))
+                runs = grepped(runs, line_grep(query, stamped=stamped(query), tty=tty))
             if query["count"]:
                 return ok({"count": await counted(runs)})
             if query["format"] == "json":
                 return ok(await first_lines(runs, limits, line_fields(query)))
             return await stream_lines(request, runs, query, inspected, resumed)
-
-
-def line_fields(query: dict[str, Any]) -> LineFields:
-    asked = query.get("parse", ())
-    return LineFields(json="json" in asked, level="level" in asked)
-
-
-def log_grep(query: dict[str, Any], tty: bool) -> LineGrep:
-    return LineGrep.of(
-        query["grep"],
-        ignore_case=query["grep_ignore_case"],
-        invert=query["grep_invert"],
-        stamped=stamped(query),
-        tty=tty,
-    )
 
 
 async def counted(runs: AsyncIterator[tuple[int, bytes]]) -> int:
@@ -184,17 +157,9 @@ async def write_runs(
             continue
         items = dumped(split_lines(stream, run, timestamps=True), parsed)
         if fmt == "sse":
-            yield b"".join(line_events(items, places))
+            yield b"".join(line_event(item, places) for item in items)
         else:
             yield b"".join(ndjson_line(item) for item in items)
-
-
-def line_events(items: list[dict[str, Any]], places: Places) -> Iterator[bytes]:
-    """Each line as `event: line`, its id its timestamp and place there; those a resumed client has, skipped."""
-    for item in items:
-        stamp = item["timestamp"] or ""
-        if (index := places.place(stamp)) is not None:
-            yield sse_event("line", item, f"{stamp}:{index}")
 
 
 async def log_ended(
@@ -205,14 +170,4 @@ async def log_ended(
         return {"end": "engine_gone", "message": str(failure)}
     if not query["follow"]:
         return {"end": "done"}
-    try:
-        state = (await docker(request).containers.container(container_id).show())["State"]
-    except DockerError as err:
-        if err.status == 404:
-            return {"end": "container_removed"}
-        return {"end": "engine_gone", "message": str(err.message)}
-    except ENGINE_STREAM_ERRORS as err:
-        return {"end": "engine_gone", "message": str(err)}
-    if state.get("Running"):
-        return {"end": "done"}  # an `until` in the future came, or the engine ended the stream itself
-    return {"end": "container_stopped", "exit_code": state.get("ExitCode")}
+    return await stop_reason(docker(request), container_id)

@@ -321,6 +321,7 @@ class LogsSchema(_Section):
     max_lines = fields.Integer(strict=True, validate=validate.Range(1, 1_000_000))
     max_page_bytes = fields.Integer(strict=True, validate=validate.Range(1024, 256 * 1024 * 1024))
     max_line_bytes = fields.Integer(strict=True, validate=validate.Range(1024, 64 * 1024 * 1024))
+    merge_window_ms = fields.Integer(strict=True, validate=validate.Range(0, 10_000))
 
     @validates_schema
     def line_fits_page(self, data: dict[str, Any], **_: Any) -> None:

@@ -11,13 +11,14 @@ from typing import Any, ClassVar
 from marshmallow import Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from moorage.engine.frames import CutLogLine
-from moorage.logs.fields import LEVELS
+from moorage.logs.fields import LEVELS, LineFields
 from moorage.logs.grep import LineGrep, PatternError
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.containers import CONTAINER_NAME, LABEL_FILTER
 from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, matches, valid_text
 
 FORMATS = ("json", "text", "ndjson", "sse")
+MERGED_FORMATS = ("ndjson", "sse", "text")
 PARSED = ("json", "level")
 MAX_PATTERN = 4096
 _UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
@@ -96,24 +97,47 @@ def _pattern(value: str) -> None:
         raise ValidationError(f"not a regular expression RE2 takes: {err}") from None
 
 
-class LogQuery(TimeWindow):
+class LineQuery(TimeWindow):
+    """Which lines of a log, alike for one container's and a merged one's."""
+
     tail = Tail(load_default="all")
     timestamps = fields.Boolean(load_default=False)
     stdout = fields.Boolean(load_default=True)
     stderr = fields.Boolean(load_default=True)
     follow = fields.Boolean(load_default=False)
-    format = fields.String(validate=validate.OneOf(FORMATS))
     grep = fields.String(
         validate=[validate.Length(min=1, max=MAX_PATTERN), _pattern],
         metadata={"description": "only the lines this regular expression (RE2's syntax) finds a match in"},
     )
     grep_ignore_case = fields.Boolean(load_default=False)
     grep_invert = fields.Boolean(load_default=False, metadata={"description": "the lines grep does not match"})
-    count = fields.Boolean(load_default=False, metadata={"description": "only how many lines: data = {count}"})
     parse = fields.List(
         fields.String(validate=validate.OneOf(PARSED)),
         metadata={"description": "fields read from each line: json (its object, or null), level (or null)"},
     )
+
+    @validates_schema
+    def chosen(self, data: dict[str, Any], **_: Any) -> None:
+        if not (data["stdout"] or data["stderr"]):
+            raise ValidationError("at least one of stdout and stderr must be true", "stdout")
+        for flag in ("grep_ignore_case", "grep_invert"):
+            if data[flag] and "grep" not in data:
+                raise ValidationError("only with grep", flag)
+        if data.get("parse") and data.get("format", self.default_format(data)) == "text":
+            raise ValidationError("text lines have no fields: use json, ndjson or sse", "parse")
+
+    @staticmethod
+    def default_format(data: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    @post_load
+    def with_format(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return {"format": self.default_format(data), **data}
+
+
+class LogQuery(LineQuery):
+    format = fields.String(validate=validate.OneOf(FORMATS))
+    count = fields.Boolean(load_default=False, metadata={"description": "only how many lines: data = {count}"})
     download = fields.Boolean(
         load_default=False,
         metadata={"description": "a file (text, or ndjson): Content-Disposition, gzip when accepted; never followed"},
@@ -121,29 +145,65 @@ class LogQuery(TimeWindow):
 
     @validates_schema
     def coherent(self, data: dict[str, Any], **_: Any) -> None:
-        fmt = data.get("format") or _default_format(data)
-        if not (data["stdout"] or data["stderr"]):
-            raise ValidationError("at least one of stdout and stderr must be true", "stdout")
+        fmt = data.get("format") or self.default_format(data)
         if data["follow"] and fmt == "json":
             raise ValidationError("a followed log is a stream: use text, ndjson or sse", "format")
         if data["count"] and (data["follow"] or fmt != "json"):
             raise ValidationError("a count is a JSON answer of a log that ends: no follow, no format", "count")
         if data["download"] and (data["follow"] or fmt not in ("text", "ndjson")):
             raise ValidationError("a download is a text or ndjson file of a log that ends: no follow", "download")
-        if data.get("parse") and fmt == "text":
-            raise ValidationError("text lines have no fields: use json, ndjson or sse", "parse")
-        for flag in ("grep_ignore_case", "grep_invert"):
-            if data[flag] and "grep" not in data:
-                raise ValidationError("only with grep", flag)
 
-    @post_load
-    def default_format(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        return {"format": _default_format(data), **data}
+    @staticmethod
+    def default_format(data: dict[str, Any]) -> str:
+        """Text for a followed log and a download (`docker logs -f`, a .log file), else the JSON page."""
+        return "text" if data["follow"] or data["download"] else "json"
 
 
-def _default_format(data: dict[str, Any]) -> str:
-    """Text for a followed log and a download (`docker logs -f`, a .log file), else the JSON page."""
-    return "text" if data["follow"] or data["download"] else "json"
+class Download(fields.Field[str]):
+    """A merged log's download: `true`, one file of every line; `zip`, a file per container; else none."""
+
+    json_schema: ClassVar[JsonSchema] = {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["zip"]}]}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() == "zip":
+            return "zip"
+        try:
+            wanted = fields.Boolean().deserialize(value)
+        except ValidationError:
+            raise ValidationError('true, false or "zip"') from None
+        return "file" if wanted else ""
+
+
+class MergedLogQuery(LineQuery):
+    """Many containers' logs as one: those named, and those with the labels (stopped ones too, and, followed,
+    those that start later). since, until, tail and grep apply to each."""
+
+    container = fields.List(
+        fields.String(validate=matches(CONTAINER_NAME, "not a container id or name")),
+        metadata={"description": "a name or id (repeatable)"},
+    )
+    label = fields.List(
+        fields.String(validate=LABEL_FILTER),
+        metadata={"description": "KEY or KEY=VALUE (repeatable): the containers with every one"},
+    )
+    format = fields.String(validate=validate.OneOf(MERGED_FORMATS))
+    download = Download(
+        load_default="",
+        metadata={"description": "true: one file of every line; zip: a zip of a file per container; never followed"},
+    )
+
+    @validates_schema
+    def coherent(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("container") and not data.get("label"):
+            raise ValidationError("name containers, or a label that chooses them", "container")
+        fmt = data.get("format") or self.default_format(data)
+        if data["download"] and (data["follow"] or fmt not in ("text", "ndjson")):
+            raise ValidationError("a download is a text or ndjson file of logs that end: no follow", "download")
+
+    @staticmethod
+    def default_format(data: dict[str, Any]) -> str:
+        """Text for a download (a .log file), else NDJSON: a merged log's lines each name their container."""
+        return "text" if data["download"] else "ndjson"
 
 
 class EventQuery(TimeWindow):
@@ -196,6 +256,53 @@ class LogLineSchema(Schema):
         validate=validate.OneOf(LEVELS),
         metadata={"description": "parse=level: the level the line names in a common form, or null"},
     )
+
+
+class MemberSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+
+
+class MergedLineSchema(LogLineSchema):
+    container = fields.Nested(MemberSchema, metadata={"description": "the container whose line it is"})
+
+
+NOTICES = ("joined", "container_stopped", "container_removed", "done", "failed", "engine_gone")
+
+
+class NoticeSchema(Schema):
+    """What a merged log says of one of its containers: it joined (its log is open), or it left, and why."""
+
+    container = fields.Nested(MemberSchema)
+    notice = fields.String(validate=validate.OneOf(NOTICES))
+    exit_code = fields.Integer(allow_none=True, metadata={"description": "container_stopped: its exit code"})
+    message = fields.String(metadata={"description": "failed, engine_gone: what the engine said"})
+
+
+def line_grep(query: dict[str, Any], *, stamped: bool, tty: bool) -> LineGrep:
+    """A loaded query's grep, for a container's lines (a TTY's end in a carriage return), stamped or not."""
+    return LineGrep.of(
+        query["grep"], ignore_case=query["grep_ignore_case"], invert=query["grep_invert"], stamped=stamped, tty=tty
+    )
+
+
+def line_fields(query: dict[str, Any]) -> LineFields:
+    """The fields a loaded query asks of each line."""
+    asked = query.get("parse", ())
+    return LineFields(json="json" in asked, level="level" in asked)
+
+
+def engine_params(query: dict[str, Any], stamped: bool) -> dict[str, str]:
+    """A loaded log query as the engine's log call takes it."""
+    params = {
+        "stdout": str(query["stdout"]).lower(),
+        "stderr": str(query["stderr"]).lower(),
+        "follow": str(query["follow"]).lower(),
+        "timestamps": str(stamped).lower(),
+        "tail": query["tail"],
+    }
+    params.update(engine_window(query))
+    return params
 
 
 def engine_window(query: dict[str, Any]) -> dict[str, str]:

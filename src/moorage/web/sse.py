@@ -39,6 +39,14 @@ def sse_event(event: str, data: Any, event_id: str | None = None) -> bytes:
     return head.encode() + b"data: " + dumps(data) + b"\n\n"
 
 
+def line_event(item: Mapping[str, Any], places: Places) -> bytes:
+    """A log line as `event: line`, its id its timestamp and place there; nothing if a resumed client has it."""
+    stamp = item["timestamp"] or ""
+    if (index := places.place(stamp)) is None:
+        return b""
+    return sse_event("line", item, f"{stamp}:{index}")
+
+
 def sse_heartbeat() -> bytes:
     """A comment, which EventSource ignores and a proxy's read timeout counts as traffic."""
     return f": heartbeat {rfc3339(milliseconds=True)}\n\n".encode()
