@@ -49,8 +49,8 @@ async def test_without_a_window_every_line_comes_once_in_timestamp_order_each_so
     given_sources: list[tuple[list[int], list[int]]],
 ) -> None:
     made = {key: source_of(key, stamped, sizes) for key, (stamped, sizes) in enumerate(given_sources)}
-    loop = asyncio.get_running_loop()
-    out = await collected(merged(made, no_opener, None, window=None, clock=loop.time))
+
+    out = await collected(merged(made, no_opener, None, window=None))
     lines = [item for item in out if "n" in item]
     assert [item["timestamp"] for item in lines] == sorted(stamp(n) for stamped, _ in given_sources for n in stamped)
     for key, (stamped, _) in enumerate(given_sources):
@@ -69,7 +69,7 @@ async def test_a_quiet_source_holds_a_line_back_only_for_the_window() -> None:
 
     loop = asyncio.get_running_loop()
     made = {"busy": source_of("busy", [5], [1]), "quiet": quiet()}
-    batches = merged(made, no_opener, None, window=0.05, clock=loop.time)
+    batches = merged(made, no_opener, None, window=0.05)
     started = loop.time()
     seen: list[Any] = []
     async with asyncio.timeout(5):
@@ -93,9 +93,8 @@ async def test_a_source_that_begins_again_is_read_again_after_its_cursor() -> No
         await asyncio.sleep(0.01)
         yield Joiner("a", began_ns=10)  # it started again while its first source was being read
 
-    loop = asyncio.get_running_loop()
     first = {"a": source_of("a", [1, 2, 4], [1])}
-    out = await collected(merged(first, opener, joiners(), window=0.01, clock=loop.time, began_ns=5))
+    out = await collected(merged(first, opener, joiners(), window=0.01, began_ns=5))
     assert opened == [Cursor(stamp(4), 1)]
     assert [item["timestamp"] for item in out if isinstance(item, dict) and "n" in item] == [
         stamp(n) for n in (1, 2, 4, 3, 4, 4, 5)
@@ -106,10 +105,7 @@ async def test_a_start_from_before_the_merge_chose_its_sources_is_not_read_again
     async def joiners() -> Any:
         yield Joiner("a", began_ns=4)
 
-    loop = asyncio.get_running_loop()
-    out = await collected(
-        merged({"a": source_of("a", [1], [1])}, no_opener, joiners(), window=0.01, clock=loop.time, began_ns=5)
-    )
+    out = await collected(merged({"a": source_of("a", [1], [1])}, no_opener, joiners(), window=0.01, began_ns=5))
     assert len([item for item in out if isinstance(item, dict) and "n" in item]) == 1
 
 
@@ -127,8 +123,7 @@ async def test_a_source_far_ahead_of_another_is_not_read_further_than_the_hold(m
         read["when early came"] = read["late"]
         yield [(stamp(1), "first")]
 
-    loop = asyncio.get_running_loop()
-    batches = merged({"late": late(), "early": early()}, no_opener, None, window=None, clock=loop.time)
+    batches = merged({"late": late(), "early": early()}, no_opener, None, window=None)
     out = await collected(batches)
     assert out[0] == "first" and out[1:] == list(range(100))
     assert read["when early came"] <= 10  # the late source waited, held at the hold

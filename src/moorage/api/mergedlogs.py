@@ -20,7 +20,15 @@ from moorage.logs.grep import LineGrep
 from moorage.logs.merge import Cursor, Notice, Source, merged, primed
 from moorage.logs.sources import LogReading, Member, started
 from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
-from moorage.schemas.logs import MergedLineSchema, MergedLogQuery, NoticeSchema, engine_params, line_fields, line_grep
+from moorage.schemas.logs import (
+    LogLineSchema,
+    MergedLineSchema,
+    MergedLogQuery,
+    NoticeSchema,
+    engine_params,
+    line_fields,
+    line_grep,
+)
 from moorage.settings import Permission
 from moorage.timestamps import compact
 from moorage.web.compression import gzipped_if_accepted
@@ -33,7 +41,9 @@ from moorage.web.state import PRINCIPAL, docker, live, stream_slot, streams
 from moorage.web.zipfiles import ZIP, zipped
 
 routes = web.RouteTableDef()
-_LINE = MergedLineSchema()
+# A merged line is a single log's line with its container beside it: dumped as one, and tagged after. Dumped as a
+# MergedLineSchema, the nested field looked up on every line cost a fifth of the merge's time.
+_LINE = LogLineSchema()
 TEXT = "text/plain; charset=utf-8"
 MEDIA_TYPES = {"text": TEXT, "ndjson": NDJSON, "sse": SSE}
 
@@ -76,13 +86,11 @@ async def get_merged_logs(request: web.Request) -> web.StreamResponse:
 
         joiners = started(streams(request), events_params(began_ns, query), joining(request, query, members))
         window = live(request).logs.merge_window_ms / 1000 if query["follow"] else None
-        loop = asyncio.get_running_loop()
         batches = merged(
             sources,
             opener,
             joiners if query["follow"] else None,
             window=window,
-            clock=loop.time,
             began_ns=began_ns,
             lasting=bool(query.get("label")),
         )
