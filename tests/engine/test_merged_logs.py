@@ -16,8 +16,9 @@ import aiodocker
 from aiohttp.test_utils import TestClient
 
 from moorage.timestamps import rfc3339_ns
+from moorage.web.state import STREAMS
 
-from ..helpers import TEST_LABEL, MakeContainer, app_client, assert_error, finished, key_headers
+from ..helpers import TEST_LABEL, MakeContainer, app_client, assert_error, finished, key_headers, until
 
 SCRIPT = 'i=0; while [ $i -lt {n} ]; do echo "{who} line $i"; i=$((i+1)); done'
 
@@ -233,3 +234,17 @@ async def test_a_followed_merge_of_named_containers_ends_when_all_of_them_have_s
     told = {item["container"]["id"]: item["exit_code"] for item in items if item.get("notice") == "container_stopped"}
     assert told == {made[0]: 1, made[1]: 2}
     assert [item["line"] for item in items if "line" in item] == ["1", "2"]
+
+
+async def test_a_client_that_leaves_a_followed_merge_frees_every_stream_it_held(
+    client: TestClient, make_container: MakeContainer, case_label: str
+) -> None:
+    for _ in range(3):
+        await make_container(cmd=["sh", "-c", "while true; do echo tick; usleep 20000; done"], start=True)
+    gate = client.app[STREAMS]
+    resp = await client.get(f"/api/v1/logs?label={TEST_LABEL}={case_label}&follow=true")
+    assert resp.status == 200
+    await resp.content.readline()
+    assert gate.in_use == 4  # the merge's own, and one per container
+    resp.close()
+    await until(lambda: gate.in_use == 0, "the merge's streams to be freed")
