@@ -6,7 +6,7 @@ Sets up the engine and test image, starts `moorage serve` with a bench config, m
 and networks (labelled moorage.bench=RUN), measures every scenario against its baseline in the same run (the engine's
 socket with the same client library, keep-alive on both; Glances; a bare aiohttp handler), samples the
 RSS of moorage and Glances throughout, prints a table, writes it as JSON, and removes all it made.
---only SCENARIO (repeatable) runs a few: list, detail, cycle, logs, follow, grep, metrics, host, recreate,
+--only SCENARIO (repeatable) runs a few: list, detail, cycle, logs, follow, merged, grep, metrics, host, recreate,
 exec, volumes, networks; --profile DIR records moorage with py-spy in each scenario (which costs it a little: not for
 the figures of record).
 """
@@ -31,7 +31,7 @@ from typing import Any
 
 import aiodocker
 
-from . import execs, grep, hostload, latency, objects, recreate, streams
+from . import execs, grep, hostload, latency, merged, objects, recreate, streams
 from .harness import Bench, Containers, RssPeaks, sessions, setup_engine, start_moorage, stop
 from .profile import profiled
 from .report import Row, markdown
@@ -42,6 +42,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "cycle": latency.cycle,
     "logs": streams.dump,
     "follow": streams.follow,
+    "merged": merged.merged_follow,
     "grep": grep.search,
     "metrics": latency.metrics,
     "host": hostload.host_load,
@@ -138,6 +139,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--followers", type=int, default=100, help="concurrent follow streams (per side)")
     parser.add_argument("--follow-rate", type=int, default=100, help="lines a second each followed container writes")
     parser.add_argument("--follow-seconds", type=float, default=10.0)
+    parser.add_argument("--merged-containers", type=positive, default=20, help="containers in the merged follow")
+    parser.add_argument("--merged-rate", type=positive, default=1000, help="lines a second each of them writes")
+    parser.add_argument("--merged-seconds", type=float, default=10.0)
     parser.add_argument("--metrics-containers", type=int, default=50)
     parser.add_argument("--load-seconds", type=float, default=10.0, help="per target, host metrics under load")
     parser.add_argument("--connections", type=int, default=32)

@@ -17,6 +17,7 @@ SCENARIOS = {
     "cycle",
     "logs",
     "follow",
+    "merged",
     "metrics",
     "host",
     "recreate",
@@ -33,7 +34,7 @@ def test_the_benchmark_runs_every_scenario_and_leaves_nothing_it_made(tmp_path: 
     results_path = tmp_path / "bench.json"
     tiny = "--sizes 2 --requests 20 --log-lines 2000 --log-rounds 1 --followers 3 --follow-seconds 1"
     tiny += " --metrics-containers 2 --load-seconds 1 --recreate-rounds 1 --exec-rounds 2 --objects 2 --no-glances"
-    tiny += " --grep-rounds 1"
+    tiny += " --grep-rounds 1 --merged-containers 3 --merged-seconds 1"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", *tiny.split(), "--json", str(results_path)],
         cwd=ROOT,
@@ -53,6 +54,9 @@ def test_the_benchmark_runs_every_scenario_and_leaves_nothing_it_made(tmp_path: 
     (follow,) = (row for row in rows if row["name"] == "follow")
     assert follow["moorage"]["lines"] == follow["reference"]["lines"] == follow["moorage"]["expected"] == 3 * 100
     assert follow["moorage"]["all_arrived"] and follow["reference"]["all_arrived"]
+    (merged,) = (row for row in rows if row["name"] == "merged")
+    assert merged["moorage"]["lines"] == merged["reference"]["lines"] == merged["moorage"]["expected"] == 3 * 1000
+    assert merged["moorage"]["all_arrived"] and merged["reference"]["all_arrived"]
     for kind in ("ps -a", "volume ls", "network ls"):
         assert docker_cli(*kind.split(), "-q", "--filter", f"label=moorage.bench={results['run_id']}") == "", kind
 
