@@ -73,6 +73,8 @@ def test_state_dir_defaults_to_systemds_state_directory(tmp_path: Path, monkeypa
         ("[audit]\nmax_bytes = 1000\n", "audit.max_bytes"),
         ("[audit]\nmax_bytes = -1\n", "audit.max_bytes"),
         ("[audit]\nkeep = 0\n", "audit.keep"),
+        ("[logs]\nmerge_window_ms = -1\n", "logs.merge_window_ms"),
+        ("[logs]\nmerge_window_ms = 0.5\n", "logs.merge_window_ms"),
         # A reserve of every stream would leave a key that is not admin no stream at all.
         ("[server]\nmax_streams = 8\nadmin_reserved_streams = 16\n", "server.admin_reserved_streams"),
         ("[server]\nmax_streams = 4\nadmin_reserved_streams = 4\n", "server.admin_reserved_streams"),
