@@ -143,3 +143,17 @@ async def test_events_as_sse_are_named_for_their_type_and_resume_after_an_id(
         headers = {**key_headers("admin-key"), "Last-Event-ID": whole[cut]["id"]}
         again = await client.get(f"/api/v1/events?format=sse&{query}", headers=headers)
         assert [e["id"] for e in sse_events(await again.text())[:-1]] == [e["id"] for e in whole[cut + 1 :]]
+
+
+async def test_a_container_killed_for_memory_has_an_oom_event_before_its_die_with_exit_code_137(
+    client: TestClient, make_container: MakeContainer, docker: aiodocker.Docker
+) -> None:
+    since = time.time()
+    # A shell that holds 64 MiB in a variable, in a container allowed 16 MiB and no swap.
+    greedy = 'x=$(head -c 67108864 /dev/zero | tr "\\0" a); echo survived'
+    made = await make_container(
+        cmd=["sh", "-c", greedy], start=True, host_config={"Memory": 16 << 20, "MemorySwap": 16 << 20}
+    )
+    await docker.containers.container(made["Id"]).wait()
+    events = await window(client, since, f"container={made['Id']}&action=oom&action=die")
+    assert [(e["action"], e.get("exit_code")) for e in events] == [("oom", None), ("die", 137)]
