@@ -26,6 +26,12 @@ def compact(moment: datetime | float) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def rfc3339_fixed(ns: int) -> str:
+    """Nanoseconds since the epoch as the engine stamps log lines: RFC3339NanoFixed, nine digits always."""
+    seconds, fraction = divmod(ns, 10**9)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:09d}Z"
+
+
 def rfc3339_ns(text: str) -> int:
     """Nanoseconds since the epoch of an RFC 3339 time in UTC with up to nine digits of fraction, as the engine
     stamps log lines (RFC3339Nano, trailing zeros dropped); a datetime would keep only six. ValueError if not."""

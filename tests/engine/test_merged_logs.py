@@ -248,3 +248,13 @@ async def test_a_client_that_leaves_a_followed_merge_frees_every_stream_it_held(
     assert gate.in_use == 4  # the merge's own, and one per container
     resp.close()
     await until(lambda: gate.in_use == 0, "the merge's streams to be freed")
+
+
+async def test_a_followed_merge_until_a_moment_past_reads_to_it_and_ends(
+    client: TestClient, make_container: MakeContainer, docker: aiodocker.Docker, case_label: str
+) -> None:
+    made = await finished(make_container, docker, SCRIPT.format(n=20, who="past"))
+    async with asyncio.timeout(30):
+        items = await ndjson(client, f"label={TEST_LABEL}={case_label}&follow=true&until=0s")
+    assert items[-1] == {"end": "done"}
+    assert [item["line"] for item in items if "line" in item] == docker_logs(made)

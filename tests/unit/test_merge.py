@@ -162,3 +162,33 @@ async def test_primed_sources_raise_a_failure_to_open_before_anything_is_read() 
     else:
         raise AssertionError("a failure to open was not raised")
     assert closed == ["fine"]
+
+
+def test_a_restarted_sources_notices_follow_its_earlier_lines_not_all_it_holds() -> None:
+    reorder = Reorder(window=None)
+    for key in ("a", "b"):
+        reorder.open(key)
+    reorder.add("a", [(stamp(2), "a2")], now=0)
+    reorder.notice("a", "a stopped")
+    reorder.close("a")
+    reorder.open("a")  # it started again
+    reorder.notice("a", "a joined")
+    reorder.add("a", [(stamp(5), "a5")], now=0)
+    reorder.add("b", [(stamp(3), "b3")], now=0)
+    assert reorder.due(0) == ["a2", "a stopped", "a joined", "b3"]  # a5 waits: b may still send a line before it
+
+
+async def test_a_source_that_sent_no_line_is_read_again_from_when_it_began() -> None:
+    opened: list[Cursor | None] = []
+
+    def opener(key: Hashable, cursor: Cursor | None) -> Source:
+        opened.append(cursor)
+        return source_of(key, [], [1])
+
+    async def joiners() -> Any:
+        await asyncio.sleep(0.01)
+        yield Joiner("a", began_ns=10**9 * 3600)
+
+    out = await collected(merged({"a": source_of("a", [], [1])}, opener, joiners(), window=0.01, began_ns=5 * 10**9))
+    assert opened == [Cursor("1970-01-01T00:00:05.000000000Z", 0)]  # not its whole log again, as tail=0 asked
+    assert out.count({"left": "a"}) == 2

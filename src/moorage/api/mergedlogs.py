@@ -4,8 +4,9 @@ container, in timestamp order; followed, the containers that start later join, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ from moorage.engine.client import engine_json
 from moorage.engine.filters import engine_filters
 from moorage.engine.frames import split_lines
 from moorage.logs.grep import LineGrep
-from moorage.logs.merge import Cursor, Notice, Source, merged, primed
+from moorage.logs.merge import Cursor, Joiner, Notice, Source, merged, primed
 from moorage.logs.sources import LogReading, Member, started
 from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
 from moorage.schemas.logs import (
@@ -84,12 +85,11 @@ async def get_merged_logs(request: web.Request) -> web.StreamResponse:
         def opener(key: Any, cursor: Cursor | None) -> Source:
             return reading.source(members[key], cursor)
 
-        joiners = started(streams(request), events_params(began_ns, query), joining(request, query, members))
         window = live(request).logs.merge_window_ms / 1000 if query["follow"] else None
         batches = merged(
             sources,
             opener,
-            joiners if query["follow"] else None,
+            joiners(request, query, members, began_ns),
             window=window,
             began_ns=began_ns,
             lasting=bool(query.get("label")),
@@ -127,6 +127,15 @@ async def labelled(request: web.Request, labels: list[str], container_id: str | 
             raise item
         members.append(Member.of(item))
     return members
+
+
+def joiners(
+    request: web.Request, query: dict[str, Any], members: dict[str, Member], began_ns: int
+) -> AsyncGenerator[Joiner, None] | None:
+    """Followed, the containers that start join (until `until`; none if it is already past)."""
+    if not query["follow"] or ("until" in query and query["until"] * 10**9 <= began_ns):
+        return None
+    return started(streams(request), events_params(began_ns, query), joining(request, query, members))
 
 
 def joining(request: web.Request, query: dict[str, Any], members: dict[str, Member]) -> Callable[[str], Any]:
@@ -185,7 +194,7 @@ def log_reading(request: web.Request, query: dict[str, Any]) -> LogReading:
 async def serve_merged(
     request: web.Request,
     query: dict[str, Any],
-    batches: AsyncIterator[list[Any]],
+    batches: AsyncGenerator[list[Any], None],
     members: dict[str, Member],
     resumed: Any,
 ) -> web.StreamResponse:
@@ -235,20 +244,22 @@ async def serve_zip(
     return await serve_stream(request, streams(request), ZIP, zipped(entries()), headers=headers, whole=True)
 
 
-async def batched_pieces(source: Source) -> AsyncIterator[list[Any]]:
+async def batched_pieces(source: Source) -> AsyncGenerator[list[Any], None]:
     """One container's source as batches of items, as a merge gives them."""
-    async for piece in source:
-        yield [piece.item] if isinstance(piece, Notice) else [item for _, item in piece]
+    async with contextlib.aclosing(source):
+        async for piece in source:
+            yield [piece.item] if isinstance(piece, Notice) else [item for _, item in piece]
 
 
-async def lines_only(batches: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
+async def lines_only(batches: AsyncGenerator[list[Any], None]) -> AsyncGenerator[list[Any], None]:
     """A download's lines: its notices left out, but one saying a container's log failed fails the download
     (which is then cut), so that a short file is not taken for the whole."""
-    async for batch in batches:
-        for item in batch:
-            if item.get("notice") == "failed":
-                raise DownloadFailed(f"{item['container']['name']}: {item['message']}")
-        yield [item for item in batch if "line" in item]
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for item in batch:
+                if item.get("notice") == "failed":
+                    raise DownloadFailed(f"{item['container']['name']}: {item['message']}")
+            yield [item for item in batch if "line" in item]
 
 
 class DownloadFailed(Exception):
@@ -261,27 +272,31 @@ def download_window(query: dict[str, Any], members: Iterable[Member]) -> str:
     return f"{compact(since or time.time())}-{compact(query.get('until', time.time()))}"
 
 
-async def ndjson_lines(batches: AsyncIterator[list[Any]]) -> AsyncIterator[bytes]:
-    async for batch in batches:
-        yield b"".join(ndjson_line(item) for item in batch)
+async def ndjson_lines(batches: AsyncGenerator[list[Any], None]) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            yield b"".join(ndjson_line(item) for item in batch)
 
 
-async def text_lines(batches: AsyncIterator[list[Any]], timestamps: bool, named: bool) -> AsyncIterator[bytes]:
+async def text_lines(batches: AsyncGenerator[list[Any], None], timestamps: bool, named: bool) -> AsyncIterator[bytes]:
     """Lines as `docker logs` writes them, `named` as `docker compose logs` does (`<name> | <line>`); notices are
     left out, as those write none."""
-    async for batch in batches:
-        text = "".join(
-            f"{item['container']['name'] + ' | ' if named else ''}{item['timestamp'] + ' ' if timestamps else ''}"
-            f"{item['line']}\n"
-            for item in batch
-            if "line" in item
-        )
-        if text:
-            yield text.encode()
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            text = "".join(
+                f"{item['container']['name'] + ' | ' if named else ''}{item['timestamp'] + ' ' if timestamps else ''}"
+                f"{item['line']}\n"
+                for item in batch
+                if "line" in item
+            )
+            if text:
+                yield text.encode()
 
 
-async def line_events(batches: AsyncIterator[list[Any]], places: Places) -> AsyncIterator[bytes]:
+async def line_events(batches: AsyncGenerator[list[Any], None], places: Places) -> AsyncIterator[bytes]:
     """Lines as `event: line` and notices as `event: notice`; a line's id is its timestamp and place there."""
-    async for batch in batches:
-        if out := b"".join(line_event(item, places) if "line" in item else sse_event("notice", item) for item in batch):
-            yield out
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            events = (line_event(item, places) if "line" in item else sse_event("notice", item) for item in batch)
+            if out := b"".join(events):
+                yield out

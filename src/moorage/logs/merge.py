@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import heapq
 import itertools
-from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from moorage.timestamps import rfc3339_fixed
 
 # A source's lines held at most (it is not read further meanwhile): a dump whose containers' logs cover
 # different hours holds the later ones back until the earlier are out, and must not hold them all.
@@ -51,8 +53,11 @@ class Reorder:
         self._heap: list[tuple[str, int, Hashable, float, list[tuple[str, Any]], int]] = []
         self._arrival = itertools.count()
         self._latest: dict[Hashable, str] = {}  # each live source's latest stamp ("" before its first line)
-        self._held: Counter[Hashable] = Counter()
-        self._after: dict[Hashable, list[Any]] = {}  # notices that follow a source's held lines
+        # Lines of each source added and let out so far; a notice goes out once the lines before it have, even
+        # when a source that began again has added more since.
+        self._added: collections.Counter[Hashable] = collections.Counter()
+        self._out: collections.Counter[Hashable] = collections.Counter()
+        self._after: dict[Hashable, collections.deque[tuple[int, Any]]] = {}
         self._ready: list[Any] = []
 
     def open(self, source: Hashable) -> None:
@@ -66,18 +71,18 @@ class Reorder:
         if not lines:
             return
         heapq.heappush(self._heap, (lines[0][0], next(self._arrival), source, now, lines, 0))
-        self._held[source] += len(lines)
+        self._added[source] += len(lines)
         if source in self._latest:
             self._latest[source] = max(self._latest[source], lines[-1][0])
 
     def notice(self, source: Hashable, item: Any) -> None:
-        if self._held[source]:
-            self._after.setdefault(source, []).append(item)
+        if self.held(source):
+            self._after.setdefault(source, collections.deque()).append((self._added[source], item))
         else:
             self._ready.append(item)
 
     def held(self, source: Hashable) -> int:
-        return self._held[source]
+        return self._added[source] - self._out[source]
 
     @property
     def empty(self) -> bool:
@@ -107,10 +112,10 @@ class Reorder:
             out.extend(item for _, item in lines[start:end])
             if end < len(lines):
                 heapq.heappush(heap, (lines[end][0], arrival, source, when, lines, end))
-            self._held[source] -= end - start
-            if not self._held[source]:
-                del self._held[source]
-                out.extend(self._after.pop(source, ()))
+            self._out[source] += end - start
+            after = self._after.get(source)
+            while after and after[0][0] <= self._out[source]:
+                out.append(after.popleft()[1])
         return out
 
 
@@ -161,12 +166,12 @@ async def _led_by(first: Piece, source: Source) -> Source:
 async def merged(
     sources: Mapping[Hashable, Source],
     opener: Opener,
-    joiners: AsyncIterator[Joiner] | None,
+    joiners: AsyncGenerator[Joiner, None] | None,
     *,
     window: float | None,
     began_ns: int = 0,
     lasting: bool = True,
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """The items of every source and each joiner's, in batches as they are due. The sources were chosen at
     `began_ns`: a joiner that began later, or one that begins again, is read (again, after its cursor) once
     its present source ends: a container that restarted. The merge ends when every source has and, if it is
@@ -188,10 +193,10 @@ async def merged(
                 yield out
             merge.resume_parked()
     finally:
-        await merge.stop(upcoming)
+        await merge.stop(upcoming, joiners)
 
 
-def _next_joiner(merge: _Merge, joiners: AsyncIterator[Joiner] | None, done: asyncio.Future[Any]) -> Any:
+def _next_joiner(merge: _Merge, joiners: AsyncGenerator[Joiner, None] | None, done: asyncio.Future[Any]) -> Any:
     try:
         joiner = done.result()
     except StopAsyncIteration:
@@ -241,10 +246,17 @@ class _Merge:
         return bool(self.reading or self._parked or not self.reorder.empty)
 
     def start(self, key: Hashable, began_ns: int, source: Source | None = None) -> None:
-        self._sources[key] = source if source is not None else self._opener(key, self._cursors.get(key))
+        self._sources[key] = source if source is not None else self._opener(key, self._cursor(key))
         self._began[key] = began_ns
         self.reorder.open(key)
         self._read(key)
+
+    def _cursor(self, key: Hashable) -> Cursor | None:
+        """Where a key is read from: after its last line, or, when it sent none, from when its last source began
+        (a tail of 0, or a grep nothing matched, must not bring its whole past back); a new key from its start."""
+        if key in self._cursors:
+            return self._cursors[key]
+        return Cursor(rfc3339_fixed(self._began[key]), 0) if key in self._began else None
 
     def joined(self, joiner: Joiner) -> None:
         if joiner.began_ns <= self._began.get(joiner.key, -1):
@@ -285,14 +297,17 @@ class _Merge:
         if key in self._again:
             self.start(key, self._again.pop(key))
 
-    async def stop(self, upcoming: asyncio.Future[Joiner] | None) -> None:
-        """Every read still outstanding is cancelled and every source closed, whatever ended the merge."""
+    async def stop(self, upcoming: asyncio.Future[Joiner] | None, joiners: AsyncGenerator[Joiner, None] | None) -> None:
+        """Every read still outstanding is cancelled and every source (and the joiners) closed, whatever ended
+        the merge: their engine streams are closed now, not when they are collected."""
         pending = [*self.reading, *([upcoming] if upcoming is not None else [])]
         for future in pending:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         for source in self._sources.values():
             await source.aclose()
+        if joiners is not None:
+            await joiners.aclose()
 
 
 def _advanced(cursor: Cursor | None, lines: list[tuple[str, Any]]) -> Cursor:

@@ -3,8 +3,9 @@ while it is followed, and why a followed log ended."""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,6 +23,8 @@ from moorage.logs.grep import LineGrep, grepped
 from moorage.logs.merge import Cursor, Joiner, Notice, Source
 from moorage.settings import ApiKey
 from moorage.timestamps import rfc3339_ns
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,14 +128,18 @@ async def started(
     gate: EngineStreams,
     params: Mapping[str, str],
     wanted: Callable[[str], Awaitable[bool]],
-) -> AsyncIterator[Joiner]:
+) -> AsyncGenerator[Joiner, None]:
     """The containers that start from `params`' since (to its until), among those `wanted` takes: the engine's
-    event stream, read for the handler's own stream slot."""
-    async with gate.request("GET", "/events", params) as engine:
-        async for line in engine.content:
-            if not line.strip():
-                continue
-            event = orjson.loads(line)
-            actor = (event.get("Actor") or {}).get("ID", "")
-            if event.get("Action") == "start" and await wanted(actor):
-                yield Joiner(actor, int(event["timeNano"]))
+    event stream, read for the handler's own stream slot. If it fails, no more join (logged): the containers
+    being read go on."""
+    try:
+        async with gate.request("GET", "/events", params) as engine:
+            async for line in engine.content:
+                if not line.strip():
+                    continue
+                event = orjson.loads(line)
+                actor = (event.get("Actor") or {}).get("ID", "")
+                if event.get("Action") == "start" and await wanted(actor):
+                    yield Joiner(actor, int(event["timeNano"]))
+    except (ApiError, *ENGINE_STREAM_ERRORS) as err:
+        _LOGGER.warning("a merged log's containers that start can no longer join: %s", err)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,3 +254,5 @@ async def with_heartbeats(
         await asyncio.wait((upcoming,))
         if not upcoming.cancelled():
             upcoming.exception()  # the source's end, or a failure the caller no longer waits for: retrieved
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()  # now, so that what it holds (engine streams) is let go now, not when collected
