@@ -159,19 +159,20 @@ class LogQuery(LineQuery):
         return "text" if data["follow"] or data["download"] else "json"
 
 
-class Download(fields.Field[str]):
-    """A merged log's download: `true`, one file of every line; `zip`, a file per container; else none."""
+class Download(fields.Field[str | bool]):
+    """A merged log's download: `true`, one file of every line ("file"); `zip`, a file per container; else none
+    (False, which the document gives as the default)."""
 
     json_schema: ClassVar[JsonSchema] = {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["zip"]}]}
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | bool:
         if isinstance(value, str) and value.strip().lower() == "zip":
             return "zip"
         try:
             wanted = fields.Boolean().deserialize(value)
         except ValidationError:
             raise ValidationError('true, false or "zip"') from None
-        return "file" if wanted else ""
+        return "file" if wanted else False
 
 
 class MergedLogQuery(LineQuery):
@@ -188,7 +189,7 @@ class MergedLogQuery(LineQuery):
     )
     format = fields.String(validate=validate.OneOf(MERGED_FORMATS))
     download = Download(
-        load_default="",
+        load_default=False,
         metadata={"description": "true: one file of every line; zip: a zip of a file per container; never followed"},
     )
 
