@@ -51,10 +51,10 @@ async def test_a_merged_dump_holds_every_line_of_each_container_once_in_timestam
     joined = [item for item in items if item.get("notice") == "joined"]
     assert sorted(item["container"]["id"] for item in joined) == sorted([*made, made_too])
     for container in [*made, made_too]:
-        name = docker_logs(container)  # the engine's own account, line for line
+        plain = docker_logs(container)  # the engine's own account, line for line
         mine = [(item["timestamp"], item["line"]) for item in lines if item["container"]["id"] == container]
         assert mine == stamped_lines(container)
-        assert len(name) == len(mine)
+        assert len(plain) == len(mine)
     stamps = [item["timestamp"] for item in lines]
     assert stamps == sorted(stamps)
 

@@ -177,7 +177,6 @@ async def merged(
     its present source ends: a container that restarted. The merge ends when every source has and, if it is
     `lasting` (a later joiner may be new), when the joiners end too."""
     merge = _Merge(opener, window)
-    clock = asyncio.get_running_loop().time
     for key, source in sources.items():
         merge.start(key, began_ns, source)
     upcoming = merge.awaited(anext(joiners)) if joiners is not None else None
@@ -189,7 +188,7 @@ async def merged(
                     upcoming = _next_joiner(merge, joiners, upcoming)
                 else:
                     merge.received(future)
-            if out := merge.reorder.due(clock()):
+            if out := merge.reorder.due(merge.clock()):
                 yield out
             merge.resume_parked()
     finally:
@@ -213,7 +212,7 @@ class _Merge:
         self.reorder = Reorder(window)
         self.reading: dict[asyncio.Future[Piece], Hashable] = {}
         self._opener = opener
-        self._clock = asyncio.get_running_loop().time
+        self.clock = asyncio.get_running_loop().time
         self._sources: dict[Hashable, Source] = {}
         self._began: dict[Hashable, int] = {}
         self._cursors: dict[Hashable, Cursor] = {}
@@ -276,7 +275,7 @@ class _Merge:
         if isinstance(piece, Notice):
             self.reorder.notice(key, piece.item)
         elif piece:
-            self.reorder.add(key, piece, self._clock())
+            self.reorder.add(key, piece, self.clock())
             self._cursors[key] = _advanced(self._cursors.get(key), piece)
         if self.reorder.held(key) < HOLD:
             self._read(key)
