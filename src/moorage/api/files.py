@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 from aiodocker.exceptions import DockerError
 from aiohttp import hdrs, web
-from aiohttp.helpers import content_disposition_header
 
 from moorage.api.paths import API_PREFIX
 from moorage.containers.files import (
@@ -33,7 +32,7 @@ from moorage.settings import Permission
 from moorage.web.middlewares import write_audit
 from moorage.web.operations import ENGINE, STREAM, documented
 from moorage.web.requests import copy_body, load_query
-from moorage.web.responses import ok, serve_stream
+from moorage.web.responses import attached, ok, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import container_ref
 from moorage.web.state import AUDIT_DETAIL, docker, live, stream_slot, streams
@@ -119,8 +118,8 @@ def download(request: web.Request, target: PathStat) -> tuple[str, dict[str, str
     """The media type `target` is sent as (itself for a regular file unless a tar is asked for, else a tar),
     and its Content-Disposition."""
     if target.kind == "file" and TAR not in request.headers.get(hdrs.ACCEPT, ""):
-        return OCTET, {hdrs.CONTENT_DISPOSITION: content_disposition_header("attachment", filename=target.name)}
-    return TAR, {hdrs.CONTENT_DISPOSITION: content_disposition_header("attachment", filename=f"{target.name}.tar")}
+        return OCTET, attached(target.name)
+    return TAR, attached(f"{target.name}.tar")
 
 
 async def counted(chunks: AsyncIterator[bytes], sent: list[int]) -> AsyncIterator[bytes]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from moorage.api.paths import API_PREFIX
 from moorage.engine.frames import LogLine, first_line, fitting, split_lines, whole_lines
@@ -17,19 +16,26 @@ from moorage.logs.grep import grepped
 from moorage.logs.sources import stop_reason
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.events import HeartbeatSchema, StreamEndSchema
-from moorage.schemas.logs import LogLineSchema, LogQuery, engine_params, line_fields, line_grep
+from moorage.schemas.logs import (
+    LogLineSchema,
+    LogQuery,
+    download_window,
+    engine_params,
+    file_suffix,
+    line_fields,
+    line_grep,
+    line_items,
+)
 from moorage.settings import LogsSettings, Permission
-from moorage.timestamps import compact
 from moorage.web.compression import gzipped_if_accepted
 from moorage.web.operations import STREAM, any_of, documented, listing, shape
-from moorage.web.responses import JSON, NDJSON, Framed, ndjson_line, ok, serve_stream
+from moorage.web.responses import JSON, NDJSON, Framed, attached, ndjson_line, ok, serve_stream
 from moorage.web.roles import requires
 from moorage.web.scoping import container_ref
 from moorage.web.sse import SSE, Places, Position, line_event, load_stream_query, sse_framed
 from moorage.web.state import docker, live, stream_slot, streams
 
 routes = web.RouteTableDef()
-_LINE = LogLineSchema()
 MEDIA_TYPES = {"json": JSON, "text": "text/plain; charset=utf-8", "ndjson": NDJSON, "sse": SSE}
 
 
@@ -103,14 +109,8 @@ async def first_lines(
         items.extend(split_lines(stream, kept, timestamps=True))
         room -= len(kept)
         if len(items) > limits.max_lines or len(kept) < len(run):
-            return {"items": dumped(items[: limits.max_lines], parsed), "truncated": True}
-    return {"items": dumped(items, parsed), "truncated": False}
-
-
-def dumped(lines: list[LogLine], parsed: LineFields) -> list[dict[str, Any]]:
-    """The lines as items, with the fields asked of them."""
-    items = _LINE.dump(lines, many=True)
-    return [parsed.added(item) for item in items] if parsed else items
+            return {"items": line_items(items[: limits.max_lines], parsed), "truncated": True}
+    return {"items": line_items(items, parsed), "truncated": False}
 
 
 async def stream_lines(
@@ -127,8 +127,9 @@ async def stream_lines(
     fmt = query["format"]
     body = write_runs(runs, fmt, line_fields(query), Places(resumed))
     if query["download"]:
-        attachment = {hdrs.CONTENT_DISPOSITION: f'attachment; filename="{download_name(inspected, query)}"'}
-        body, headers = gzipped_if_accepted(request, body, attachment)
+        window = download_window(query, datetime.fromisoformat(inspected["Created"]))
+        name = f"{inspected['Name'].lstrip('/')}-{window}.{file_suffix(query)}"
+        body, headers = gzipped_if_accepted(request, body, attached(name))
         return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], body, headers=headers, whole=True)
 
     async def ending(failure: Exception | None) -> dict[str, Any]:
@@ -136,15 +137,6 @@ async def stream_lines(
 
     framed = {"ndjson": Framed(ending), "sse": sse_framed(ending)}.get(fmt)
     return await serve_stream(request, streams(request), MEDIA_TYPES[fmt], body, framed)
-
-
-def download_name(inspected: dict[str, Any], query: dict[str, Any]) -> str:
-    """`<name>-<since>-<until>.log` (`.ndjson`): the window the file holds, from the container's creation to now
-    when the query leaves either end open."""
-    since = compact(query["since"]) if "since" in query else compact(datetime.fromisoformat(inspected["Created"]))
-    until = compact(query.get("until", time.time()))
-    suffix = "ndjson" if query["format"] == "ndjson" else "log"
-    return f"{inspected['Name'].lstrip('/')}-{since}-{until}.{suffix}"
 
 
 async def write_runs(
@@ -155,7 +147,7 @@ async def write_runs(
         if fmt == "text":
             yield run.decode("utf-8", "replace").encode()
             continue
-        items = dumped(split_lines(stream, run, timestamps=True), parsed)
+        items = line_items(split_lines(stream, run, timestamps=True), parsed)
         if fmt == "sse":
             yield b"".join(line_event(item, places) for item in items)
         else:

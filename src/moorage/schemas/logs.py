@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
-from moorage.engine.frames import CutLogLine
+from moorage.engine.frames import CutLogLine, LogLine
 from moorage.logs.fields import LEVELS, LineFields
 from moorage.logs.grep import LineGrep, PatternError
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.containers import CONTAINER_NAME, LABEL_FILTER
 from moorage.schemas.fields import DURATION, JsonSchema, anchored, duration_ns, matches, valid_text
+from moorage.timestamps import compact
 
 FORMATS = ("json", "text", "ndjson", "sse")
 MERGED_FORMATS = ("ndjson", "sse", "text")
@@ -278,6 +280,26 @@ class NoticeSchema(Schema):
     notice = fields.String(validate=validate.OneOf(NOTICES))
     exit_code = fields.Integer(allow_none=True, metadata={"description": "container_stopped: its exit code"})
     message = fields.String(metadata={"description": "failed, engine_gone: what the engine said"})
+
+
+_LINE = LogLineSchema()
+
+
+def line_items(lines: Iterable[LogLine], parsed: LineFields) -> list[dict[str, Any]]:
+    """The lines as items, with the fields asked of them."""
+    items = _LINE.dump(lines, many=True)
+    return [parsed.added(item) for item in items] if parsed else items
+
+
+def download_window(query: dict[str, Any], created: datetime | None) -> str:
+    """`<since>-<until>` of a download, in compact UTC: the query's, or, where it leaves them open, from `created`
+    (the container's creation, the earliest's of many) to now."""
+    since = query["since"] if "since" in query else created or time.time()
+    return f"{compact(since)}-{compact(query.get('until', time.time()))}"
+
+
+def file_suffix(query: dict[str, Any]) -> str:
+    return "ndjson" if query["format"] == "ndjson" else "log"
 
 
 def line_grep(query: dict[str, Any], *, stamped: bool, tty: bool) -> LineGrep:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import content_disposition_header
 from multidict import CIMultiDict
 
 from moorage.access.audit import cut
@@ -103,6 +104,11 @@ class _StreamResponse(web.StreamResponse):
 
     async def write_eof(self, data: bytes = b"") -> None:
         await super().write_eof(b"" if self._bodyless else data)
+
+
+def attached(filename: str) -> dict[str, str]:
+    """The headers of an answer saved as a file of that name."""
+    return {hdrs.CONTENT_DISPOSITION: content_disposition_header("attachment", filename=filename)}
 
 
 def stream_response(content_type: str = NDJSON, headers: Mapping[str, str] | None = None) -> web.StreamResponse:
