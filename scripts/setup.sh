@@ -21,8 +21,10 @@ AUTH_USER=moorage-test
 TEST_IMAGE=$REGISTRY/moorage-test/busybox:latest
 # systemd: systemd-analyze, to check the unit; python3-seccomp: its sandbox, rebuilt where systemd is not PID 1;
 # nginx: the proxy that tests/engine/test_proxy_streams.py runs in front of moorage (started by the test, not as a service);
-# chromium: the headless browser of tests/browser.py (Debian's build: nothing may download one of its own).
-APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk nginx chromium)
+# chromium: the headless browser of tests/browser.py (Debian's build: nothing may download one of its own);
+# prometheus: the server that tests/engine/test_prometheus_dashboards.py runs against moorage (started by the test).
+APT_PACKAGES=(docker.io docker-registry busybox-static curl apache2-utils systemd python3-seccomp wrk nginx chromium
+    prometheus)
 # The OpenAPI linter that tests/test_openapi_contract.py runs (redocly's recommended rules), from npm.
 REDOCLY_VERSION=2.77.0
 # What drives that chromium (tests/browser.py): only the driver, no browser download. Playwright speaks the

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web, web_response
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from moorage.access.audit import AuditLog
 from moorage.access.lastuse import FILE as LAST_USED_FILE
@@ -26,9 +26,11 @@ from moorage.engine.streams import EngineStreams
 from moorage.errors import ConfigError
 from moorage.images.pulls import PullHub
 from moorage.images.updates import UpdateChecks
+from moorage.metrics.cadvisor import ContainerCollector
 from moorage.metrics.containers import ContainerStats
 from moorage.metrics.host import HostSampler, sampling
-from moorage.metrics.prometheus import ContainerCollector, HostCollector
+from moorage.metrics.node import HostCollector
+from moorage.metrics.prometheus import DaemonCollector
 from moorage.settings import LiveSettings, Settings
 from moorage.web.compression import compress_json
 from moorage.web.middlewares import audit_middleware, auth_middleware, error_middleware
@@ -104,7 +106,12 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """The host sampler runs, and the host's and the containers' figures are in the app's registry."""
     settings = app[SETTINGS].metrics
     sampler = app[SAMPLER] = HostSampler(settings)
-    collectors = (HostCollector(sampler), ContainerCollector(app[CONTAINER_STATS]))
+    stats = app[CONTAINER_STATS]
+    collectors = (
+        HostCollector(sampler),
+        ContainerCollector(stats, settings.label_allowlist),
+        DaemonCollector(stats, app[STREAMS]),
+    )
     for collector in collectors:
         app[REGISTRY].register(collector)
     try:
@@ -167,6 +174,7 @@ async def finish_recreates(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     # A registry per app, not prometheus_client's global one: an app's figures are its own.
     registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
     # The request's id first, for every line logged about it; request metrics next, to see what the client
     # got; a trusted proxy's client is the client before the audit and the limiter see it; the audit; a
     # mutation runs to its end beneath them, so that they see how it ended; then compression and errors, so

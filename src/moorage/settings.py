@@ -176,6 +176,11 @@ class MetricsSettings:
     history_seconds: float = 900.0
     disk_paths: tuple[str, ...] = ("/", "/var/lib/docker")
     public_prometheus: bool = False
+    # Container labels that become `container_label_<key>` on each container series (cAdvisor's names): opt-in,
+    # since every label value is a series of its own.
+    label_allowlist: tuple[str, ...] = ()
+    # Container history: (step, span) in seconds of each tier, finest first.
+    history_tiers: tuple[tuple[float, float], ...] = ((1.0, 900.0), (60.0, 86400.0), (600.0, 604800.0))
 
 
 @dataclass(frozen=True)

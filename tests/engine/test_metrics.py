@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import moorage
 from moorage.app import create_app
 from moorage.metrics.host import HostSampler
 from moorage.settings import MetricsSettings
@@ -128,9 +129,12 @@ async def test_prometheus_needs_a_key_and_parses(aiohttp_client: Any, tmp_path: 
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.content_type == "text/plain"
     found = families(await resp.text())
-    assert 0 <= found["moorage_host_cpu_percent"].samples[0].value <= 100
-    memory = {s.labels["kind"]: s.value for s in found["moorage_host_memory_bytes"].samples}
-    assert memory["total"] == psutil.virtual_memory().total
+    idle = [s.value for s in found["node_cpu_seconds"].samples if s.labels["mode"] == "idle"]
+    assert len(idle) == psutil.cpu_count() and all(seconds > 0 for seconds in idle)
+    assert found["node_memory_MemTotal_bytes"].samples[0].value == psutil.virtual_memory().total
+    assert found["moorage_build_info"].samples[0].labels["version"] == moorage.__version__
+    assert found["moorage_engine_up"].samples[0].value == 1
+    assert found["process_resident_memory_bytes"].samples[0].value > 10 * 2**20
     requests = {
         (s.labels["route"], s.labels["status"]): s.value
         for s in found["moorage_http_requests"].samples
@@ -214,7 +218,7 @@ async def test_prometheus_has_per_container_gauges(client: TestClient, make_cont
     running = await make_container(start=True)
     await settled(client, running["Id"], lambda d: d["age_seconds"] < 2)
     found = families(await (await client.get("/metrics")).text())
-    names = {s.labels["name"] for s in found["moorage_container_memory_usage_bytes"].samples}
+    names = {s.labels["name"] for s in found["container_memory_working_set_bytes"].samples}
     assert running["Name"].lstrip("/") in names
 
 

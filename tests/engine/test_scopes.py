@@ -159,7 +159,7 @@ def test_lists_totals_metrics_and_updates_hold_only_what_is_in_scope(scoped: Dae
     assert all(container in everything for container in running)
     text = call(scoped, "GET", "/metrics").text
     assert inside in text and not any(other in text for other in outside)
-    assert "moorage_host_" not in text  # the host's series tell of the whole host
+    assert "node_" not in text and "moorage_" not in text  # the host's and moorage's tell of the whole host
     updates = call(scoped, "GET", "/api/v1/image-updates").json()["data"]
     assert {item["id"] for item in updates["items"]} == {inside, stopped}
     images = call(scoped, "GET", "/api/v1/images").json()["data"]

@@ -75,6 +75,15 @@ def test_state_dir_defaults_to_systemds_state_directory(tmp_path: Path, monkeypa
         ("[audit]\nkeep = 0\n", "audit.keep"),
         ("[logs]\nmerge_window_ms = -1\n", "logs.merge_window_ms"),
         ("[logs]\nmerge_window_ms = 0.5\n", "logs.merge_window_ms"),
+        ("[metrics]\nhistory_tiers = [[60, 30]]\n", "metrics.history_tiers.0"),
+        ("[metrics]\nhistory_tiers = [[1, 900], [1, 3600]]\n", "metrics.history_tiers.1"),
+        ("[metrics]\nhistory_tiers = [[1, 9000000]]\n", "metrics.history_tiers.0"),
+        ('[metrics]\nlabel_allowlist = [""]\n', "metrics.label_allowlist.0"),
+        # A secret label's value would be in every viewer's /metrics.
+        (
+            '[auth]\nsecret_labels = ["*.token"]\n[metrics]\nlabel_allowlist = ["app", "ci.token"]\n',
+            "metrics.label_allowlist.1",
+        ),
         # A reserve of every stream would leave a key that is not admin no stream at all.
         ("[server]\nmax_streams = 8\nadmin_reserved_streams = 16\n", "server.admin_reserved_streams"),
         ("[server]\nmax_streams = 4\nadmin_reserved_streams = 4\n", "server.admin_reserved_streams"),

@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from moorage.api.paths import API_PREFIX
 from moorage.engine.shapes import inspected_name
 from moorage.errors import EngineUnavailable, ServiceUnavailable
-from moorage.metrics.containers import idle
-from moorage.metrics.prometheus import ContainerCollector
+from moorage.metrics.cadvisor import ContainerCollector
+from moorage.metrics.readings import idle
 from moorage.schemas.containers import ContainerRef
 from moorage.schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
 from moorage.settings import Permission
@@ -21,7 +21,7 @@ from moorage.web.requests import load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires
 from moorage.web.scoping import container_ref, scope_of
-from moorage.web.state import CONTAINER_STATS, PRINCIPAL, REGISTRY, SAMPLER, docker
+from moorage.web.state import CONTAINER_STATS, PRINCIPAL, REGISTRY, SAMPLER, SETTINGS, docker
 
 routes = web.RouteTableDef()
 _RESOURCES = HostResourcesSchema()
@@ -70,7 +70,8 @@ async def get_prometheus_metrics(request: web.Request) -> web.Response:
     principal = request.get(PRINCIPAL)  # none when [metrics] public_prometheus opens the route to all
     if principal is not None and not principal.scope.unscoped:
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(ContainerCollector(request.config_dict[CONTAINER_STATS], principal.scope))
+        allowlist = request.config_dict[SETTINGS].metrics.label_allowlist
+        registry.register(ContainerCollector(request.config_dict[CONTAINER_STATS], allowlist, principal.scope))
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

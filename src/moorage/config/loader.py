@@ -6,6 +6,7 @@ raises on unknown keys and the CLI turns `ConfigError` into exit status `EXIT_CO
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -342,10 +343,40 @@ class MetricsSchema(_Section):
         fields.String(validate=ABSOLUTE_PATH),
     )
     public_prometheus = fields.Boolean()
+    label_allowlist = fields.List(
+        fields.String(validate=validate.Length(min=1, max=256)), validate=validate.Length(max=64)
+    )
+    # [[step, span], ...] in seconds, finest first; a tier of more than 100,000 buckets is refused (memory).
+    history_tiers = fields.List(
+        fields.Tuple(
+            (fields.Float(validate=validate.Range(1, 86400)), fields.Float(validate=validate.Range(1, 10**8)))
+        ),
+        validate=validate.Length(min=1, max=6),
+    )
+
+    @validates_schema
+    def tiers_grow(self, data: dict[str, Any], **_: Any) -> None:
+        tiers = data["history_tiers"]
+        for n, (step, span) in enumerate(tiers):
+            if not step < span <= step * 100_000:
+                raise ValidationError(
+                    "a tier's span must be more than its step and at most 100,000 steps", f"history_tiers.{n}"
+                )
+            if n and (step <= tiers[n - 1][0] or span <= tiers[n - 1][1]):
+                raise ValidationError(
+                    "each tier's step and span must be more than the one before's", f"history_tiers.{n}"
+                )
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> MetricsSettings:
-        return MetricsSettings(**{**data, "disk_paths": tuple(data["disk_paths"])})
+        return MetricsSettings(
+            **{
+                **data,
+                "disk_paths": tuple(data["disk_paths"]),
+                "label_allowlist": tuple(data["label_allowlist"]),
+                "history_tiers": tuple((float(step), float(span)) for step, span in data["history_tiers"]),
+            }
+        )
 
 
 @defaults_from(Settings)
@@ -363,6 +394,15 @@ class SettingsSchema(_Section):
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
     registries = fields.List(fields.Nested(RegistrySchema))
     hooks = fields.List(fields.Nested(HookSchema))
+
+    @validates_schema
+    def no_secret_series(self, data: dict[str, Any], **_: Any) -> None:
+        """A secret label's value would be in every viewer's /metrics: it is never a series' label."""
+        secret = data["auth"].secret_labels
+        for n, key in enumerate(data["metrics"].label_allowlist):
+            if any(fnmatch.fnmatchcase(key, pattern) for pattern in secret):
+                raise ValidationError("is one of [auth] secret_labels: its values are not for every viewer",
+                                      f"metrics.label_allowlist.{n}")  # fmt: skip
 
     @validates_schema
     def hook_names_unique(self, data: dict[str, Any], **_: Any) -> None:

@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Mapping
-from typing import Any
 
 from aiodocker.exceptions import DockerError
 
@@ -23,82 +21,31 @@ from moorage.background import again_and_again, cancel_and_wait
 from moorage.engine.errors import ENGINE_STREAM_ERRORS
 from moorage.engine.shapes import event_labels, listed_name
 from moorage.engine.streams import EngineStreams
+from moorage.metrics.readings import Reading, reading
+from moorage.metrics.specs import Cgroups, ContainerSpec, container_spec
 from moorage.selectors import UNSCOPED, Scope
 from moorage.settings import DockerSettings
 
 _LOGGER = logging.getLogger(__name__)
-Reading = dict[str, Any]
 _RETRY = 1.0  # seconds between attempts to reach a missing engine
-_WATCHED_EVENTS = ("start", "unpause", "die", "destroy")
-
-
-def reading(stats: Mapping[str, Any], name: str) -> Reading:
-    """One stats record of the engine in moorage's shape, computed as the Docker CLI computes `docker stats`."""
-    cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
-    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (precpu.get("cpu_usage") or {}).get(
-        "total_usage", 0
-    )
-    system_delta = cpu.get("system_cpu_usage", 0) - precpu.get("system_cpu_usage", 0)
-    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or ()) or 1
-    cpu_percent = cpu_delta / system_delta * online * 100 if cpu_delta > 0 and system_delta > 0 else 0.0
-    memory = stats.get("memory_stats") or {}
-    usage, limit = memory.get("usage", 0), memory.get("limit", 0)
-    detail = memory.get("stats") or {}
-    # Page cache is not the container's own use: cgroup v1 reports it as total_inactive_file, v2 as inactive_file.
-    inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
-    used = usage - inactive if inactive < usage else usage
-    networks = {
-        interface: {"rx_bytes": n.get("rx_bytes", 0), "tx_bytes": n.get("tx_bytes", 0)}
-        for interface, n in (stats.get("networks") or {}).items()
-    }
-    io = (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or ()
-    return {
-        "id": stats.get("id"),
-        "name": name,
-        "status": "running",
-        "cpu_percent": round(cpu_percent, 2),
-        "online_cpus": online,
-        "memory": {"usage": used, "limit": limit, "percent": round(used / limit * 100, 2) if limit else 0.0},
-        "network": {
-            "rx_bytes": sum(n["rx_bytes"] for n in networks.values()),
-            "tx_bytes": sum(n["tx_bytes"] for n in networks.values()),
-            "interfaces": networks,
-        },
-        "block_io": {
-            "read_bytes": sum(e.get("value", 0) for e in io if str(e.get("op", "")).lower() == "read"),
-            "write_bytes": sum(e.get("value", 0) for e in io if str(e.get("op", "")).lower() == "write"),
-        },
-        "pids": (stats.get("pids_stats") or {}).get("current", 0),
-        "sampled_at": time.time(),
-    }
-
-
-def idle(container_id: str, name: str, status: str) -> Reading:
-    """What a container that is not running uses: nothing."""
-    return {
-        "id": container_id,
-        "name": name,
-        "status": status,
-        "cpu_percent": 0.0,
-        "online_cpus": 0,
-        "memory": {"usage": 0, "limit": 0, "percent": 0.0},
-        "network": {"rx_bytes": 0, "tx_bytes": 0, "interfaces": {}},
-        "block_io": {"read_bytes": 0, "write_bytes": 0},
-        "pids": 0,
-        "sampled_at": time.time(),
-    }
+_STARTS = ("start", "unpause")
+_ENDS = ("die", "destroy")
+_CHANGES = ("update", "rename")  # a new limit or name: the spec is read again
 
 
 class ContainerStats:
-    """The latest reading of each running container. `connected` says whether the engine is followed now."""
+    """The latest reading of each running container, and its spec. `connected` says whether the engine is followed
+    now."""
 
     def __init__(self, docker: DockerSettings) -> None:
         # A pool of its own, without the cap of the request streams: a stream per running container
         # must neither count against callers' streams nor wait behind them.
         self._engine = EngineStreams(docker)
         self.connected = False
+        self._cgroups = Cgroups()
         self._latest: dict[str, Reading] = {}
         self._labels: dict[str, Mapping[str, str]] = {}  # of each watched container, for scoped callers
+        self._specs: dict[str, ContainerSpec] = {}
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._arrived = asyncio.Event()  # set (and cleared) at each reading, for first_reading's waiters
 
@@ -121,6 +68,10 @@ class ContainerStats:
             return list(self._latest.values())
         return [r for r in self._latest.values() if scope.admits(self._labels.get(r["id"]), r["name"])]
 
+    def specified(self, scope: Scope = UNSCOPED) -> list[tuple[Reading, ContainerSpec]]:
+        """The readings of the running containers `scope` admits whose spec is known, each with its spec."""
+        return [(r, spec) for r in self.running(scope) if (spec := self._specs.get(r["id"])) is not None]
+
     async def run(self) -> None:
         """Follow the engine for as long as the app runs, starting over whenever the engine comes back."""
         await again_and_again(self._follow, "container stats", ENGINE_STREAM_ERRORS, _RETRY, self._lost)
@@ -130,9 +81,11 @@ class ContainerStats:
         self._stop_all()
 
     async def _follow(self) -> None:
-        params = {"filters": json.dumps({"type": ["container"], "event": list(_WATCHED_EVENTS)})}
+        params = {"filters": json.dumps({"type": ["container"], "event": [*_STARTS, *_ENDS, *_CHANGES]})}
         async with self._engine.request("GET", "/events", params) as events:
             # Events first, then the list: a container started in between is seen at least once.
+            async with self._engine.request("GET", "/info", {}) as info:
+                self._cgroups = Cgroups((await info.json(content_type=None)).get("CgroupDriver") or "cgroupfs")
             listed = await self._list_running()
             for container_id, (name, labels) in listed.items():
                 self._watch(container_id, name, labels)
@@ -143,16 +96,30 @@ class ContainerStats:
                 event = json.loads(line)
                 container_id = (event.get("Actor") or {}).get("ID") or event.get("id")
                 attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                if event.get("Action") in ("start", "unpause"):
+                action = event.get("Action")
+                if action in _STARTS:
                     self._watch(container_id, attributes.get("name", ""), event_labels(attributes))
-                else:
+                elif action in _ENDS:
                     self._forget(container_id)
+                elif container_id in self._specs:
+                    await self._respecify(container_id)
 
     async def _list_running(self) -> dict[str, tuple[str, Mapping[str, str]]]:
         params = {"filters": json.dumps({"status": ["running"]})}
         async with self._engine.request("GET", "/containers/json", params) as response:
             listed = await response.json(content_type=None)
         return {c["Id"]: (listed_name(c), c.get("Labels") or {}) for c in listed}
+
+    async def _respecify(self, container_id: str) -> None:
+        """Read the container's spec (limits, name, image) again; one gone meanwhile is for its die event."""
+        try:
+            async with self._engine.request("GET", f"/containers/{container_id}/json", {}) as response:
+                inspected = await response.json(content_type=None)
+        except ENGINE_STREAM_ERRORS as err:
+            _LOGGER.info("spec of %s: %s", container_id[:12], err)
+            return
+        spec = self._specs[container_id] = container_spec(inspected, self._cgroups)
+        self._labels[container_id] = spec.labels
 
     def _watch(self, container_id: str, name: str, labels: Mapping[str, str]) -> None:
         self._labels[container_id] = labels
@@ -165,21 +132,26 @@ class ContainerStats:
             task.cancel()
         self._latest.pop(container_id, None)
         self._labels.pop(container_id, None)
+        self._specs.pop(container_id, None)
 
     def _stop_all(self) -> None:
         for container_id in list(self._streams):
             self._forget(container_id)
 
     async def _stream(self, container_id: str, name: str) -> None:
-        """Read the container's stats until its die event cancels this; a stream that breaks is reopened."""
+        """Read the container's spec, then its stats until its die event cancels this; a stream that breaks is
+        reopened."""
         try:
             while True:
                 try:
+                    if container_id not in self._specs:
+                        await self._respecify(container_id)
                     params = {"stream": "true"}
                     async with self._engine.request("GET", f"/containers/{container_id}/stats", params) as resp:
                         async for line in resp.content:
                             if line.strip():
-                                self._latest[container_id] = reading(json.loads(line), name)
+                                spec = self._specs.get(container_id)
+                                self._latest[container_id] = reading(json.loads(line), spec.name if spec else name)
                                 self._arrived.set()
                                 self._arrived.clear()
                 except (DockerError, OSError, ValueError) as err:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -81,7 +82,45 @@ class HostSampler:
             ("network", self._network),
             ("load_average", lambda _: list(psutil.getloadavg())),
             ("uptime_seconds", lambda now: round(now - self._boot, 3)),
+            ("node", lambda _: self._node()),
         ]
+
+    def _node(self) -> dict[str, Any]:
+        """What node_exporter's names need that the API's parts lack: each core's time in each mode, the kernel's
+        own memory figures, and the filesystems of the disk paths with their mounts (left out of the API)."""
+        return {
+            "cpu_times": [times._asdict() for times in psutil.cpu_times(percpu=True)],
+            "memory": psutil.virtual_memory()._asdict(),
+            "swap": psutil.swap_memory()._asdict(),
+            "filesystems": self._filesystems(),
+            "boot_time": self._boot,
+        }
+
+    def _filesystems(self) -> list[dict[str, Any]]:
+        """The filesystem of each disk path, once each: node_exporter has a series per mount, not per path."""
+        mounts = sorted(psutil.disk_partitions(all=True), key=lambda m: len(m.mountpoint), reverse=True)
+        found: dict[str, dict[str, Any]] = {}
+        for path in self._settings.disk_paths:
+            real = os.path.realpath(path)
+            mount = next((m for m in mounts if _within(real, m.mountpoint)), None)
+            if mount is None or mount.mountpoint in found:
+                continue
+            try:
+                fs = os.statvfs(path)
+            except OSError as err:
+                _LOGGER.warning("host sample: filesystem of %s: %s", path, err)
+                continue
+            found[mount.mountpoint] = {
+                "mountpoint": mount.mountpoint,
+                "device": mount.device,
+                "fstype": mount.fstype,
+                "size": fs.f_blocks * fs.f_frsize,
+                "free": fs.f_bfree * fs.f_frsize,
+                "avail": fs.f_bavail * fs.f_frsize,
+                "files": fs.f_files,
+                "files_free": fs.f_ffree,
+            }
+        return list(found.values())
 
     def _disks(self) -> dict[str, Any]:
         disks = {}
@@ -125,6 +164,10 @@ def _traffic(
         delta = counters[counter] - before[counter] if before else 0
         traffic[key] = round(delta / elapsed, 1) if elapsed > 0 and delta >= 0 else 0.0
     return traffic
+
+
+def _within(path: str, mountpoint: str) -> bool:
+    return path == mountpoint or path.startswith(mountpoint.rstrip("/") + "/")
 
 
 def _usage(reading: Any, free_field: str) -> dict[str, float]:
