@@ -31,6 +31,7 @@ from moorage.metrics.containers import ContainerStats
 from moorage.metrics.host import HostSampler, sampling
 from moorage.metrics.node import HostCollector
 from moorage.metrics.prometheus import DaemonCollector
+from moorage.metrics.recorder import HistoryRecorder, kept, loaded
 from moorage.settings import LiveSettings, Settings
 from moorage.web.compression import compress_json
 from moorage.web.middlewares import audit_middleware, auth_middleware, error_middleware
@@ -45,6 +46,7 @@ from moorage.web.state import (
     CONTAINER_STATS,
     DOCKER,
     EXEC_DOCKER,
+    HISTORY,
     KEY_USE,
     LIMITER,
     LIVE,
@@ -85,9 +87,11 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     # Pulls have a pool of their own: a full pool of log streams must not make a pull wait for ever.
     app[PULLS] = PullHub(EngineStreams(settings))
-    app[CONTAINER_STATS] = ContainerStats(settings)
+    state_dir = app[SETTINGS].server.state_dir
+    history = app[HISTORY] = await loaded(state_dir, app[SETTINGS].metrics.history_tiers)
+    app[CONTAINER_STATS] = ContainerStats(settings, HistoryRecorder(history))
     try:
-        async with watching(app[CONTAINER_STATS], "container stats"):
+        async with kept(history, state_dir), watching(app[CONTAINER_STATS], "container stats"):
             yield
     finally:
         await app[PULLS].close()  # closes its pool too

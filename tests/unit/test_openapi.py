@@ -256,6 +256,8 @@ OPERATION_IDS = {
     ("GET", "/api/v1/metrics/resources/history"): "get_host_resources_history",
     ("GET", "/api/v1/metrics/containers"): "list_container_metrics",
     ("GET", "/api/v1/metrics/containers/{container_id}"): "get_container_metrics",
+    ("GET", "/api/v1/metrics/containers/history"): "list_container_history",
+    ("GET", "/api/v1/metrics/containers/{container_id}/history"): "get_container_history",
     ("GET", "/api/v1/networks"): "list_networks",
     ("POST", "/api/v1/networks"): "create_network",
     ("GET", "/api/v1/networks/{network_id}"): "get_network",

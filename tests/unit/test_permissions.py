@@ -67,6 +67,8 @@ ROLE_BEFORE = {
     ("DELETE", "/api/v1/images/{image_id}"): "admin",
     ("GET", "/api/v1/metrics/containers"): "viewer",
     ("GET", "/api/v1/metrics/containers/{container_id}"): "viewer",
+    ("GET", "/api/v1/metrics/containers/history"): "viewer",
+    ("GET", "/api/v1/metrics/containers/{container_id}/history"): "viewer",
     ("GET", "/api/v1/metrics/resources"): "viewer",
     ("GET", "/api/v1/metrics/resources/history"): "viewer",
     ("GET", "/api/v1/networks"): "viewer",

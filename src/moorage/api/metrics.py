@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from moorage.api.paths import API_PREFIX
+from moorage.engine.client import engine_json
 from moorage.engine.shapes import inspected_name
 from moorage.errors import EngineUnavailable, ServiceUnavailable
 from moorage.metrics.cadvisor import ContainerCollector
 from moorage.metrics.readings import idle
 from moorage.schemas.containers import ContainerRef
-from moorage.schemas.metrics import ContainerMetricsSchema, HistoryQuery, HostResourcesSchema
+from moorage.schemas.metrics import (
+    ContainerHistoryQuery,
+    ContainerHistorySchema,
+    ContainerMetricsSchema,
+    HistoryQuery,
+    HostResourcesSchema,
+)
 from moorage.settings import Permission
 from moorage.timestamps import age_seconds
 from moorage.web.operations import ENGINE, documented, listing, page, shape
 from moorage.web.requests import load_query
 from moorage.web.responses import ok
 from moorage.web.roles import requires
-from moorage.web.scoping import container_ref, scope_of
-from moorage.web.state import CONTAINER_STATS, PRINCIPAL, REGISTRY, SAMPLER, SETTINGS, docker
+from moorage.web.scoping import container_ref, listed_containers, scope_of
+from moorage.web.state import CONTAINER_STATS, HISTORY, PRINCIPAL, REGISTRY, SAMPLER, SETTINGS, docker
 
 routes = web.RouteTableDef()
 _RESOURCES = HostResourcesSchema()
@@ -77,6 +85,7 @@ async def get_prometheus_metrics(request: web.Request) -> web.Response:
 
 
 _CONTAINER = ContainerMetricsSchema()
+_HISTORY = ContainerHistorySchema()
 # How long to wait for the first reading of a container that has only just started.
 _FIRST_READING = 2.5
 
@@ -95,6 +104,61 @@ async def list_container_metrics(request: web.Request) -> web.Response:
         raise EngineUnavailable("the Docker engine is not reachable: container metrics are unknown")
     readings = sorted(stats.running(scope_of(request)), key=lambda r: r["name"])
     return ok({"total": len(readings), "items": _CONTAINER.dump([aged(r) for r in readings], many=True)})
+
+
+@routes.get(f"{API_PREFIX}/metrics/containers/history")
+@requires(Permission.METRICS_READ)
+@documented(
+    "Every container's history",
+    tag="metrics",
+    query=ContainerHistoryQuery,
+    data=shape(seconds="number", step="number", items=listing(ContainerHistorySchema)),
+    errors=ENGINE,
+)
+async def list_container_history(request: web.Request) -> web.Response:
+    """The history of each container moorage has readings of (running or stopped, until it is removed). Before
+    the `{container_id}` route, as the engine's own `/containers/json` is: a container named `history` is read by
+    its id."""
+    query = load_query(request, ContainerHistoryQuery)
+    history = request.config_dict[HISTORY]
+    ids = history.ids()
+    if not scope_of(request).unscoped:
+        listed = await engine_json(docker(request), "containers/json", {"all": "1"})
+        admitted = {c["Id"] for c in listed_containers(request, listed)}
+        ids = [i for i in ids if i in admitted]
+    now = time.time()
+    items = [history.query(i, query["seconds"], query["step"], now) for i in ids]
+    items.sort(key=lambda h: h["name"])
+    seconds, step = (items[0]["seconds"], items[0]["step"]) if items else (query["seconds"], query["step"])
+    return ok({"seconds": seconds, "step": step, "items": _HISTORY.dump(items, many=True)})
+
+
+@routes.get(f"{API_PREFIX}/metrics/containers/{{container_id}}/history")
+@requires(Permission.METRICS_READ)
+@documented(
+    "A container's history",
+    tag="metrics",
+    path=ContainerRef,
+    query=ContainerHistoryQuery,
+    data=ContainerHistorySchema,
+    errors=(404, *ENGINE),
+)
+async def get_container_history(request: web.Request) -> web.Response:
+    """The container's readings of the last `seconds` in buckets of `step`, min, mean and max each, from the finest
+    tier that covers them; no points for a container never read (created, or before moorage ran)."""
+    query = load_query(request, ContainerHistoryQuery)
+    ref = await container_ref(request)
+    stats, history = request.config_dict[CONTAINER_STATS], request.config_dict[HISTORY]
+    if (found := stats.find(ref)) is not None:
+        container_id, name = found["id"], found["name"]
+    else:
+        inspected = await docker(request).containers.container(ref).show()
+        container_id, name = inspected["Id"], inspected_name(inspected)
+    try:
+        answer = history.query(container_id, query["seconds"], query["step"], time.time())
+    except KeyError:
+        answer = {"id": container_id, "name": name, "seconds": query["seconds"], "step": query["step"], "points": []}
+    return ok(_HISTORY.dump(answer))
 
 
 @routes.get(f"{API_PREFIX}/metrics/containers/{{container_id}}")

@@ -22,6 +22,7 @@ from moorage.engine.errors import ENGINE_STREAM_ERRORS
 from moorage.engine.shapes import event_labels, listed_name
 from moorage.engine.streams import EngineStreams
 from moorage.metrics.readings import Reading, reading
+from moorage.metrics.recorder import HistoryRecorder
 from moorage.metrics.specs import Cgroups, ContainerSpec, container_spec
 from moorage.selectors import UNSCOPED, Scope
 from moorage.settings import DockerSettings
@@ -37,7 +38,7 @@ class ContainerStats:
     """The latest reading of each running container, and its spec. `connected` says whether the engine is followed
     now."""
 
-    def __init__(self, docker: DockerSettings) -> None:
+    def __init__(self, docker: DockerSettings, recorder: HistoryRecorder | None = None) -> None:
         # A pool of its own, without the cap of the request streams: a stream per running container
         # must neither count against callers' streams nor wait behind them.
         self._engine = EngineStreams(docker)
@@ -48,6 +49,7 @@ class ContainerStats:
         self._specs: dict[str, ContainerSpec] = {}
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._arrived = asyncio.Event()  # set (and cleared) at each reading, for first_reading's waiters
+        self._recorder = recorder
 
     def find(self, ref: str) -> Reading | None:
         """The reading of a running container by full id or exact name; anything else (a short id, which a
@@ -87,6 +89,8 @@ class ContainerStats:
             async with self._engine.request("GET", "/info", {}) as info:
                 self._cgroups = Cgroups((await info.json(content_type=None)).get("CgroupDriver") or "cgroupfs")
             listed = await self._list_running()
+            if self._recorder is not None:
+                self._recorder.present(await self._list_all())
             for container_id, (name, labels) in listed.items():
                 self._watch(container_id, name, labels)
             self.connected = True
@@ -101,6 +105,8 @@ class ContainerStats:
                     self._watch(container_id, attributes.get("name", ""), event_labels(attributes))
                 elif action in _ENDS:
                     self._forget(container_id)
+                    if self._recorder is not None:
+                        self._recorder.ended(container_id, removed=action == "destroy")
                 elif container_id in self._specs:
                     await self._respecify(container_id)
 
@@ -109,6 +115,10 @@ class ContainerStats:
         async with self._engine.request("GET", "/containers/json", params) as response:
             listed = await response.json(content_type=None)
         return {c["Id"]: (listed_name(c), c.get("Labels") or {}) for c in listed}
+
+    async def _list_all(self) -> list[str]:
+        async with self._engine.request("GET", "/containers/json", {"all": "1"}) as response:
+            return [c["Id"] for c in await response.json(content_type=None)]
 
     async def _respecify(self, container_id: str) -> None:
         """Read the container's spec (limits, name, image) again; one gone meanwhile is for its die event."""
@@ -151,7 +161,11 @@ class ContainerStats:
                         async for line in resp.content:
                             if line.strip():
                                 spec = self._specs.get(container_id)
-                                self._latest[container_id] = reading(json.loads(line), spec.name if spec else name)
+                                latest = self._latest[container_id] = reading(
+                                    json.loads(line), spec.name if spec else name
+                                )
+                                if self._recorder is not None:
+                                    self._recorder.record(container_id, latest)
                                 self._arrived.set()
                                 self._arrived.clear()
                 except (DockerError, OSError, ValueError) as err:

@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from moorage.metrics.history import SERIES
 from moorage.schemas.common import StrictSchema
 from moorage.timestamps import rfc3339
 
@@ -63,3 +64,42 @@ class ContainerMetricsSchema(Schema):
 
 class HistoryQuery(StrictSchema):
     seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=86400, min_inclusive=False))
+
+
+_STAT = {"type": ["object", "null"], "properties": {k: {"type": "number"} for k in ("min", "avg", "max")}}
+_POINT = {
+    "type": "object",
+    "properties": {"at": _MOMENT, **dict.fromkeys(SERIES, _STAT)},
+    "description": "A bucket's start, and the min, mean and max of each series' readings in it (null: none)",
+}
+
+
+def _points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points as the API writes them, built in Python rather than by a nested schema: a week of 200 containers is
+    hundreds of thousands of points."""
+    return [
+        {
+            "at": rfc3339(point["at"]),
+            **{
+                series: None if (stat := point[series]) is None else {k: round(v, 2) for k, v in stat.items()}
+                for series in SERIES
+            },
+        }
+        for point in points
+    ]
+
+
+class ContainerHistorySchema(Schema):
+    """A container's history: cpu_percent as `docker stats` shows it, memory_bytes its working set, the rest in
+    bytes per second."""
+
+    id = fields.String()
+    name = fields.String()
+    seconds = fields.Float(metadata={"description": "what the points cover: at most the coarsest tier's span"})
+    step = fields.Float(metadata={"description": "seconds per point: the tier's step, or a multiple of it"})
+    points = fields.Function(lambda h: _points(h["points"]), metadata={"type": "array", "items": _POINT})
+
+
+class ContainerHistoryQuery(StrictSchema):
+    seconds = fields.Float(load_default=900.0, validate=validate.Range(min=0, max=10**8, min_inclusive=False))
+    step = fields.Float(load_default=None, validate=validate.Range(min=1, max=10**7))

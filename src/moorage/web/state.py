@@ -21,6 +21,7 @@ from moorage.engine.streams import EngineStreams
 from moorage.images.pulls import PullHub
 from moorage.images.updates import UpdateChecks
 from moorage.metrics.containers import ContainerStats
+from moorage.metrics.history import ContainerHistory
 from moorage.metrics.host import HostSampler
 from moorage.settings import ApiKey, LiveSettings, Settings
 from moorage.web.requestctx import mark_stream
@@ -35,6 +36,7 @@ PULLS = web.AppKey("pulls", PullHub)
 STREAMS = web.AppKey("streams", EngineStreams)
 SAMPLER = web.AppKey("sampler", HostSampler)
 CONTAINER_STATS = web.AppKey("container_stats", ContainerStats)
+HISTORY = web.AppKey("history", ContainerHistory)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIMITER = web.AppKey("limiter", FailedAuthLimiter)
 AUDIT = web.AppKey("audit", AuditLog)
