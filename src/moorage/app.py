@@ -13,6 +13,9 @@ from moorage.access.lastuse import FILE as LAST_USED_FILE
 from moorage.access.lastuse import KeyUse
 from moorage.access.ratelimit import FailedAuthLimiter
 from moorage.access.tokens import TokenIssuer, load_or_make_secret
+from moorage.alerts.collector import AlertsCollector
+from moorage.alerts.delivery import Deliverer
+from moorage.alerts.watcher import AlertWatcher
 from moorage.api import setup_routes
 from moorage.api.paths import API_PREFIX
 from moorage.background import running, watching
@@ -41,6 +44,7 @@ from moorage.web.proxies import forwarded_client
 from moorage.web.requestid import answer_headers, request_context
 from moorage.web.requestmetrics import request_metrics
 from moorage.web.state import (
+    ALERTS,
     AUDIT,
     BIND_LEDGER,
     CONTAINER_STATS,
@@ -123,6 +127,20 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             yield
     finally:
         for collector in collectors:
+            app[REGISTRY].unregister(collector)
+
+
+async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The alert rules at work, and the webhook deliveries they queue (those a former run left pending first)."""
+    settings = app[SETTINGS]
+    async with Deliverer(settings.server.state_dir, settings.webhooks) as deliverer:
+        watcher = app[ALERTS] = AlertWatcher(settings.docker, app[LIVE], app[CONTAINER_STATS], app[SAMPLER], deliverer)
+        collector = AlertsCollector(watcher)
+        app[REGISTRY].register(collector)
+        try:
+            async with watching(watcher, "alerts"):
+                yield
+        finally:
             app[REGISTRY].unregister(collector)
 
 
@@ -210,6 +228,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(auth_ctx)
     app.cleanup_ctx.append(engine_ctx)
     app.cleanup_ctx.append(metrics_ctx)  # after engine_ctx: it reads the container watcher
+    app.cleanup_ctx.append(alerts_ctx)  # after metrics_ctx: it judges the sampler's and the watcher's figures
     app.cleanup_ctx.append(bindwatch_ctx)  # after auth_ctx and engine_ctx: it audits and calls the engine
     app.cleanup_ctx.append(recreate_ctx)  # after engine_ctx: it settles through the engine
     app.on_shutdown.append(end_streams)

@@ -66,6 +66,9 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     # GET /policy: what a create may get away with, an admin's to read.
     POLICY_READ = "policy:read"
+    ALERTS_READ = "alerts:read"
+    # A test notification: it reaches the webhooks' receivers (a pager among them), an admin's to send.
+    ALERTS_TEST = "alerts:test"
 
 
 _VIEWER = frozenset(
@@ -79,6 +82,7 @@ _VIEWER = frozenset(
         Permission.METRICS_READ,
         Permission.EVENTS_READ,
         Permission.TOKENS_ISSUE,
+        Permission.ALERTS_READ,
     }
 )
 _OPERATOR = _VIEWER | {Permission.CONTAINERS_LIFECYCLE, Permission.NETWORKS_CONNECT}
@@ -284,6 +288,42 @@ class Hook:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """A `[[webhooks]]` entry: where notifications go, and how. repr hides the secret."""
+
+    name: str
+    url: str
+    secret: bytes | None = field(default=None, repr=False)  # read from secret_file; signs each body
+    format: str = "json"  # json, slack, discord, ntfy or gotify
+    timeout: float = 10.0  # seconds for one attempt
+    max_age: float = 86400.0  # seconds a notification is retried before it expires
+    backoff_initial: float = 1.0  # seconds before the first retry; doubled each time, with jitter
+    backoff_max: float = 300.0
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """An `[[alerts]]` entry: what fires it (an event, a threshold held, a log line), over which containers, and
+    whom it tells. A rule fires once per container (or once for the host) and is resolved when it no longer holds."""
+
+    name: str
+    kind: str  # event, threshold or log
+    webhooks: tuple[str, ...]
+    severity: str = "warning"
+    scope: Scope = field(default_factory=Scope)  # the containers it watches: a label selector and name globs
+    for_seconds: float = 0.0  # how long a threshold must be crossed before it fires
+    event: str = ""  # die (a non-zero exit), oom, unhealthy or restart_loop
+    restarts: int = 3  # restart_loop: this many starts within `within`
+    within: float = 300.0
+    metric: str = ""  # container_cpu, container_memory (percent of the limit), host_cpu, host_memory, host_disk, load1
+    above: float = 0.0
+    path: str = "/"  # host_disk: the disk path, among [metrics] disk_paths
+    pattern: str = ""  # log: RE2
+    ignore_case: bool = False
+    quiet: float = 300.0  # log: a match fires, and no match for this long resolves; no more than one notice meanwhile
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     docker: DockerSettings = field(default_factory=DockerSettings)
@@ -297,6 +337,8 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     registries: tuple[Registry, ...] = ()
     hooks: tuple[Hook, ...] = ()
+    webhooks: tuple[Webhook, ...] = ()
+    alerts: tuple[AlertRule, ...] = ()
 
     def __post_init__(self) -> None:
         # moorage's own state and the engine's socket are never bind-mountable, wherever they are: derived here,
@@ -327,6 +369,8 @@ RELOADED = frozenset(
         "policy",
         "registries",
         "hooks",
+        "webhooks",
+        "alerts",
         "logs",
         "exec",
         "files",

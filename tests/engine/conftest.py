@@ -95,7 +95,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str
     """A `moorage serve` for a whole module of fuzzing, and the admin key it generated."""
     tmp = tmp_path_factory.mktemp("fuzz")
     config = tmp / "moorage.toml"
-    config.write_text(f'[server]\nstate_dir = "{tmp}/state"\n')
+    # An alert whose test notification can be sent (it is queued for a webhook nobody listens at, and never sent).
+    alert = (
+        f'[[webhooks]]\nname = "fuzz"\nurl = "http://127.0.0.1:{free_port()}/hook"\n'
+        '[[alerts]]\nname = "fuzz"\nevent = "die"\nwebhooks = ["fuzz"]\nselector = "moorage.test=none"\n'
+    )
+    config.write_text(f'[server]\nstate_dir = "{tmp}/state"\n{alert}')
     daemon = Daemon(config, free_port())
     daemon.wait_healthy()
     yield daemon, daemon.generated_key()

@@ -175,6 +175,10 @@ class Sandbox:
         elif method == "DELETE" and path == "/api/v1/containers/{container_id}":
             victim = pick(case.path_parameters, ["victim", "absent"]) == "victim"
             case.path_parameters["container_id"] = self.container(start=False) if victim else absent("container")
+        elif method == "POST" and path == "/api/v1/alerts/{name}/test":
+            # The live daemon's one alert, or a generated name (a 404, or a 400).
+            if pick(case.path_parameters, ["configured", "generated"]) == "configured":
+                case.path_parameters["name"] = "fuzz"
         elif method == "DELETE" and path == "/api/v1/auth/tokens/{jti}":
             # Any token id this daemon may have issued: revoking one changes only this test's daemon.
             if pick(case.path_parameters, ["generated", "hex"]) == "hex":

@@ -79,6 +79,23 @@ def test_state_dir_defaults_to_systemds_state_directory(tmp_path: Path, monkeypa
         ("[metrics]\nhistory_tiers = [[1, 900], [1, 3600]]\n", "metrics.history_tiers.1"),
         ("[metrics]\nhistory_tiers = [[1, 9000000]]\n", "metrics.history_tiers.0"),
         ('[metrics]\nlabel_allowlist = [""]\n', "metrics.label_allowlist.0"),
+        ('[[webhooks]]\nname = "ops"\nurl = "ftp://example.com/"\n', "webhooks.0.url"),
+        ('[[webhooks]]\nname = "ops"\nurl = "http://example.com/"\nformat = "teams"\n', "webhooks.0.format"),
+        (
+            '[[webhooks]]\nname = "ops"\nurl = "http://example.com/"\nsecret_file = "/nonexistent"\n',
+            "webhooks.0.secret_file",
+        ),
+        ('[[alerts]]\nname = "a"\nevent = "die"\nwebhooks = ["nope"]\n', "alerts.0.webhooks"),
+        ('[[alerts]]\nname = "a"\nwebhooks = ["ops"]\n', "alerts.0.event"),
+        ('[[alerts]]\nname = "a"\nevent = "die"\nmetric = "host_cpu"\nwebhooks = ["ops"]\n', "alerts.0.event"),
+        ('[[alerts]]\nname = "a"\npattern = "(unclosed"\nwebhooks = ["ops"]\n', "alerts.0.pattern"),
+        ('[[alerts]]\nname = "a"\nevent = "die"\nfor = "soon"\nwebhooks = ["ops"]\n', "alerts.0.for"),
+        ('[[alerts]]\nname = "a"\nevent = "exit"\nwebhooks = ["ops"]\n', "alerts.0.event"),
+        (
+            '[[webhooks]]\nname = "ops"\nurl = "http://example.com/"\n'
+            '[[alerts]]\nname = "a"\nmetric = "host_disk"\npath = "/srv"\nwebhooks = ["ops"]\n',
+            "alerts.0.path",
+        ),
         # A secret label's value would be in every viewer's /metrics.
         (
             '[auth]\nsecret_labels = ["*.token"]\n[metrics]\nlabel_allowlist = ["app", "ci.token"]\n',

@@ -19,8 +19,11 @@ from moorage.app import create_app
 from ..helpers import TEST_IMAGE, Daemon, assert_error, concrete_routes, get_json, make_settings, plain_key
 
 # Routes that never need the engine: the host's metrics, the containers' history (for an unscoped caller), the
-# tokens, the audit, the policy and the OpenAPI document.
+# alerts, the tokens, the audit, the policy and the OpenAPI document.
 ENGINE_FREE = {
+    "/api/v1/alerts",
+    "/api/v1/alerts/deliveries",
+    "/api/v1/alerts/x1/test",
     "/api/v1/openapi.json",
     "/api/v1/metrics/resources",
     "/api/v1/metrics/resources/history",

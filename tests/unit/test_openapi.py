@@ -272,6 +272,9 @@ OPERATION_IDS = {
     ("POST", "/api/v1/system/prune"): "prune_system",
     ("GET", "/api/v1/policy"): "get_policy",
     ("GET", "/metrics"): "get_prometheus_metrics",
+    ("GET", "/api/v1/alerts"): "list_alerts",
+    ("GET", "/api/v1/alerts/deliveries"): "list_deliveries",
+    ("POST", "/api/v1/alerts/{name}/test"): "test_alert",
     ("GET", DOCUMENT): "get_openapi_document",
 }
 
@@ -310,6 +313,7 @@ def test_operations_are_tagged_by_resource(document: dict[str, Any]) -> None:
         "system",
         "policy",
         "metrics",
+        "alerts",
         "auth",
         "audit",
         "hooks",

@@ -88,6 +88,9 @@ ROLE_BEFORE = {
     ("GET", "/api/v1/volumes/{name}"): "viewer",
     ("GET", "/healthz"): "public",
     ("GET", "/metrics"): "viewer",
+    ("GET", "/api/v1/alerts"): "viewer",
+    ("GET", "/api/v1/alerts/deliveries"): "viewer",
+    ("POST", "/api/v1/alerts/{name}/test"): "admin",
     ("GET", "/readyz"): "public",
 }
 # Routes added with permissions: any valid credential may call them.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from moorage.api import (
+    alerts,
     audit,
     auth,
     containers,
@@ -52,6 +53,7 @@ def setup_routes(app: web.Application) -> None:
         mergedlogs,
         events,
         metrics,
+        alerts,
     )
     for module in modules:
         app.router.add_routes(module.routes)

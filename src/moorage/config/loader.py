@@ -19,6 +19,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from moorage.config.alerts import AlertSchema, WebhookSchema, check_alerts
 from moorage.config.defaults import defaults_from
 from moorage.config.hooks import HookSchema
 from moorage.config.policy import PolicySchema
@@ -394,6 +395,12 @@ class SettingsSchema(_Section):
     policy = fields.Nested(PolicySchema, load_default=lambda: PolicySchema().load({}))
     registries = fields.List(fields.Nested(RegistrySchema))
     hooks = fields.List(fields.Nested(HookSchema))
+    webhooks = fields.List(fields.Nested(WebhookSchema))
+    alerts = fields.List(fields.Nested(AlertSchema))
+
+    @validates_schema
+    def alerts_reach_webhooks(self, data: dict[str, Any], **_: Any) -> None:
+        check_alerts(data.get("alerts", []), data.get("webhooks", []), data["metrics"].disk_paths)
 
     @validates_schema
     def no_secret_series(self, data: dict[str, Any], **_: Any) -> None:
@@ -412,7 +419,8 @@ class SettingsSchema(_Section):
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> Settings:
-        return Settings(**{**data, "registries": tuple(data["registries"]), "hooks": tuple(data["hooks"])})
+        lists = ("registries", "hooks", "webhooks", "alerts")
+        return Settings(**{**data, **{key: tuple(data[key]) for key in lists}})
 
 
 def settings_from_mapping(data: Mapping[str, Any], source: str = "<settings>") -> Settings:

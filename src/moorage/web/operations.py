@@ -36,6 +36,7 @@ TAGS = {
     "system": "The host's Docker as a whole: disk usage, as `docker system df`, and a prune of everything unused.",
     "policy": "The host-safety policy in force, which creates are judged by (a dry run answers each decision).",
     "metrics": "The host's resources and the containers' metrics, from moorage's samplers; Prometheus.",
+    "alerts": "Alerts: what fires now and what fired lately, the webhook deliveries, and test notifications.",
     "auth": "Bearer tokens, issued to API keys.",
     "audit": "The audit log: every change and every denied call, read back newest first.",
     "hooks": "Deploy hooks: a call signed with the hook's secret, and no API key, recreates its container.",

@@ -14,6 +14,7 @@ from moorage.access.audit import AuditLog
 from moorage.access.lastuse import KeyUse
 from moorage.access.ratelimit import FailedAuthLimiter
 from moorage.access.tokens import TokenIssuer
+from moorage.alerts.watcher import AlertWatcher
 from moorage.containers.binds import BindLedger
 from moorage.containers.bindwatch import PolicyStops
 from moorage.containers.recreate import Recreates
@@ -37,6 +38,7 @@ STREAMS = web.AppKey("streams", EngineStreams)
 SAMPLER = web.AppKey("sampler", HostSampler)
 CONTAINER_STATS = web.AppKey("container_stats", ContainerStats)
 HISTORY = web.AppKey("history", ContainerHistory)
+ALERTS = web.AppKey("alerts", AlertWatcher)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIMITER = web.AppKey("limiter", FailedAuthLimiter)
 AUDIT = web.AppKey("audit", AuditLog)
