@@ -29,6 +29,7 @@ from ..helpers import (
     Daemon,
     MakeContainer,
     daemon_config,
+    docker_cli,
     free_port,
     make_settings,
     plain_key,
@@ -153,6 +154,19 @@ async def test_an_oom_kill_fires_oom(
     await asyncio.sleep(1)  # the kernel may kill several processes: one firing all the same
     [firing] = receiver.of("oom")
     assert firing["severity"] == "critical" and firing["details"]["container"]["id"] == made["Id"]
+
+
+async def test_an_unhealthy_container_fires_and_is_resolved_when_its_check_passes(
+    aiohttp_client: Any, tmp_path: Path, receiver: Receiver, case_label: str, make_container: MakeContainer
+) -> None:
+    await alerting(aiohttp_client, tmp_path, receiver, case_label, {"name": "sick", "event": "unhealthy"})
+    check = {"Test": ["CMD", "test", "-f", "/tmp/ok"], "Interval": 200_000_000, "StartPeriod": 0, "Retries": 1}
+    made = await make_container(start=True, Healthcheck=check)
+    await receiver.until(lambda: receiver.of("sick", "firing"), "no unhealthy firing")
+    docker_cli("exec", made["Id"], "touch", "/tmp/ok")
+    await receiver.until(lambda: receiver.of("sick", "resolved"), "no resolution once the check passed")
+    assert [n["status"] for n in receiver.of("sick")] == ["firing", "resolved"]
+    assert receiver.of("sick", "resolved")[0]["summary"].endswith("is healthy again")
 
 
 async def test_a_restart_loop_fires_once_not_per_restart(
