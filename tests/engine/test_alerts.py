@@ -141,6 +141,18 @@ async def test_an_exit_of_3_fires_once_and_is_resolved_when_it_runs_again(
     assert receiver.refused == 0 and len(set(receiver.deliveries)) == len(receiver.deliveries)
 
 
+async def test_a_stop_asked_for_is_not_a_crash(
+    aiohttp_client: Any, tmp_path: Path, receiver: Receiver, case_label: str, make_container: MakeContainer
+) -> None:
+    client = await alerting(aiohttp_client, tmp_path, receiver, case_label, {"name": "crashed", "event": "die"})
+    made = await make_container(cmd=["sleep", "600"], start=True)  # sleep ignores TERM: the stop kills it
+    assert (await client.post(f"/api/v1/containers/{made['Id']}/stop?timeout=1")).status == 200
+    await asyncio.sleep(1)  # the die event judged
+    await client.post("/api/v1/alerts/crashed/test")  # queued after any firing the stop would have made
+    await receiver.until(lambda: receiver.of("crashed", "test"), "no test notification")
+    assert receiver.of("crashed", "firing") == []
+
+
 async def test_an_oom_kill_fires_oom(
     aiohttp_client: Any, tmp_path: Path, receiver: Receiver, case_label: str, make_container: MakeContainer
 ) -> None:
@@ -179,7 +191,7 @@ async def test_a_restart_loop_fires_once_not_per_restart(
     await receiver.until(lambda: receiver.of("looping", "firing"), "no loop firing", seconds=30)
     await asyncio.sleep(4)  # the engine goes on restarting it
     assert [n["status"] for n in receiver.of("looping")] == ["firing"]
-    assert receiver.of("looping")[0]["details"]["starts"] >= 3
+    assert receiver.of("looping")[0]["details"]["restarts"] >= 3
 
 
 async def test_a_cpu_burner_above_80_for_5_seconds_fires(

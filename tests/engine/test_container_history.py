@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import aiodocker
 import pytest
 from aiohttp.test_utils import TestClient
 
+from moorage.api import metrics as metrics_api
 from moorage.app import create_app
 
 from ..helpers import SERVER_KWARGS, TEST_LABEL, MakeContainer, make_settings, plain_key
@@ -140,3 +142,21 @@ async def test_bad_history_queries_are_a_400_naming_the_field(
         resp = await client.get(f"{path}?{query}", headers={"X-API-Key": plain_key("admin")})
         assert resp.status == 400, await resp.text()
         assert [e["field"] for e in (await resp.json())["errors"]] == [field]
+
+
+async def test_every_containers_history_beyond_the_points_an_answer_holds_is_a_400_naming_step(
+    aiohttp_client: Any, tmp_path: Path, case_label: str, make_container: MakeContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics_api, "MAX_POINTS", 50)  # 200,000 points would take 140 containers
+    client = await started(aiohttp_client, tmp_path, case_label)
+    burner = await make_container(cmd=BURN, start=True)
+    await points_of(client, burner["Id"], 1)
+    headers = {"X-API-Key": plain_key("admin")}
+    resp = await client.get("/api/v1/metrics/containers/history?seconds=60", headers=headers)
+    assert resp.status == 400
+    [error] = (await resp.json())["errors"]
+    found = re.search(r"ask for a step of at least (\d+) s", error["message"])
+    assert error["field"] == "step" and found, error
+    step = int(found[1])  # 2 for this test's container (and more for any other running beside it)
+    coarse = await client.get(f"/api/v1/metrics/containers/history?seconds=60&step={step}", headers=headers)
+    assert coarse.status == 200 and (await coarse.json())["data"]["step"] == step

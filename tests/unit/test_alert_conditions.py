@@ -4,6 +4,9 @@ resolved, nothing for a condition that did not last, and a resolution for each c
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+
+import pytest
 
 from moorage.alerts.conditions import Conditions
 from moorage.alerts.notifications import Notification
@@ -68,6 +71,32 @@ async def test_the_conditions_of_a_removed_rule_are_resolved() -> None:
     conditions = Conditions(sent)
     await conditions.hold(CRASHED, "c1", "web exited", {}, now=1.0)
     await conditions.hold(HOT, "host", "CPU high", {}, now=1.0)  # pending: nobody was told, nobody is
-    await conditions.forget_rules(["other"])
+    await conditions.forget_rules([HOT])
     assert sent.statuses() == [("crashed", "firing"), ("crashed", "resolved")]
-    assert conditions.active() == []
+    assert [held.rule for held in conditions.active()] == [HOT]
+
+
+async def test_a_rule_that_says_something_else_under_its_name_after_a_reload_is_resolved() -> None:
+    sent = Sent()
+    conditions = Conditions(sent)
+    await conditions.hold(CRASHED, "c1", "web exited", {}, now=1.0)
+    await conditions.forget_rules([replace(CRASHED, event="oom")])
+    assert sent.statuses() == [("crashed", "firing"), ("crashed", "resolved")] and conditions.active() == []
+
+
+async def test_a_notification_that_cannot_be_queued_leaves_the_condition_to_be_told_again() -> None:
+    sent = Sent()
+    conditions = Conditions(sent)
+    broken = Conditions(failing)
+    await conditions.hold(CRASHED, "c1", "web exited", {}, now=1.0)
+    with pytest.raises(OSError):
+        await broken.hold(CRASHED, "c1", "web exited", {}, now=1.0)
+    [held] = broken.active()
+    assert held.fired_at is None and not broken.history  # pending: the next tick fires it
+    broken._notify = sent
+    await broken.tick(2.0)
+    assert [status for _, status in sent.statuses()] == ["firing", "firing"] and len(broken.history) == 1
+
+
+async def failing(notification: Notification, webhooks: Iterable[str]) -> None:
+    raise OSError("disk full")

@@ -43,7 +43,7 @@ V2 = {"usage": 100 * MiB, "limit": 512 * MiB, "stats": {"anon": 60 * MiB, "file"
 
 @pytest.mark.parametrize("memory", [V1, V2], ids=["cgroup v1", "cgroup v2"])
 def test_memory_is_read_as_cadvisor_reads_each_cgroup_version(memory: dict[str, Any]) -> None:
-    read = reading(stats(memory), "web")
+    read = reading("c" * 64, stats(memory), "web")
     assert read["counters"]["memory"] == {
         "usage": 100 * MiB,
         "working_set": 70 * MiB,  # usage without the inactive page cache
@@ -54,7 +54,7 @@ def test_memory_is_read_as_cadvisor_reads_each_cgroup_version(memory: dict[str, 
 
 
 def test_cpu_and_io_are_cumulative_seconds_and_bytes() -> None:
-    read = reading(stats(V2), "web")
+    read = reading("c" * 64, stats(V2), "web")
     counters = read["counters"]
     assert (counters["cpu_seconds"], counters["cpu_user_seconds"], counters["cpu_system_seconds"]) == (3.5, 3.0, 0.5)
     assert (counters["cfs_periods"], counters["cfs_throttled_periods"], counters["cfs_throttled_seconds"]) == (

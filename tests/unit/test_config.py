@@ -91,9 +91,14 @@ def test_state_dir_defaults_to_systemds_state_directory(tmp_path: Path, monkeypa
         ('[[alerts]]\nname = "a"\npattern = "(unclosed"\nwebhooks = ["ops"]\n', "alerts.0.pattern"),
         ('[[alerts]]\nname = "a"\nevent = "die"\nfor = "soon"\nwebhooks = ["ops"]\n', "alerts.0.for"),
         ('[[alerts]]\nname = "a"\nevent = "exit"\nwebhooks = ["ops"]\n', "alerts.0.event"),
+        ('[[alerts]]\nname = "a"\nmetric = "load1"\nwebhooks = ["ops"]\n', "alerts.0.above"),
+        (
+            '[[webhooks]]\nname = "ops"\nurl = "http://example.com/"\nbackoff_initial = "10m"\n',
+            "webhooks.0.backoff_initial",
+        ),
         (
             '[[webhooks]]\nname = "ops"\nurl = "http://example.com/"\n'
-            '[[alerts]]\nname = "a"\nmetric = "host_disk"\npath = "/srv"\nwebhooks = ["ops"]\n',
+            '[[alerts]]\nname = "a"\nmetric = "host_disk"\nabove = 90\npath = "/srv"\nwebhooks = ["ops"]\n',
             "alerts.0.path",
         ),
         # A secret label's value would be in every viewer's /metrics.

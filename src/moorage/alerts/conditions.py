@@ -31,7 +31,7 @@ class Condition:
     since: float
     fired_at: float | None = None
     last_held: float = 0.0
-    count: int = 1  # how many times it was held meanwhile (log lines matched, restarts)
+    count: int = 1  # how many times it was held meanwhile (log lines matched, starts, ticks above a threshold)
     labels: Mapping[str, str] = field(default_factory=dict)  # of the container, for scoped readers
 
 
@@ -78,8 +78,12 @@ class Conditions:
         if held is None or held.fired_at is None:
             return
         now = time.time() if now is None else now
+        try:
+            await self._send(held, "resolved", summary, now)
+        except BaseException:
+            self._held.setdefault((rule_name, subject), held)  # not queued: still firing, to be resolved again
+            raise
         self.history.appendleft(self._entry(held, "resolved", summary, now))
-        await self._send(held, "resolved", summary, now)
 
     async def clear_subject(self, subject: str, summary: str) -> None:
         """Every rule's condition over a subject that is gone (a container removed)."""
@@ -89,20 +93,27 @@ class Conditions:
     async def tick(self, now: float | None = None) -> None:
         """Fire what has been pending for its rule's `for`."""
         now = time.time() if now is None else now
-        for held in list(self._held.values()):
-            if held.fired_at is None and now - held.since >= held.rule.for_seconds:
+        for key, held in list(self._held.items()):
+            # One cleared while an earlier one's notification was being queued is not fired.
+            if self._held.get(key) is held and held.fired_at is None and now - held.since >= held.rule.for_seconds:
                 await self._fire(held, now)
 
-    async def forget_rules(self, kept: Iterable[str]) -> None:
-        """After a reload: the conditions of rules that are gone are resolved, as nothing watches them now."""
-        names = set(kept)
-        for rule_name, subject in [key for key in self._held if key[0] not in names]:
-            await self.clear(rule_name, subject, "the rule was removed from the configuration")
+    async def forget_rules(self, rules: Iterable[AlertRule]) -> None:
+        """After a reload: the conditions of rules that are gone, or now say something else under their name, are
+        resolved (to the webhooks the old rule named), as nothing watches them now."""
+        current = {rule.name: rule for rule in rules}
+        for (rule_name, subject), held in list(self._held.items()):
+            if current.get(rule_name) != held.rule:
+                await self.clear(rule_name, subject, "the rule was changed or removed in the configuration")
 
     async def _fire(self, held: Condition, now: float) -> None:
-        held.fired_at = now
+        held.fired_at = now  # first, so that no other hold or tick fires it meanwhile
+        try:
+            await self._send(held, "firing", held.summary, now)
+        except BaseException:
+            held.fired_at = None  # not queued: still pending, to be fired at the next tick
+            raise
         self.history.appendleft(self._entry(held, "firing", held.summary, now))
-        await self._send(held, "firing", held.summary, now)
 
     def _entry(self, held: Condition, status: str, summary: str, now: float) -> dict[str, Any]:
         return {"alert": held.rule.name, "status": status, "severity": held.rule.severity, "subject": held.subject,

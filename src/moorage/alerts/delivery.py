@@ -76,7 +76,12 @@ class Deliverer:
     async def __aenter__(self) -> Deliverer:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.outbox)
-            self._session = await stack.enter_async_context(aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}))
+            self._session = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    headers={"User-Agent": USER_AGENT},
+                    cookie_jar=aiohttp.DummyCookieJar(),  # no receiver's cookie
+                )
+            )
             worker = again_and_again(self._run, "webhook deliveries", (), ERROR_PAUSE)
             await stack.enter_async_context(running(worker, "webhook deliveries"))
             self._stack = stack.pop_all()

@@ -50,6 +50,11 @@ class LogWatch:
         if (task := self._follows.pop(container_id, None)) is not None:
             await cancel_and_wait(task)
 
+    async def retain(self, present: set[str]) -> None:
+        """Stop following the containers removed while the engine was not followed."""
+        for container_id in [cid for cid in self._follows if cid not in present]:
+            await self.stopped(container_id)
+
     async def close(self) -> None:
         for container_id in list(self._follows):
             await self.stopped(container_id)
@@ -75,6 +80,8 @@ class LogWatch:
                             await self._conditions.hold(rule, container_id, summary, details, labels, times=len(found))
         except ENGINE_STREAM_ERRORS as err:
             _LOGGER.info("alert log of %s ended: %s", name, err)
+        except Exception:  # the outbox failing, say: logged, and the container's next start follows it again
+            _LOGGER.exception("alert log of %s failed", name)
 
     async def quiet(self, rules: Sequence[AlertRule], now: float | None = None) -> None:
         """A log rule is resolved once no line of its container has matched for its `quiet`."""

@@ -14,8 +14,9 @@ STATUSES = ("firing", "resolved", "test")
 
 @dataclass(frozen=True, kw_only=True)
 class Notification:
-    """`id` is the idempotency key a receiver may drop a repeat by; `started_at` (when the alert began firing) and
-    `at` (when this was made) are Unix seconds. `details` holds JSON values only: it goes to the queue as JSON."""
+    """`id` is the idempotency key a receiver may drop a repeat by; `started_at` (when its condition began to hold,
+    which is when it fired unless the rule has a `for`) and `at` (when this was made) are Unix seconds. `details`
+    holds JSON values only: it goes to the queue as JSON."""
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     alert: str

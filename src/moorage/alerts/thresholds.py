@@ -4,7 +4,7 @@ the host's RAM without one), and the host's CPU, memory, a disk's use and the 1-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from moorage.alerts.conditions import HOST, Conditions
@@ -35,7 +35,8 @@ async def judge(rules: Sequence[AlertRule], stats: ContainerStats, sampler: Host
         if rule.kind != "threshold":
             continue
         if rule.metric.startswith("container_"):
-            await _containers(rule, stats, conditions, now)
+            if stats.connected:  # else no reading is known: nothing is judged, either way
+                await _containers(rule, stats, conditions, now)
         elif (sample := sampler.latest) is not None and (
             value := host_figure(rule.metric, sample, rule.path)
         ) is not None:
@@ -53,14 +54,14 @@ async def _containers(rule: AlertRule, stats: ContainerStats, conditions: Condit
             value = reading["memory"]["percent"]
         tag = {"container": {"id": reading["id"], "name": reading["name"]}}
         await _one(rule, conditions, reading["id"], reading["name"], value, tag, spec.labels, now)
-    for held in conditions.active():  # a container that stopped uses nothing
-        if held.rule.name == rule.name and held.subject not in seen:
+    for held in conditions.active():  # a container that stopped uses nothing; one between two readings is not judged
+        if held.rule.name == rule.name and held.subject not in seen and not stats.watched(held.subject):
             name = held.details["container"]["name"]
             await conditions.clear(rule.name, held.subject, f"{name} is not running", now)
 
 
 async def _one(rule: AlertRule, conditions: Conditions, subject: str, name: str, value: float,
-               tag: dict[str, Any], labels: Any, now: float) -> None:  # fmt: skip
+               tag: dict[str, Any], labels: Mapping[str, str], now: float) -> None:  # fmt: skip
     what = _WHAT[rule.metric]
     unit = "" if rule.metric == "load1" else "%"
     details = {**tag, "metric": rule.metric, "value": round(value, 2), "threshold": rule.above}

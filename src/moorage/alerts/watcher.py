@@ -9,12 +9,14 @@ rule that is gone are resolved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from moorage.alerts.conditions import Conditions
+from moorage.alerts.conditions import HOST, Conditions
 from moorage.alerts.delivery import Deliverer
 from moorage.alerts.events import ContainerEvent, EventRules
 from moorage.alerts.logwatch import LogWatch
@@ -28,7 +30,7 @@ from moorage.metrics.host import HostSampler
 from moorage.settings import AlertRule, DockerSettings, LiveSettings, Webhook
 
 _LOGGER = logging.getLogger(__name__)
-_EVENTS = ("start", "die", "oom", "health_status", "destroy")
+_EVENTS = ("start", "kill", "die", "oom", "health_status", "destroy")
 _TICK = 1.0
 _RETRY = 1.0
 
@@ -70,13 +72,18 @@ class AlertWatcher:
                 _LOGGER.exception("alert tick failed")
             await asyncio.sleep(_TICK)
 
-    async def _tick(self, now: float) -> None:
+    async def sync(self) -> None:
+        """Take a reload's rules and webhooks: at each tick, and before a test notification is queued."""
         settings = self._live.current
         if (settings.alerts, settings.webhooks) != self._configured:
             self._configured = (settings.alerts, settings.webhooks)
             self.deliverer.set_webhooks(settings.webhooks)
-            await self.conditions.forget_rules(rule.name for rule in settings.alerts)
-        rules = settings.alerts
+            await self.conditions.forget_rules(settings.alerts)
+            await self._follow_running_logs(time.time())  # a log rule added, or watching other containers
+
+    async def _tick(self, now: float) -> None:
+        await self.sync()
+        rules = self._live.current.alerts
         await judge(rules, self._stats, self._sampler, self.conditions, now)
         await self.conditions.tick(now)
         await self._events.quiet_loops(rules, now)
@@ -85,15 +92,32 @@ class AlertWatcher:
     async def _follow(self) -> None:
         params = {"filters": json.dumps({"type": ["container"], "event": list(_EVENTS)})}
         async with self._engine.request("GET", "/events", params) as events:
-            now = time.time()
-            async with self._engine.request("GET", "/containers/json", {}) as response:
-                for listed in await response.json(content_type=None):
-                    await self._started(listed["Id"], listed_name(listed), listed.get("Labels") or {}, now)
+            await self._reconcile()
+            await self._follow_running_logs(time.time())
             async for line in events.content:
                 if line.strip():
                     await self._seen(json.loads(line))
 
-    async def _seen(self, raw: dict) -> None:
+    async def _listed(self, every: bool) -> list[dict[str, Any]]:
+        async with self._engine.request("GET", "/containers/json", {"all": "1"} if every else {}) as response:
+            found: list[dict[str, Any]] = await response.json(content_type=None)
+        return found
+
+    async def _reconcile(self) -> None:
+        """What happened while the engine was not followed: the conditions of containers removed meanwhile are
+        resolved, and their state dropped."""
+        present = {c["Id"] for c in await self._listed(every=True)}
+        for subject in {held.subject for held in self.conditions.active()} - present - {HOST}:
+            await self.conditions.clear_subject(subject, "the container was removed")
+        self._events.retain(present)
+        await self._logs.retain(present)
+
+    async def _follow_running_logs(self, since: float) -> None:
+        with contextlib.suppress(*ENGINE_STREAM_ERRORS):  # the engine gone: the follower starts over when it is back
+            for listed in await self._listed(every=False):
+                await self._started(listed["Id"], listed_name(listed), listed.get("Labels") or {}, since, fresh=False)
+
+    async def _seen(self, raw: dict[str, Any]) -> None:
         actor = raw.get("Actor") or {}
         attributes = actor.get("Attributes") or {}
         event = ContainerEvent(
@@ -106,12 +130,17 @@ class AlertWatcher:
         )
         await self._events.seen(event, self.rules())
         if event.action == "start":
-            await self._started(event.id, event.name, event.labels, event.at)
+            await self._started(event.id, event.name, event.labels, event.at, fresh=True)
         elif event.action == "destroy":
             await self._logs.stopped(event.id)
 
-    async def _started(self, container_id: str, name: str, labels: dict[str, str], since: float) -> None:
+    async def _started(
+        self, container_id: str, name: str, labels: Mapping[str, str], since: float, *, fresh: bool
+    ) -> None:
+        """Follow the log of a container a log rule watches: of its new run when it has just started (`fresh`), or
+        from `since` if it is not followed yet."""
         if not any(r.kind == "log" and r.scope.admits(labels, name) for r in self.rules()):
+            await self._logs.stopped(container_id)  # no rule watches it (any more)
             return
         try:  # a TTY's log is not framed: the follow must know which it reads
             async with self._engine.request("GET", f"/containers/{container_id}/json", {}) as response:
@@ -119,5 +148,6 @@ class AlertWatcher:
         except ENGINE_STREAM_ERRORS as err:
             _LOGGER.info("alert log of %s not followed: %s", name, err)
             return
-        await self._logs.stopped(container_id)  # a follow of its run before, if it is still ending
+        if fresh:
+            await self._logs.stopped(container_id)  # a follow of its run before, if it is still ending
         self._logs.started(container_id, name, labels, tty, since)

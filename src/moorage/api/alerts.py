@@ -85,6 +85,8 @@ async def test_alert(request: web.Request) -> web.Response:
     now = time.time()
     notification = Notification(alert=name, status="test", severity=rule.severity,
                                 summary=f"a test of alert {name}", started_at=now, at=now)  # fmt: skip
-    ids = await request.config_dict[ALERTS].deliverer.notify(notification, rule.webhooks)
+    watcher = request.config_dict[ALERTS]
+    await watcher.sync()  # a webhook a reload has just added is known to the deliverer
+    ids = await watcher.deliverer.notify(notification, rule.webhooks)
     request[AUDIT_DETAIL] = {**request.get(AUDIT_DETAIL, {}), "deliveries": ids}
     return ok(TestSentSchema().dump({"alert": name, "deliveries": ids}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from moorage.api.paths import API_PREFIX
 from moorage.engine.client import engine_json
 from moorage.engine.shapes import inspected_name
-from moorage.errors import EngineUnavailable, ServiceUnavailable
+from moorage.errors import BadRequest, EngineUnavailable, ServiceUnavailable
 from moorage.metrics.cadvisor import ContainerCollector
 from moorage.metrics.readings import idle
 from moorage.schemas.containers import ContainerRef
@@ -90,6 +91,8 @@ async def get_prometheus_metrics(request: web.Request) -> web.Response:
 
 _CONTAINER = ContainerMetricsSchema()
 _HISTORY = ContainerHistorySchema()
+# The most points an answer of every container's history holds (each of six series): some 30 MB of JSON.
+MAX_POINTS = 200_000
 # How long to wait for the first reading of a container that has only just started.
 _FIRST_READING = 2.5
 
@@ -125,15 +128,19 @@ async def list_container_history(request: web.Request) -> web.Response:
     its id."""
     query = load_query(request, ContainerHistoryQuery)
     history = request.config_dict[HISTORY]
-    ids = history.ids()
+    seconds, step = history.window(query["seconds"], query["step"])
+    admitted = None
     if not scope_of(request).unscoped:
         listed = await engine_json(docker(request), "containers/json", {"all": "1"})
         admitted = {c["Id"] for c in listed_containers(request, listed)}
-        ids = [i for i in ids if i in admitted]
+    ids = [i for i in history.ids() if admitted is None or i in admitted]  # after the engine's answer: none gone
+    if len(ids) * seconds / step > MAX_POINTS:
+        fewest = math.ceil(len(ids) * seconds / MAX_POINTS)
+        why = f"{len(ids)} containers over {seconds:g} s in steps of {step:g} s are more than {MAX_POINTS:,} points"
+        advice = f"ask for a step of at least {fewest} s, or fewer seconds"
+        raise BadRequest("too many points", errors=[{"field": "step", "message": f"{why}: {advice}"}])
     now = time.time()
-    items = [history.query(i, query["seconds"], query["step"], now) for i in ids]
-    items.sort(key=lambda h: h["name"])
-    seconds, step = (items[0]["seconds"], items[0]["step"]) if items else (query["seconds"], query["step"])
+    items = sorted((history.query(i, seconds, step, now) for i in ids), key=lambda h: h["name"])
     return ok({"seconds": seconds, "step": step, "items": _HISTORY.dump(items, many=True)})
 
 
@@ -161,7 +168,8 @@ async def get_container_history(request: web.Request) -> web.Response:
     try:
         answer = history.query(container_id, query["seconds"], query["step"], time.time())
     except KeyError:
-        answer = {"id": container_id, "name": name, "seconds": query["seconds"], "step": query["step"], "points": []}
+        seconds, step = history.window(query["seconds"], query["step"])
+        answer = {"id": container_id, "name": name, "seconds": seconds, "step": step, "points": []}
     return ok(_HISTORY.dump(answer))
 
 

@@ -5,24 +5,22 @@ A rule's kind is what it names: `event`, `metric` (a threshold) or `pattern` (a 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from moorage.alerts.formats import FORMATS
+from moorage.config.secrets import secret_from_file
 from moorage.logs.grep import LineGrep, PatternError
+from moorage.schemas.alerts import ALERT_NAME, ALERT_NAME_RULE
 from moorage.schemas.common import StrictSchema
 from moorage.schemas.fields import Duration, matches, name_glob, selector_text
 from moorage.selectors import Scope
 from moorage.settings import AlertRule, Webhook
 
-NAME = r"[a-z0-9][a-z0-9_.-]{0,62}"
-NAME_RULE = "1 to 63 of a-z, 0-9, _, . and -, starting with a letter or digit"
-FORMATS = ("json", "slack", "discord", "ntfy", "gotify")
 EVENTS = ("die", "oom", "unhealthy", "restart_loop")
 METRICS = ("container_cpu", "container_memory", "host_cpu", "host_memory", "host_disk", "load1")
 SEVERITIES = ("info", "warning", "critical")
-MIN_SECRET_BYTES = 16  # as the deploy hooks': an HMAC key that cannot be guessed
 
 
 def _seconds(**kwargs: Any) -> fields.Function:
@@ -31,7 +29,7 @@ def _seconds(**kwargs: Any) -> fields.Function:
 
 
 class WebhookSchema(StrictSchema):
-    name = fields.String(required=True, validate=matches(NAME, NAME_RULE))
+    name = fields.String(required=True, validate=matches(ALERT_NAME, ALERT_NAME_RULE))
     url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
     secret_file = fields.String(load_default=None)
     format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
@@ -42,20 +40,15 @@ class WebhookSchema(StrictSchema):
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> Webhook:
-        secret = None
-        if (path := data.pop("secret_file")) is not None:
-            try:
-                secret = Path(path).read_bytes().rstrip(b"\r\n")
-            except OSError as err:
-                raise ValidationError(f"cannot read: {err.strerror}", "secret_file") from None
-            if len(secret) < MIN_SECRET_BYTES:
-                raise ValidationError(f"the secret must be at least {MIN_SECRET_BYTES} bytes", "secret_file")
-        return Webhook(secret=secret, **data)
+        path = data.pop("secret_file")
+        if data["backoff_initial"] > data["backoff_max"]:
+            raise ValidationError("must not be more than backoff_max", "backoff_initial")
+        return Webhook(secret=None if path is None else secret_from_file(path), **data)
 
 
 class AlertSchema(StrictSchema):
-    name = fields.String(required=True, validate=matches(NAME, NAME_RULE))
-    webhooks = fields.List(fields.String(validate=matches(NAME, NAME_RULE)), required=True,
+    name = fields.String(required=True, validate=matches(ALERT_NAME, ALERT_NAME_RULE))
+    webhooks = fields.List(fields.String(validate=matches(ALERT_NAME, ALERT_NAME_RULE)), required=True,
                            validate=validate.Length(min=1, max=16))  # fmt: skip
     severity = fields.String(load_default="warning", validate=validate.OneOf(SEVERITIES))
     selector = fields.String(load_default=None, validate=selector_text)
@@ -65,7 +58,7 @@ class AlertSchema(StrictSchema):
     restarts = fields.Integer(strict=True, load_default=3, validate=validate.Range(2, 1000))
     within = _seconds(load_default=300.0, validate=validate.Range(1, 86400))
     metric = fields.String(load_default="", validate=validate.OneOf(METRICS))
-    above = fields.Float(load_default=0.0, validate=validate.Range(0, 10**6))
+    above = fields.Float(load_default=None, validate=validate.Range(0, 10**6))
     path = fields.String(load_default="/")
     pattern = fields.String(load_default="", validate=validate.Length(max=4096))
     ignore_case = fields.Boolean(load_default=False)
@@ -76,6 +69,8 @@ class AlertSchema(StrictSchema):
         given = [key for key in ("event", "metric", "pattern") if data.get(key)]
         if len(given) != 1:
             raise ValidationError("give exactly one of event, metric and pattern", "event")
+        if data.get("metric") and data.get("above") is None:
+            raise ValidationError("a metric rule needs the threshold it fires above", "above")
         if data.get("pattern"):
             try:
                 LineGrep.of(data["pattern"], ignore_case=data["ignore_case"], invert=False, stamped=False, tty=False)
@@ -86,6 +81,7 @@ class AlertSchema(StrictSchema):
     def build(self, data: dict[str, Any], **_: Any) -> AlertRule:
         kind = "event" if data["event"] else "threshold" if data["metric"] else "log"
         scope = Scope.of(data.pop("selector"), data.pop("names"))
+        data["above"] = data["above"] or 0.0
         return AlertRule(kind=kind, scope=scope, **{**data, "webhooks": tuple(data["webhooks"])})
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from marshmallow import ValidationError, fields, post_load, validate
+from marshmallow import fields, post_load, validate
 
+from moorage.config.secrets import secret_from_file
 from moorage.containers.model import PullPolicy
 from moorage.containers.recreate import WaitFor
 from moorage.schemas.common import StrictSchema
@@ -15,9 +15,6 @@ from moorage.schemas.fields import matches
 from moorage.schemas.hooks import HOOK_NAME, HOOK_NAME_RULE
 from moorage.schemas.recreate import MAX_RECREATE_WAIT
 from moorage.settings import Hook
-
-# GitHub's and Gitea's advice: a secret long enough that its HMAC cannot be guessed.
-MIN_SECRET_BYTES = 16
 
 
 class HookSchema(StrictSchema):
@@ -30,10 +27,4 @@ class HookSchema(StrictSchema):
 
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> Hook:
-        try:
-            secret = Path(data.pop("secret_file")).read_bytes().rstrip(b"\r\n")
-        except OSError as err:
-            raise ValidationError(f"cannot read: {err.strerror}", "secret_file") from None
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ValidationError(f"the secret must be at least {MIN_SECRET_BYTES} bytes", "secret_file")
-        return Hook(secret=secret, **data)
+        return Hook(secret=secret_from_file(data.pop("secret_file")), **data)

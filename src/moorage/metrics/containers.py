@@ -70,6 +70,10 @@ class ContainerStats:
             return list(self._latest.values())
         return [r for r in self._latest.values() if scope.admits(self._labels.get(r["id"]), r["name"])]
 
+    def watched(self, container_id: str) -> bool:
+        """Whether the container runs, as far as the engine's events tell: it may be between two readings."""
+        return container_id in self._streams
+
     def specified(self, scope: Scope = UNSCOPED) -> list[tuple[Reading, ContainerSpec]]:
         """The readings of the running containers `scope` admits whose spec is known, each with its spec."""
         return [(r, spec) for r in self.running(scope) if (spec := self._specs.get(r["id"])) is not None]
@@ -160,9 +164,10 @@ class ContainerStats:
                     async with self._engine.request("GET", f"/containers/{container_id}/stats", params) as resp:
                         async for line in resp.content:
                             if line.strip():
-                                spec = self._specs.get(container_id)
+                                if (spec := self._specs.get(container_id)) is None:
+                                    await self._respecify(container_id)  # its first inspect failed: again
                                 latest = self._latest[container_id] = reading(
-                                    json.loads(line), spec.name if spec else name
+                                    container_id, json.loads(line), spec.name if spec else name
                                 )
                                 if self._recorder is not None:
                                     self._recorder.record(container_id, latest)
@@ -170,6 +175,8 @@ class ContainerStats:
                                 self._arrived.clear()
                 except (DockerError, OSError, ValueError) as err:
                     _LOGGER.info("stats of %s broke: %s", name, err)
+                except Exception:  # a record of a shape never seen: logged, and read again
+                    _LOGGER.exception("stats of %s failed", name)
                 # No reading rather than an old one, until the stream is back (or the die event comes).
                 self._latest.pop(container_id, None)
                 await asyncio.sleep(_RETRY)

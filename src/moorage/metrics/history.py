@@ -235,11 +235,8 @@ class ContainerHistory:
         rounded up to a multiple of that tier's step (None: the tier's step); the answer says the step used. Each
         point's `at` is its bucket's start; buckets without readings are left out. KeyError for an unknown id."""
         container = self._containers[container_id]
-        tier = next((i for i, (_, span) in enumerate(self._tiers) if span >= seconds), len(self._tiers) - 1)
-        tier_step, span = self._tiers[tier]
-        seconds = min(seconds, span)
-        # The tolerance keeps a step that is a multiple in decimal (0.3 over 0.1) from rounding up to the next one.
-        per = 1 if step is None else max(1, math.ceil(step / tier_step - 1e-9))
+        tier, seconds, per = self._window(seconds, step)
+        tier_step = self._tiers[tier][0]
         # Bucket arithmetic in the tier's integers: floor(t / (per * step)) == floor(t / step) // per.
         first = math.floor((now - seconds) / tier_step) // per * per
         last = math.floor(now / tier_step)
@@ -250,6 +247,19 @@ class ContainerHistory:
             "step": per * tier_step,
             "points": container.rings[tier].points(first, last, per),
         }
+
+    def _window(self, seconds: float, step: float | None) -> tuple[int, float, int]:
+        """The tier that answers `seconds`, the seconds it covers of them, and its buckets per point."""
+        tier = next((i for i, (_, span) in enumerate(self._tiers) if span >= seconds), len(self._tiers) - 1)
+        tier_step, span = self._tiers[tier]
+        # The tolerance keeps a step that is a multiple in decimal (0.3 over 0.1) from rounding up to the next one.
+        per = 1 if step is None else max(1, math.ceil(step / tier_step - 1e-9))
+        return tier, min(seconds, span), per
+
+    def window(self, seconds: float, step: float | None) -> tuple[float, float]:
+        """The seconds and the step a query of `seconds` in `step`s is answered in, whatever container it asks of."""
+        tier, covered, per = self._window(seconds, step)
+        return covered, per * self._tiers[tier][0]
 
     def snapshot(self) -> Snapshot:
         """A copy of every history, on the event loop: a memory copy of `bytes_per_container` each (about 40 ms for 200

@@ -32,6 +32,7 @@ class HostSampler:
         self._previous_net: tuple[float, dict[str, Any]] | None = None
         self._boot = psutil.boot_time()
         self._view: tuple[Sample, Callable[[Sample], Any], Any] | None = None
+        self.node: dict[str, Any] | None = None  # the latest sample's node_exporter part
         # psutil's first cpu_percent(None) has nothing to compare with: prime it so the first sample is true.
         psutil.cpu_percent(None)
         psutil.cpu_percent(None, percpu=True)
@@ -59,7 +60,9 @@ class HostSampler:
         return [sample for sample in self._history if sample["sampled_at"] >= since]
 
     def record(self, sample: Sample) -> None:
-        """Keep a sample; on the event loop only, where the handlers read the history."""
+        """Keep a sample; on the event loop only, where the handlers read the history. Its node_exporter part is
+        kept apart, the latest only: /metrics reads it, the history does not (it is a few KB a core)."""
+        self.node = sample.pop("node", self.node)
         self._history.append(sample)
 
     def sample(self) -> Sample:
@@ -98,7 +101,8 @@ class HostSampler:
 
     def _filesystems(self) -> list[dict[str, Any]]:
         """The filesystem of each disk path, once each: node_exporter has a series per mount, not per path."""
-        mounts = sorted(psutil.disk_partitions(all=True), key=lambda m: len(m.mountpoint), reverse=True)
+        # The longest mountpoint holds the path; of mounts stacked on one mountpoint, the last mounted is seen.
+        mounts = sorted(reversed(psutil.disk_partitions(all=True)), key=lambda m: len(m.mountpoint), reverse=True)
         found: dict[str, dict[str, Any]] = {}
         for path in self._settings.disk_paths:
             real = os.path.realpath(path)

@@ -49,7 +49,7 @@ class HostCollector(Collector):
         yield GaugeMetricFamily(
             "moorage_host_sample_age_seconds", "Age of the host sample", value=age_seconds(sample["sampled_at"])
         )
-        if node := sample.get("node"):
+        if node := self._sampler.node:
             yield from _node(node)
         if network := sample.get("network"):
             for suffix, key in _NETWORK:

@@ -28,8 +28,8 @@ _INTERFACE_COUNTERS = (
 )
 
 
-def reading(stats: Mapping[str, Any], name: str) -> Reading:
-    """The engine's record `stats` of the container `name`, as the API shows it, with its `counters` beside."""
+def reading(container_id: str, stats: Mapping[str, Any], name: str) -> Reading:
+    """The engine's record `stats` of the container, as the API shows it, with its `counters` beside."""
     cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
     usage = cpu.get("cpu_usage") or {}
     cpu_delta = usage.get("total_usage", 0) - (precpu.get("cpu_usage") or {}).get("total_usage", 0)
@@ -41,7 +41,7 @@ def reading(stats: Mapping[str, Any], name: str) -> Reading:
     networks = {interface: _interface(n) for interface, n in (stats.get("networks") or {}).items()}
     devices = _devices(stats.get("blkio_stats") or {})
     return {
-        "id": stats.get("id"),
+        "id": container_id,
         "name": name,
         "status": "running",
         "cpu_percent": round(cpu_percent, 2),

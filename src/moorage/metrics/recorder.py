@@ -65,12 +65,22 @@ class HistoryRecorder:
 async def kept(history: ContainerHistory, state_dir: Path) -> AsyncIterator[None]:
     """The history written to the state dir once a minute while the context lasts, and once more at its end."""
     path = state_dir / FILE
+    writing: asyncio.Future[None] | None = None
 
     async def write() -> None:
+        """One write at a time, and a write cancelled on the loop still ends in its thread: the last to finish
+        must be the last taken."""
+        nonlocal writing
+        if writing is not None:
+            await asyncio.wait({writing})
+            writing.exception()  # told below by the call that started it, if it was not cancelled meanwhile
+        writing = asyncio.ensure_future(asyncio.to_thread(history.snapshot().write, path))
         try:
-            await asyncio.to_thread(history.snapshot().write, path)
+            await asyncio.shield(writing)
         except OSError as err:
             _LOGGER.warning("container history not written to %s: %s", path, err)
+        except Exception:  # never expected; logged, and the next minute tries again
+            _LOGGER.exception("container history not written to %s", path)
 
     async def every_minute() -> None:
         while True:
