@@ -153,6 +153,29 @@ async def test_a_stop_asked_for_is_not_a_crash(
     assert receiver.of("crashed", "firing") == []
 
 
+async def test_a_scoped_key_sees_the_alerts_of_its_containers_only(
+    aiohttp_client: Any, tmp_path: Path, receiver: Receiver, case_label: str, make_container: MakeContainer
+) -> None:
+    keys = {"admin": "admin", "team-a": {"role": "viewer", "selector": f"{TEST_LABEL}={case_label},team=a"}}
+    alerts = [{"name": "crashed", "event": "die", "webhooks": ["ops"], "selector": f"{TEST_LABEL}={case_label}"},
+              {"name": "busy-host", "metric": "load1", "above": 0, "webhooks": ["ops"]}]  # fmt: skip
+    settings = make_settings(tmp_path, keys, webhooks=[webhook(tmp_path, receiver)], alerts=alerts)
+    client: TestClient = await aiohttp_client(create_app(settings), server_kwargs=SERVER_KWARGS)
+    await asyncio.sleep(0.5)
+    mine = await make_container(cmd=["sh", "-c", "exit 3"], start=True, labels={"team": "a"})
+    theirs = await make_container(cmd=["sh", "-c", "exit 4"], start=True, labels={"team": "b"})
+    await receiver.until(lambda: len(receiver.of("crashed", "firing")) == 2, "two firings")
+
+    async def seen(key: str) -> set[tuple[str, str]]:
+        resp = await client.get("/api/v1/alerts", headers={"X-API-Key": plain_key(key)})
+        return {(a["alert"], a["subject"]) for a in (await resp.json())["data"]["active"]}
+
+    assert {("crashed", mine["Id"]), ("crashed", theirs["Id"]), ("busy-host", "host")} <= await seen("admin")
+    assert await seen("team-a") == {("crashed", mine["Id"])}  # neither the other team's nor the host's
+    resp = await client.get("/api/v1/alerts/deliveries", headers={"X-API-Key": plain_key("team-a")})
+    assert resp.status == 403
+
+
 async def test_an_oom_kill_fires_oom(
     aiohttp_client: Any, tmp_path: Path, receiver: Receiver, case_label: str, make_container: MakeContainer
 ) -> None:
