@@ -79,7 +79,9 @@ class AlertWatcher:
             self._configured = (settings.alerts, settings.webhooks)
             self.deliverer.set_webhooks(settings.webhooks)
             await self.conditions.forget_rules(settings.alerts)
-            await self._follow_running_logs(time.time())  # a log rule added, or watching other containers
+            with contextlib.suppress(*ENGINE_STREAM_ERRORS):  # the engine gone: the follower starts over when back
+                # A log rule added, or watching other containers.
+                await self._follow_running_logs(await self._listed(), time.time())
 
     async def _tick(self, now: float) -> None:
         await self.sync()
@@ -92,30 +94,32 @@ class AlertWatcher:
     async def _follow(self) -> None:
         params = {"filters": json.dumps({"type": ["container"], "event": list(_EVENTS)})}
         async with self._engine.request("GET", "/events", params) as events:
-            await self._reconcile()
-            await self._follow_running_logs(time.time())
+            listed = await self._listed()
+            await self._reconcile({c["Id"] for c in listed})
+            await self._follow_running_logs(listed, time.time())
             async for line in events.content:
                 if line.strip():
                     await self._seen(json.loads(line))
 
-    async def _listed(self, every: bool) -> list[dict[str, Any]]:
-        async with self._engine.request("GET", "/containers/json", {"all": "1"} if every else {}) as response:
+    async def _listed(self) -> list[dict[str, Any]]:
+        """Every container, running or not."""
+        async with self._engine.request("GET", "/containers/json", {"all": "1"}) as response:
             found: list[dict[str, Any]] = await response.json(content_type=None)
         return found
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, present: set[str]) -> None:
         """What happened while the engine was not followed: the conditions of containers removed meanwhile are
         resolved, and their state dropped."""
-        present = {c["Id"] for c in await self._listed(every=True)}
         for subject in {held.subject for held in self.conditions.active()} - present - {HOST}:
             await self.conditions.clear_subject(subject, "the container was removed")
         self._events.retain(present)
         await self._logs.retain(present)
 
-    async def _follow_running_logs(self, since: float) -> None:
-        with contextlib.suppress(*ENGINE_STREAM_ERRORS):  # the engine gone: the follower starts over when it is back
-            for listed in await self._listed(every=False):
-                await self._started(listed["Id"], listed_name(listed), listed.get("Labels") or {}, since, fresh=False)
+    async def _follow_running_logs(self, listed: list[dict[str, Any]], since: float) -> None:
+        for container in listed:
+            if container.get("State") == "running":
+                labels = container.get("Labels") or {}
+                await self._started(container["Id"], listed_name(container), labels, since, fresh=False)
 
     async def _seen(self, raw: dict[str, Any]) -> None:
         actor = raw.get("Actor") or {}

@@ -92,11 +92,13 @@ class ContainerStats:
             # Events first, then the list: a container started in between is seen at least once.
             async with self._engine.request("GET", "/info", {}) as info:
                 self._cgroups = Cgroups((await info.json(content_type=None)).get("CgroupDriver") or "cgroupfs")
-            listed = await self._list_running()
+            async with self._engine.request("GET", "/containers/json", {"all": "1"}) as response:
+                listed = await response.json(content_type=None)
             if self._recorder is not None:
-                self._recorder.present(await self._list_all())
-            for container_id, (name, labels) in listed.items():
-                self._watch(container_id, name, labels)
+                self._recorder.present(c["Id"] for c in listed)
+            for container in listed:
+                if container.get("State") == "running":
+                    self._watch(container["Id"], listed_name(container), container.get("Labels") or {})
             self.connected = True
             async for line in events.content:
                 if not line.strip():
@@ -114,26 +116,18 @@ class ContainerStats:
                 elif container_id in self._specs:
                     await self._respecify(container_id)
 
-    async def _list_running(self) -> dict[str, tuple[str, Mapping[str, str]]]:
-        params = {"filters": json.dumps({"status": ["running"]})}
-        async with self._engine.request("GET", "/containers/json", params) as response:
-            listed = await response.json(content_type=None)
-        return {c["Id"]: (listed_name(c), c.get("Labels") or {}) for c in listed}
-
-    async def _list_all(self) -> list[str]:
-        async with self._engine.request("GET", "/containers/json", {"all": "1"}) as response:
-            return [c["Id"] for c in await response.json(content_type=None)]
-
-    async def _respecify(self, container_id: str) -> None:
-        """Read the container's spec (limits, name, image) again; one gone meanwhile is for its die event."""
+    async def _respecify(self, container_id: str) -> ContainerSpec | None:
+        """Read the container's spec (limits, name, image) again; none if the engine cannot tell now (one gone
+        meanwhile is for its die event)."""
         try:
             async with self._engine.request("GET", f"/containers/{container_id}/json", {}) as response:
                 inspected = await response.json(content_type=None)
         except ENGINE_STREAM_ERRORS as err:
             _LOGGER.info("spec of %s: %s", container_id[:12], err)
-            return
+            return None
         spec = self._specs[container_id] = container_spec(inspected, self._cgroups)
         self._labels[container_id] = spec.labels
+        return spec
 
     def _watch(self, container_id: str, name: str, labels: Mapping[str, str]) -> None:
         self._labels[container_id] = labels
@@ -153,19 +147,17 @@ class ContainerStats:
             self._forget(container_id)
 
     async def _stream(self, container_id: str, name: str) -> None:
-        """Read the container's spec, then its stats until its die event cancels this; a stream that breaks is
+        """Read the container's stats (and its spec) until its die event cancels this; a stream that breaks is
         reopened."""
         try:
             while True:
                 try:
-                    if container_id not in self._specs:
-                        await self._respecify(container_id)
                     params = {"stream": "true"}
                     async with self._engine.request("GET", f"/containers/{container_id}/stats", params) as resp:
                         async for line in resp.content:
                             if line.strip():
-                                if (spec := self._specs.get(container_id)) is None:
-                                    await self._respecify(container_id)  # its first inspect failed: again
+                                # Read at its first reading, and again at each while the engine could not tell.
+                                spec = self._specs.get(container_id) or await self._respecify(container_id)
                                 latest = self._latest[container_id] = reading(
                                     container_id, json.loads(line), spec.name if spec else name
                                 )

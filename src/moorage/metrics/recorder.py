@@ -24,14 +24,9 @@ _Totals = tuple[float, float, float, float]  # the counters of each of _RATES
 
 
 def _totals(reading: Reading) -> _Totals:
-    counters = reading["counters"]
-    interfaces, devices = counters["interfaces"].values(), counters["devices"].values()
-    return (
-        sum(i["rx_bytes"] for i in interfaces),
-        sum(i["tx_bytes"] for i in interfaces),
-        sum(d["read_bytes"] for d in devices),
-        sum(d["write_bytes"] for d in devices),
-    )
+    """The reading's own totals over its interfaces and devices."""
+    network, block = reading["network"], reading["block_io"]
+    return network["rx_bytes"], network["tx_bytes"], block["read_bytes"], block["write_bytes"]
 
 
 class HistoryRecorder:
