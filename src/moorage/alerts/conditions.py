@@ -34,6 +34,15 @@ class Condition:
     count: int = 1  # how many times it was held meanwhile (log lines matched, starts, ticks above a threshold)
     labels: Mapping[str, str] = field(default_factory=dict)  # of the container, for scoped readers
 
+    def entry(self, status: str, summary: str, at: float) -> dict[str, Any]:
+        """The condition as GET /alerts shows it: a firing or a resolution of late (`now()`: as it holds now)."""
+        return {"alert": self.rule.name, "status": status, "severity": self.rule.severity, "subject": self.subject,
+                "summary": summary, "details": self.details, "started_at": self.since, "at": at,
+                "labels": self.labels}  # fmt: skip
+
+    def now(self) -> dict[str, Any]:
+        return self.entry("pending" if self.fired_at is None else "firing", self.summary, self.fired_at or self.since)
+
 
 class Conditions:
     def __init__(self, notify: Notify) -> None:
@@ -83,7 +92,7 @@ class Conditions:
         except BaseException:
             self._held.setdefault((rule_name, subject), held)  # not queued: still firing, to be resolved again
             raise
-        self.history.appendleft(self._entry(held, "resolved", summary, now))
+        self.history.appendleft(held.entry("resolved", summary, now))
 
     async def clear_subject(self, subject: str, summary: str) -> None:
         """Every rule's condition over a subject that is gone (a container removed)."""
@@ -113,12 +122,7 @@ class Conditions:
         except BaseException:
             held.fired_at = None  # not queued: still pending, to be fired at the next tick
             raise
-        self.history.appendleft(self._entry(held, "firing", held.summary, now))
-
-    def _entry(self, held: Condition, status: str, summary: str, now: float) -> dict[str, Any]:
-        return {"alert": held.rule.name, "status": status, "severity": held.rule.severity, "subject": held.subject,
-                "summary": summary, "details": held.details, "started_at": held.since, "at": now,
-                "labels": held.labels}  # fmt: skip
+        self.history.appendleft(held.entry("firing", held.summary, now))
 
     async def _send(self, held: Condition, status: str, summary: str, now: float) -> None:
         notification = Notification(alert=held.rule.name, status=status, severity=held.rule.severity,

@@ -7,7 +7,6 @@ from typing import Any
 
 from aiohttp import web
 
-from moorage.alerts.conditions import Condition
 from moorage.alerts.notifications import Notification
 from moorage.alerts.outbox import Outbox
 from moorage.api.paths import API_PREFIX
@@ -27,13 +26,6 @@ _STATE = AlertStateSchema()
 _DELIVERY = DeliverySchema()
 
 
-def _active(held: Condition) -> dict[str, Any]:
-    status = "pending" if held.fired_at is None else "firing"
-    return {"alert": held.rule.name, "status": status, "severity": held.rule.severity, "subject": held.subject,
-            "summary": held.summary, "details": held.details, "started_at": held.since,
-            "at": held.fired_at or held.since, "labels": held.labels}  # fmt: skip
-
-
 def _seen(scope: Scope, entry: dict[str, Any]) -> bool:
     """A scoped caller sees the alerts of its containers only: the host's tell of the whole host."""
     container = entry["details"].get("container")
@@ -51,7 +43,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     """`active`: each rule's conditions that hold now, pending (for the rule's `for`) or firing; `recent`: the
     latest firings and resolutions, newest first (the last 500)."""
     conditions, scope = request.config_dict[ALERTS].conditions, scope_of(request)
-    active = [entry for entry in map(_active, conditions.active()) if _seen(scope, entry)]
+    active = [entry for entry in (held.now() for held in conditions.active()) if _seen(scope, entry)]
     recent = [entry for entry in conditions.history if _seen(scope, entry)]
     return ok({"active": _STATE.dump(active, many=True), "recent": _STATE.dump(recent, many=True)})
 
