@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from moorage.schemas.common import StrictSchema
+from moorage.schemas.common import EpochTime, StrictSchema
 from moorage.schemas.fields import matches
 from moorage.timestamps import rfc3339
 
 ALERT_NAME = r"[a-z0-9][a-z0-9_.-]{0,62}"
 ALERT_NAME_RULE = "1 to 63 of a-z, 0-9, _, . and -, starting with a letter or digit"
-_MOMENT = {"type": "string", "format": "date-time"}
 _NULLABLE_MOMENT = {"type": ["string", "null"], "format": "date-time"}
-
-
-def _moment(epoch: float | None) -> str | None:
-    return None if epoch is None else rfc3339(epoch)
 
 
 class AlertRef(StrictSchema):
@@ -31,8 +26,8 @@ class AlertStateSchema(Schema):
     subject = fields.String()
     summary = fields.String()
     details = fields.Raw(metadata={"type": "object"})
-    started_at = fields.Function(lambda a: _moment(a["started_at"]), metadata=_MOMENT)
-    at = fields.Function(lambda a: _moment(a["at"]), metadata=_MOMENT)
+    started_at = EpochTime()
+    at = EpochTime()
 
 
 class DeliverySchema(Schema):
@@ -46,11 +41,11 @@ class DeliverySchema(Schema):
     attempts = fields.Integer()
     last_status = fields.Integer(allow_none=True, metadata={"description": "the receiver's last HTTP status"})
     last_error = fields.String(allow_none=True)
-    created_at = fields.Function(lambda d: _moment(d.created_at), metadata=_MOMENT)
+    created_at = EpochTime()
     next_attempt_at = fields.Function(
-        lambda d: _moment(d.next_attempt_at) if d.state == "pending" else None, metadata=_NULLABLE_MOMENT
+        lambda d: rfc3339(d.next_attempt_at) if d.state == "pending" else None, metadata=_NULLABLE_MOMENT
     )
-    finished_at = fields.Function(lambda d: _moment(d.finished_at), metadata=_NULLABLE_MOMENT)
+    finished_at = EpochTime(allow_none=True)
 
 
 class DeliveriesQuery(StrictSchema):

@@ -62,6 +62,20 @@ class DockerTime(fields.Field):
         return docker_time(value)
 
 
+class EpochTime(fields.Field):
+    """Dumps Unix seconds as RFC 3339 UTC with a Z: to the second, or to the millisecond for what comes more than
+    once a second (samples); null for none."""
+
+    json_schema: ClassVar[JsonSchema] = {"type": "string", "format": "date-time"}
+
+    def __init__(self, *, milliseconds: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.milliseconds = milliseconds
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else rfc3339(value, milliseconds=self.milliseconds)
+
+
 class KeyedDict(fields.Dict):
     """A Dict whose errors are keyed by the entry, `ports.80/tcp`, not marshmallow's `ports.80/tcp.value`; with
     `max_entries`, a longer one is refused before any entry is loaded."""

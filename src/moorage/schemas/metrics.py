@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from moorage.metrics.history import SERIES
-from moorage.schemas.common import StrictSchema
+from moorage.schemas.common import EpochTime, StrictSchema
 from moorage.timestamps import rfc3339
 
 
@@ -17,15 +17,9 @@ def _first_disk_percent(sample: dict[str, Any]) -> float | None:
     return disk["percent"] if disk else None
 
 
-def _moment(epoch: float) -> str:
-    """A sample's time, to the millisecond: samples come up to ten times a second."""
-    return rfc3339(epoch, milliseconds=True)
-
-
 # The types of computed and passed-through fields, for the document: apispec cannot see them.
 _PERCENT = {"type": ["number", "null"]}
 _OBJECT = {"type": "object"}
-_MOMENT = {"type": "string", "format": "date-time"}
 
 
 class HostResourcesSchema(Schema):
@@ -41,7 +35,7 @@ class HostResourcesSchema(Schema):
     disks = fields.Raw(attribute="disks", metadata=_OBJECT)
     load_average = fields.Raw(attribute="load_average", metadata={"type": "array", "items": {"type": "number"}})
     uptime_seconds = fields.Raw(attribute="uptime_seconds", metadata={"type": "number"})
-    sampled_at = fields.Function(lambda s: _moment(s["sampled_at"]), metadata=_MOMENT)
+    sampled_at = EpochTime(milliseconds=True)
     age_seconds = fields.Float(attribute="age_seconds")
     stale = fields.Boolean(attribute="stale")
 
@@ -58,7 +52,7 @@ class ContainerMetricsSchema(Schema):
     network = fields.Raw(metadata=_OBJECT)
     block_io = fields.Raw(metadata=_OBJECT)
     pids = fields.Integer()
-    sampled_at = fields.Function(lambda r: _moment(r["sampled_at"]), metadata=_MOMENT)
+    sampled_at = EpochTime(milliseconds=True)
     age_seconds = fields.Float()
 
 
@@ -69,7 +63,7 @@ class HistoryQuery(StrictSchema):
 _STAT = {"type": ["object", "null"], "properties": {k: {"type": "number"} for k in ("min", "avg", "max")}}
 _POINT = {
     "type": "object",
-    "properties": {"at": _MOMENT, **dict.fromkeys(SERIES, _STAT)},
+    "properties": {"at": EpochTime.json_schema, **dict.fromkeys(SERIES, _STAT)},
     "description": "A bucket's start, and the min, mean and max of each series' readings in it (null: none)",
 }
 
