@@ -156,7 +156,9 @@ async def test_a_stop_asked_for_is_not_a_crash(
 async def test_a_scoped_key_sees_the_alerts_of_its_containers_only(
     aiohttp_client: Any, tmp_path: Path, receiver: Receiver, case_label: str, make_container: MakeContainer
 ) -> None:
-    keys = {"admin": "admin", "team-a": {"role": "viewer", "selector": f"{TEST_LABEL}={case_label},team=a"}}
+    team = f"{TEST_LABEL}={case_label},team=a"
+    keys = {"admin": "admin", "team-a": {"role": "viewer", "selector": team}, "team-a-admin": {"role": "admin",
+            "selector": team}}  # fmt: skip
     alerts = [{"name": "crashed", "event": "die", "webhooks": ["ops"], "selector": f"{TEST_LABEL}={case_label}"},
               {"name": "busy-host", "metric": "load1", "above": 0, "webhooks": ["ops"]}]  # fmt: skip
     settings = make_settings(tmp_path, keys, webhooks=[webhook(tmp_path, receiver)], alerts=alerts)
@@ -174,6 +176,8 @@ async def test_a_scoped_key_sees_the_alerts_of_its_containers_only(
     assert await seen("team-a") == {("crashed", mine["Id"])}  # neither the other team's nor the host's
     resp = await client.get("/api/v1/alerts/deliveries", headers={"X-API-Key": plain_key("team-a")})
     assert resp.status == 403
+    resp = await client.post("/api/v1/alerts/crashed/test", headers={"X-API-Key": plain_key("team-a-admin")})
+    assert resp.status == 403  # the rules and their webhooks serve every container
 
 
 async def test_an_oom_kill_fires_oom(

@@ -66,11 +66,12 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 @routes.post(f"{API_PREFIX}/alerts/{{name}}/test")
 @requires(Permission.ALERTS_TEST)
-@documented("Send a test notification", tag="alerts", path=AlertRef, data=TestSentSchema, errors=(404,))
+@documented("Send a test notification", tag="alerts", path=AlertRef, data=TestSentSchema, errors=(403, 404))
 async def test_alert(request: web.Request) -> web.Response:
     """A notification of status `test` to each of the rule's webhooks, through the outbox as any other: answered once
     it is queued on disk (200); `GET /alerts/deliveries` tells how it went."""
     name = load_path(request, AlertRef)["name"]
+    check_scoped_host_wide(request, "a test notification")  # the rules and their receivers serve every container
     rule = next((rule for rule in live(request).alerts if rule.name == name), None)
     if rule is None:
         raise NotFound(f"no alert is named {name!r} in [[alerts]]")
